@@ -1,0 +1,39 @@
+"""The library's own errors.
+
+Every message says what is wrong and how to fix it. Only the CLI turns these into exit codes;
+library code never prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class EdlError(Exception):
+    """Base of all errors the evaluator raises on purpose."""
+
+    exit_code = 1
+
+
+class DataError(EdlError):
+    """The test set could not be found, downloaded, read or verified."""
+
+
+class SubmissionError(EdlError):
+    """The submission breaks the contract or cannot be loaded; ``problems`` lists each one."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class ProviderError(EdlError):
+    """The requested execution provider is not what would run."""
+
+
+class MeterError(EdlError):
+    """The energy measurement failed or cannot be trusted."""
+
+
+class ResultError(EdlError):
+    """A result document cannot be written, read or trusted."""

@@ -1,0 +1,226 @@
+"""Energy of time windows from a samples file: pure arithmetic, no hardware.
+
+Counter energy of a window is the cumulative counter interpolated at the window's edges; the
+integral of instant power over the same window is reported beside it, with their disagreement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.errors import MeterError
+from evaluator.power.base import ENERGY, POWER
+from evaluator.power.sampler import SAMPLES_FORMAT
+
+NVML_COUNTER_PERIOD_S = 0.1  # NVML's energy counter moves about every 100 ms
+SHORT_WINDOW_S = 10.0
+DOMAINS = ("gpu", "cpu", "dram")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A named span on the monotonic clock, marked by the scorer."""
+
+    name: str
+    start_s: float
+    end_s: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
+class Samples:
+    """A parsed samples file."""
+
+    t_s: np.ndarray
+    columns: dict[str, np.ndarray]
+    channels: list[dict]
+    unavailable: dict[str, str]
+    period_s: float
+    complete: bool  # the sampler reached its orderly end
+
+    def channels_of(self, domain: str, kind: str) -> list[str]:
+        return [c["name"] for c in self.channels if c["domain"] == domain and c["kind"] == kind]
+
+
+def load_samples(path: Path) -> Samples:
+    """Read a samples file written by the sampler; refuse anything else."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise MeterError(f"{path}: cannot read the samples file ({exc})") from None
+    if len(lines) < 2 or not lines[0].startswith("# "):
+        raise MeterError(f"{path}: not an edl samples file (no header)")
+    meta = json.loads(lines[0][2:])
+    if meta.get("format") != SAMPLES_FORMAT:
+        raise MeterError(f"{path}: unknown samples format {meta.get('format')!r}")
+    header = lines[1].split(",")
+    complete = lines[-1] == "# end"
+    rows = [line for line in lines[2:] if line and not line.startswith("#")]
+    table = np.array([[float(v) for v in row.split(",")] for row in rows if len(row.split(",")) == len(header)])
+    if table.size == 0:
+        table = np.empty((0, len(header)))
+    return Samples(
+        t_s=table[:, 0],
+        columns={name: table[:, i] for i, name in enumerate(header) if i},
+        channels=meta["channels"],
+        unavailable=meta.get("unavailable", {}),
+        period_s=float(meta["period_s"]),
+        complete=complete,
+    )
+
+
+def _valid(t_s: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = ~np.isnan(values)
+    return t_s[keep], values[keep]
+
+
+def _covers(t_s: np.ndarray, window: Window) -> bool:
+    return t_s.size >= 2 and t_s[0] <= window.start_s and t_s[-1] >= window.end_s
+
+
+def counter_energy_j(t_s: np.ndarray, energy_j: np.ndarray, window: Window) -> float:
+    """Cumulative counter interpolated linearly at both edges of the window."""
+    t_s, energy_j = _valid(t_s, energy_j)
+    if not _covers(t_s, window):
+        raise MeterError(f"the samples do not cover window {window.name!r}; the sampler stopped early")
+    return float(np.interp(window.end_s, t_s, energy_j) - np.interp(window.start_s, t_s, energy_j))
+
+
+def integrated_power_j(t_s: np.ndarray, power_w: np.ndarray, window: Window) -> float:
+    """Trapezoidal integral of instant power over the window, edges interpolated."""
+    t_s, power_w = _valid(t_s, power_w)
+    if not _covers(t_s, window):
+        raise MeterError(f"the samples do not cover window {window.name!r}; the sampler stopped early")
+    inside = (t_s > window.start_s) & (t_s < window.end_s)
+    times = np.concatenate([[window.start_s], t_s[inside], [window.end_s]])
+    watts = np.concatenate(
+        [[np.interp(window.start_s, t_s, power_w)], power_w[inside], [np.interp(window.end_s, t_s, power_w)]]
+    )
+    return float(np.sum((watts[1:] + watts[:-1]) * np.diff(times)) / 2)
+
+
+def peak_power_w(t_s: np.ndarray, power_w: np.ndarray, window: Window) -> float | None:
+    t_s, power_w = _valid(t_s, power_w)
+    inside = (t_s >= window.start_s) & (t_s <= window.end_s)
+    return float(power_w[inside].max()) if inside.any() else None
+
+
+def largest_gap_s(t_s: np.ndarray, window: Window) -> float:
+    """The longest stretch without a sample inside the window (a stalled or dead sampler)."""
+    inside = t_s[(t_s >= window.start_s) & (t_s <= window.end_s)]
+    edges = np.concatenate([[window.start_s], inside, [window.end_s]])
+    return float(np.diff(edges).max()) if edges.size > 1 else window.seconds
+
+
+def _unavailable_reason(samples: Samples, domain: str) -> str:
+    source = "nvml" if domain == "gpu" else "rapl"
+    if source in samples.unavailable:
+        return samples.unavailable[source]
+    if domain == "dram":
+        return "the RAPL tree has no dram sub-zone"
+    return f"no {domain} energy channel was sampled"
+
+
+def domain_energy(samples: Samples, domain: str, window: Window) -> dict[str, object]:
+    """Joules of one domain over a window, summed over its channels, with how they were obtained."""
+    energy_names = samples.channels_of(domain, ENERGY)
+    power_names = samples.channels_of(domain, POWER)
+    if not energy_names and not power_names:
+        return {"joules": None, "reason": _unavailable_reason(samples, domain)}
+    out: dict[str, object] = {}
+    if energy_names:
+        out["joules"] = sum(counter_energy_j(samples.t_s, samples.columns[n], window) for n in energy_names)
+        out["method"] = "energy counter"
+    if power_names:
+        integral = sum(integrated_power_j(samples.t_s, samples.columns[n], window) for n in power_names)
+        out["integrated_power_j"] = integral
+        peaks = [peak_power_w(samples.t_s, samples.columns[n], window) for n in power_names]
+        out["peak_w"] = sum(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None
+        if energy_names and out["joules"]:
+            out["counter_vs_integral"] = (integral - out["joules"]) / out["joules"]
+        if not energy_names:
+            out["joules"] = integral
+            out["method"] = "integrated instant power (no energy counter)"
+    out["mean_w"] = out["joules"] / window.seconds if window.seconds > 0 else None
+    return out
+
+
+def energy_report(
+    samples: Samples,
+    measured: Window,
+    passes: int,
+    images_per_pass: int,
+    idle: Window | None = None,
+    pass_windows: list[Window] | None = None,
+) -> dict[str, object]:
+    """The ``energy`` section of a result: the competition's total, breakdowns, idle, quality checks."""
+    warnings: list[str] = []
+    gap = largest_gap_s(samples.t_s, measured)
+    limit = max(20 * samples.period_s, 0.5)
+    if gap > limit:
+        raise MeterError(
+            f"the samples have a {gap:.2f} s gap inside the measured window (period {samples.period_s} s); the "
+            "sampler stalled or died, so the measurement is invalid"
+        )
+    domains = {domain: domain_energy(samples, domain, measured) for domain in DOMAINS}
+    counted = [d for d in ("gpu", "cpu") if domains[d]["joules"] is not None]
+    missing = {d: domains[d]["reason"] for d in ("gpu", "cpu") if domains[d]["joules"] is None}
+    total = sum(domains[d]["joules"] for d in counted) if counted else None
+    report: dict[str, object] = {
+        "total_j": total,
+        "total_domains": counted,
+        "missing_domains": missing,
+        "gpu_j": domains["gpu"]["joules"],
+        "cpu_j": domains["cpu"]["joules"],
+        "dram_j": domains["dram"]["joules"],
+        "per_pass_j": None if total is None else total / passes,
+        "per_image_j": None if total is None else total / (passes * images_per_pass),
+        "mean_w": None if total is None else total / measured.seconds,
+        "peak_w": {d: domains[d].get("peak_w") for d in DOMAINS},
+        "window_s": measured.seconds,
+        "domains": domains,
+        "sample_period_s": samples.period_s,
+        "samples_in_window": int(((samples.t_s >= measured.start_s) & (samples.t_s <= measured.end_s)).sum()),
+        "largest_gap_s": gap,
+    }
+    if total is None:
+        report["reason"] = "; ".join(f"{d}: {r}" for d, r in missing.items())
+    if domains["gpu"].get("method") == "energy counter":
+        bound = NVML_COUNTER_PERIOD_S / measured.seconds
+        report["gpu_counter_quantisation_bound"] = bound
+        if measured.seconds < SHORT_WINDOW_S:
+            warnings.append(
+                f"the measured window is {measured.seconds:.2f} s, under {SHORT_WINDOW_S:.0f} s: NVML's ~100 ms "
+                f"counter steps bound the GPU error at about {bound:.1%}; use more --passes"
+            )
+    if idle is not None and idle.seconds > 0:
+        idle_domains = {d: domain_energy(samples, d, idle) for d in DOMAINS}
+        idle_w = {d: (v["joules"] / idle.seconds if v["joules"] is not None else None) for d, v in idle_domains.items()}
+        idle_total_w = sum(idle_w[d] for d in counted) if counted else None
+        report["idle"] = {
+            "seconds": idle.seconds,
+            "watts": idle_w,
+            "total_w": idle_total_w,
+        }
+        report["above_idle_j"] = None if total is None else total - idle_total_w * measured.seconds
+    if pass_windows:
+        per_pass = []
+        for window in pass_windows:
+            joules = [domain_energy(samples, d, window)["joules"] for d in counted]
+            per_pass.append(sum(joules) if joules else None)
+        report["passes_j"] = per_pass
+    report["warnings"] = warnings
+    return report
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value

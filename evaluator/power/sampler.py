@@ -1,0 +1,158 @@
+"""The sampler: a separate ``spawn`` process that reads every source every period and appends to a file.
+
+Workload and measurement meet only through ``time.monotonic`` timestamps (one clock for all
+processes on Linux). The file is written line by line, so a crash of the scorer loses nothing that
+was already sampled, and it is self-describing: its first line holds the channel list as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from evaluator.errors import MeterError
+from evaluator.power.base import Channel, MeterUnavailable, PowerSource, SourceSpec
+
+SAMPLES_FORMAT = "edl-samples/1"
+READY_TIMEOUT_S = 60.0
+
+
+def _write_header(handle, channels: list[Channel], unavailable: dict[str, str], period_s: float) -> None:  # noqa: ANN001
+    meta = {
+        "format": SAMPLES_FORMAT,
+        "clock": "time.monotonic",
+        "period_s": period_s,
+        "channels": [asdict(channel) for channel in channels],
+        "unavailable": unavailable,
+        "pid": os.getpid(),
+    }
+    handle.write("# " + json.dumps(meta) + "\n")
+    handle.write(",".join(["t_s"] + [channel.name for channel in channels]) + "\n")
+
+
+def _format_row(t_s: float, values: list[float]) -> str:
+    return ",".join([f"{t_s:.6f}"] + ["nan" if math.isnan(v) else f"{v:.6f}" for v in values]) + "\n"
+
+
+def sampler_main(specs: list[SourceSpec], path: str, period_s: float, ready, stop, status, parent_pid: int) -> None:  # noqa: ANN001
+    """Body of the sampler process: open sources, signal ready, sample until stopped, flush, exit."""
+    sources: list[PowerSource] = []
+    unavailable: dict[str, str] = {}
+    try:
+        for spec in specs:
+            try:
+                sources.append(spec.open())
+            except MeterUnavailable as exc:
+                unavailable[spec.name] = str(exc)
+        channels = [channel for source in sources for channel in source.channels()]
+        with open(path, "w", buffering=1) as handle:  # line-buffered: every sample reaches the OS at once
+            _write_header(handle, channels, unavailable, period_s)
+            status.put({"channels": [asdict(c) for c in channels], "unavailable": unavailable})
+            next_t = time.monotonic()
+            first = True
+            while True:
+                t_s = time.monotonic()
+                values = [value for source in sources for value in source.read()]
+                handle.write(_format_row(t_s, values))
+                if first:
+                    ready.set()
+                    first = False
+                if stop.is_set() or os.getppid() != parent_pid:
+                    break
+                next_t += period_s
+                delay = next_t - time.monotonic()
+                if delay < -period_s:  # fell behind (a stall): resynchronise rather than burst
+                    next_t = time.monotonic()
+                    delay = 0.0
+                stop.wait(max(delay, 0.0))
+            if stop.is_set():
+                t_s = time.monotonic()
+                handle.write(_format_row(t_s, [value for source in sources for value in source.read()]))
+                handle.write("# end\n")
+    except BaseException:  # noqa: BLE001 - report anything to the parent, then die
+        status.put({"error": traceback.format_exc()})
+        raise
+    finally:
+        for source in sources:
+            source.close()
+
+
+class Sampler:
+    """Starts and stops the sampler process; ``ready``/``stop`` events make the handshake."""
+
+    def __init__(self, specs: list[SourceSpec], path: Path, period_s: float = 0.01) -> None:
+        if period_s <= 0:
+            raise MeterError(f"sample period {period_s} s must be positive")
+        self.specs = specs
+        self.path = Path(path)
+        self.period_s = period_s
+        self._context = multiprocessing.get_context("spawn")
+        self._ready = self._context.Event()
+        self._stop = self._context.Event()
+        self._status = self._context.Queue()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self.channels: list[dict] = []
+        self.unavailable: dict[str, str] = {}
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._process = self._context.Process(
+            target=sampler_main,
+            args=(self.specs, str(self.path), self.period_s, self._ready, self._stop, self._status, os.getpid()),
+            name="edl-sampler",
+            daemon=True,
+        )
+        self._process.start()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self._ready.wait(0.05):
+            if not self._process.is_alive() or time.monotonic() > deadline:
+                self._fail("the power sampler did not start")
+        message = self._status.get(timeout=5)
+        self.channels = message["channels"]
+        self.unavailable = message["unavailable"]
+
+    def _fail(self, what: str) -> None:
+        detail = ""
+        while not self._status.empty():
+            message = self._status.get_nowait()
+            detail = message.get("error", "") or detail
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+        raise MeterError(f"{what}{': ' + detail.strip().splitlines()[-1] if detail else ''}")
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def stop(self) -> None:
+        """Stop and join; a sampler that died before this makes the measurement invalid."""
+        if self._process is None:
+            return
+        died = not self._process.is_alive()
+        self._stop.set()
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+            raise MeterError("the power sampler did not stop within 10 s; the measurement is invalid")
+        if died:
+            raise MeterError(
+                f"the power sampler died during the run (exit code {self._process.exitcode}); the measurement is "
+                "invalid, not low: score again"
+            )
+
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._stop.set()
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()

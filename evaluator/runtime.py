@@ -1,0 +1,244 @@
+"""onnxruntime sessions with pinned settings, batches resident on the device, IOBinding runs.
+
+The same settings are used for every submission and recorded with every result. A session that
+does not run on the provider that was asked for is an error, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.errors import ProviderError, SubmissionError
+from evaluator.submission import NUM_CLASSES, Contract
+
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+PROVIDER_CHOICES = ("auto", "cuda", "cpu")
+_PLACEMENT_RE = re.compile(r"(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)")
+_NODE_LINE_RE = re.compile(r"^\s{2}(\S+) \((.*)\)\s*$")
+
+
+def _ort():  # noqa: ANN202 - onnxruntime is imported lazily: `edl --help` should not pay for it
+    import onnxruntime
+
+    return onnxruntime
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the CUDA provider cannot be created here, or None when it can be.
+
+    onnxruntime-gpu lists CUDAExecutionProvider even when CUDA is missing and only logs the
+    failure; loading its provider library ourselves gives the real reason (a missing .so).
+    """
+    ort = _ort()
+    if CUDA_EP not in ort.get_available_providers():
+        return f"this onnxruntime build ({ort.__version__}) has no CUDA provider; install onnxruntime-gpu"
+    if hasattr(ort, "preload_dlls"):  # CUDA libraries from pip's nvidia-* wheels, when installed
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                ort.preload_dlls(directory="")
+            except Exception:  # noqa: BLE001 - best effort; the real probe follows
+                pass
+    library = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    if library.exists():
+        try:
+            ctypes.CDLL(str(library))
+        except OSError as exc:
+            return f"the CUDA provider library cannot load: {exc}. Install CUDA 13 and cuDNN 9 (or a matching build)"
+    return None
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Everything about the runtime that could change a result; identical for every submission."""
+
+    provider: str = "auto"  # auto | cuda | cpu
+    gpu: int = 0
+    graph_optimization_level: str = "ORT_ENABLE_ALL"
+    intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    cuda_options: dict[str, str] = field(
+        default_factory=lambda: {
+            "cudnn_conv_algo_search": "EXHAUSTIVE",
+            "do_copy_in_default_stream": "1",
+            "arena_extend_strategy": "kNextPowerOfTwo",
+        }
+    )
+
+
+@dataclass
+class SessionInfo:
+    """What actually runs: recorded in the result."""
+
+    provider: str  # cuda | cpu
+    providers: list[str]
+    provider_options: dict[str, dict[str, str]]
+    session_options: dict[str, object]
+    placement: dict[str, int]  # provider -> node count
+    nodes_off_provider: list[str]  # "OpType (name)" for nodes not on the requested provider
+    selection: str  # why this provider
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes to fd 2 (onnxruntime's logger) into a list of lines."""
+    lines: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def _parse_placement(lines: list[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Node counts per provider, and the nodes listed per provider, from onnxruntime's verbose log."""
+    counts: dict[str, int] = {}
+    nodes: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines:
+        if match := _PLACEMENT_RE.search(line):
+            counts[match.group(1)] = int(match.group(2))
+            current = nodes.setdefault(match.group(1), []) if "Node(s)" in line else None
+        elif current is not None and (node := _NODE_LINE_RE.match(line)):
+            current.append(f"{node.group(1)} ({node.group(2)})")
+        else:
+            current = None
+    return counts, nodes
+
+
+def create_session(model_path: Path, settings: RuntimeSettings):  # noqa: ANN201 - onnxruntime type, lazy
+    """Create the scoring session on the requested provider; raise ProviderError rather than fall back."""
+    ort = _ort()
+    if settings.provider not in PROVIDER_CHOICES:
+        raise ProviderError(f"unknown provider {settings.provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
+    selection = "requested"
+    provider = settings.provider
+    if provider in ("auto", "cuda"):
+        reason = cuda_unavailable_reason()
+        if reason is None:
+            provider = "cuda"
+            selection = "requested" if settings.provider == "cuda" else "auto: the CUDA provider is available"
+        elif settings.provider == "cuda":
+            raise ProviderError(f"--provider cuda was asked for, but {reason}")
+        else:
+            provider = "cpu"
+            selection = f"auto: CUDA unavailable ({reason})"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings.graph_optimization_level)
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.log_severity_level = 0  # verbose while creating: onnxruntime logs the node placement
+    if provider == "cuda":
+        cuda_options = {"device_id": str(settings.gpu), **settings.cuda_options}
+        providers: list = [(CUDA_EP, cuda_options), CPU_EP]
+        provider_options = {CUDA_EP: cuda_options}
+    else:
+        providers = [CPU_EP]
+        provider_options = {CPU_EP: {}}
+    try:
+        with _captured_stderr() as log_lines:
+            session = ort.InferenceSession(str(model_path), options, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        message = str(exc).split(" : ", 2)[-1].strip().splitlines()[0]
+        raise SubmissionError([f"onnxruntime could not create a session for the model: {message}"]) from None
+    active = session.get_providers()
+    wanted = CUDA_EP if provider == "cuda" else CPU_EP
+    if not active or active[0] != wanted:
+        raise ProviderError(f"{wanted} was requested but onnxruntime runs {active}; refusing to fall back silently")
+    counts, listed = _parse_placement(log_lines)
+    off = [node for ep, names in listed.items() if ep != wanted for node in names]
+    info = SessionInfo(
+        provider=provider,
+        providers=active,
+        provider_options=provider_options,
+        session_options={
+            "graph_optimization_level": settings.graph_optimization_level,
+            "intra_op_num_threads": settings.intra_op_threads,
+        },
+        placement=counts,
+        nodes_off_provider=off,
+        selection=selection,
+    )
+    return session, info
+
+
+def make_batches(images: np.ndarray, contract: Contract, batch_size: int) -> tuple[list[np.ndarray], int]:
+    """Build every batch once, in the model's own input form; pad the last one for a fixed batch.
+
+    Returns the batches and the number of padding images (their predictions are discarded).
+    """
+    if batch_size <= 0:
+        raise SubmissionError([f"batch size {batch_size} must be positive"])
+    pixels = images if contract.layout == "NHWC" else images.transpose(0, 3, 1, 2)
+    if contract.input_dtype == "uint8":
+        converted = np.ascontiguousarray(pixels)
+    else:
+        converted = (pixels.astype(np.float32) / np.float32(255.0)).astype(contract.input_dtype)
+    count = converted.shape[0]
+    padding = 0
+    if contract.fixed_batch is not None and count % batch_size:
+        padding = batch_size - count % batch_size
+        pad = np.zeros((padding, *converted.shape[1:]), dtype=converted.dtype)
+        converted = np.concatenate([converted, pad])
+    batches = [np.ascontiguousarray(converted[i : i + batch_size]) for i in range(0, converted.shape[0], batch_size)]
+    return batches, padding
+
+
+class BoundRunner:
+    """All batches uploaded once to the session's device and bound with IOBinding, one binding per batch."""
+
+    def __init__(self, session, contract: Contract, batches: list[np.ndarray], info: SessionInfo, gpu: int,
+                 image_count: int) -> None:
+        ort = _ort()
+        self.session = session
+        self.contract = contract
+        self.image_count = image_count
+        self.device = "cuda" if info.provider == "cuda" else "cpu"
+        device_id = gpu if self.device == "cuda" else 0
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = 3
+        self._inputs = [ort.OrtValue.ortvalue_from_numpy(batch, self.device, device_id) for batch in batches]
+        self._bindings = []
+        for value in self._inputs:
+            binding = session.io_binding()
+            binding.bind_ortvalue_input(contract.input_name, value)
+            binding.bind_output(contract.output_name, self.device, device_id)
+            self._bindings.append(binding)
+        self._sizes = [batch.shape[0] for batch in batches]
+
+    def run_pass(self) -> np.ndarray:
+        """One pass over every batch; returns the predicted label of each real image."""
+        outputs = []
+        for binding in self._bindings:
+            self.session.run_with_iobinding(binding, self.run_options)
+            outputs.append(binding.copy_outputs_to_cpu()[0])
+        return self._predictions(outputs)
+
+    def _predictions(self, outputs: list[np.ndarray]) -> np.ndarray:
+        for size, out in zip(self._sizes, outputs, strict=True):
+            expected = (size, NUM_CLASSES) if self.contract.output_kind == "scores" else (size,)
+            if out.shape != expected:
+                raise SubmissionError(
+                    [f"output {self.contract.output_name!r} has shape {out.shape} for a batch of {size}; "
+                     f"the contract needs {expected}"]
+                )
+        stacked = np.concatenate(outputs)
+        if self.contract.output_kind == "scores":
+            predictions = np.argmax(stacked, axis=1)
+        else:
+            predictions = stacked.astype(np.int64)
+        return predictions[: self.image_count]
