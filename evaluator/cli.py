@@ -24,7 +24,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="The pinned CIFAR-10 test set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataOption = Annotated[
     Path | None,
@@ -96,7 +96,8 @@ def check(
         table = Table(title=f"{model.name}: {'valid' if report.valid else 'INVALID'}", show_header=False)
         table.add_row("sha256", report.sha256 or "-")
         table.add_row("size", f"{report.bytes:,} bytes")
-        table.add_row("ir / opsets", f"{report.ir_version} / " + ", ".join(f"{k} {v}" for k, v in report.opsets.items()))
+        opsets = ", ".join(f"{domain} {version}" for domain, version in report.opsets.items())
+        table.add_row("ir / opsets", f"{report.ir_version} / {opsets}")
         table.add_row("domains used", ", ".join(report.domains_used) or "-")
         table.add_row("nodes / parameters", f"{report.node_count:,} / {report.parameters:,}")
         table.add_row("inputs", "\n".join(report.inputs) or "-")
@@ -147,12 +148,12 @@ def score(
     gpu: Annotated[int, typer.Option(help="GPU device id to run on and meter")] = 0,
     passes: Annotated[int, typer.Option(help="Measured passes over the whole test set")] = 200,
     warmup: Annotated[int, typer.Option(help="Warm-up passes, outside the measured window")] = 1,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size when neither the graph nor metadata fixes it")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size unless the graph or metadata fixes it")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Result folder (default results/<model stem>/)")] = None,
     idle_seconds: Annotated[float, typer.Option(help="Idle baseline before warm-up")] = 10.0,
     sample_ms: Annotated[float, typer.Option(help="Sampling period of the power sampler")] = 10.0,
     cooldown: Annotated[float, typer.Option(help="Longest wait for the GPU temperature to settle (s)")] = 60.0,
-    target_temp: Annotated[float | None, typer.Option(help="GPU temperature to cool to (C); default: until settled")] = None,
+    target_temp: Annotated[float | None, typer.Option(help="GPU temperature to cool to (C); default: settled")] = None,
     exclusive: Annotated[bool, typer.Option(help="Refuse to measure while other processes use the GPU")] = False,
     meter: Annotated[bool, typer.Option(help="Measure energy (--no-meter: accuracy and speed only)")] = True,
     plot: Annotated[bool, typer.Option(help="Write the power timeline PNG")] = True,
@@ -268,7 +269,9 @@ def _version_callback(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True)] = False) -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True)] = False,
+) -> None:
     """edl: score CIFAR-10 ONNX submissions by accuracy and energy."""
 
 

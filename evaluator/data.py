@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -109,13 +110,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     A plain ``pickle.load`` of a file someone handed us could run arbitrary code.
     """
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("copyreg", "_reconstructor"),
         ("builtins", "object"),
+        ("_codecs", "encode"),  # how protocol 2 spells bytes under Python 3
     }
 
     def find_class(self, module: str, name: str) -> object:

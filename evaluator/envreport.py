@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evaluator.power.base import MeterUnavailable
-from evaluator.power.nvml import NvmlSource, driver_version, gpu_state
+from evaluator.power.nvml import NvmlSource, driver_version, gpu_state, nvml_module_name
 from evaluator.power.rapl import RaplSource, powercap_root
 
 
@@ -12,7 +12,8 @@ def _row(item: str, ok: bool | None, detail: str) -> dict[str, str]:
     return {"item": item, "status": status, "detail": detail}
 
 
-def environment_report(gpu: int = 0, nvml_module: str = "pynvml") -> dict[str, object]:
+def environment_report(gpu: int = 0, nvml_module: str | None = None) -> dict[str, object]:
+    nvml_module = nvml_module or nvml_module_name()
     import onnxruntime as ort
 
     from evaluator.hostinfo import cpu_model, versions

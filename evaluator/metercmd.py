@@ -11,12 +11,14 @@ from evaluator.errors import EdlError
 from evaluator.fileio import atomic_write_json, sha256_file
 from evaluator.power import default_specs
 from evaluator.power.analysis import Window, energy_report, load_samples
+from evaluator.power.nvml import nvml_module_name
 from evaluator.power.sampler import Sampler
 
 
 def meter_command(command: list[str], seconds: float | None, gpu: int, period_s: float, out_dir: Path,
-                  nvml_module: str = "pynvml", powercap_root: str = "") -> dict[str, object]:
+                  nvml_module: str | None = None, powercap_root: str = "") -> dict[str, object]:
     """Run ``command`` (or sleep ``seconds``) inside a metered window; write and return the report."""
+    nvml_module = nvml_module or nvml_module_name()
     out_dir.mkdir(parents=True, exist_ok=True)
     samples_path = out_dir / "samples.csv"
     sampler = Sampler(default_specs((gpu,), nvml_module, powercap_root), samples_path, period_s)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -201,7 +202,7 @@ def make_batches(images: np.ndarray, contract: Contract, batch_size: int) -> tup
 class BoundRunner:
     """All batches uploaded once to the session's device and bound with IOBinding, one binding per batch."""
 
-    def __init__(self, session, contract: Contract, batches: list[np.ndarray], info: SessionInfo, gpu: int,
+    def __init__(self, session: Any, contract: Contract, batches: list[np.ndarray], info: SessionInfo, gpu: int,
                  image_count: int) -> None:
         ort = _ort()
         self.session = session

@@ -23,7 +23,7 @@ from evaluator.hostinfo import host, versions
 from evaluator.power import default_specs
 from evaluator.power.analysis import Window, energy_report, load_samples
 from evaluator.power.base import MeterUnavailable
-from evaluator.power.nvml import driver_version, gpu_state, load_nvml
+from evaluator.power.nvml import driver_version, gpu_state, load_nvml, nvml_module_name
 from evaluator.power.sampler import Sampler
 from evaluator.ranking import DEFAULT_THRESHOLDS, category_for
 from evaluator.runtime import BoundRunner, RuntimeSettings, create_session, make_batches
@@ -71,7 +71,7 @@ class ScoreOptions:
     exclusive: bool = False
     plot: bool = True
     allow_download: bool = True
-    nvml_module: str = "pynvml"
+    nvml_module: str = field(default_factory=nvml_module_name)
     powercap_root: str = ""
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     limits: Limits = field(default_factory=Limits)

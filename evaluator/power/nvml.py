@@ -11,12 +11,19 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 from evaluator.power.base import ENERGY, POWER, Channel, MeterUnavailable
 
 DEFAULT_MODULE = "pynvml"
+
+
+def nvml_module_name() -> str:
+    """``EDL_NVML_MODULE`` names another module with pynvml's functions (tests use a fake); else pynvml."""
+    return os.environ.get("EDL_NVML_MODULE", DEFAULT_MODULE)
 
 
 def load_nvml(module: str = DEFAULT_MODULE) -> ModuleType:
@@ -35,7 +42,8 @@ def load_nvml(module: str = DEFAULT_MODULE) -> ModuleType:
     return nvml
 
 
-def _try(call, *args):  # noqa: ANN001, ANN202 - a thin guard around NVML calls
+def _try(call: Callable[..., Any], *args: object) -> Any:
+    """Call NVML; None when the GPU does not support it (NotSupported, NoPermission, GpuIsLost...)."""
     try:
         return call(*args)
     except Exception:  # noqa: BLE001 - NotSupported, NoPermission, GpuIsLost...

@@ -14,6 +14,7 @@ import os
 import time
 import traceback
 from dataclasses import asdict
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from evaluator.errors import MeterError
@@ -40,8 +41,12 @@ def _format_row(t_s: float, values: list[float]) -> str:
     return ",".join([f"{t_s:.6f}"] + ["nan" if math.isnan(v) else f"{v:.6f}" for v in values]) + "\n"
 
 
-def sampler_main(specs: list[SourceSpec], path: str, period_s: float, ready, stop, status, parent_pid: int) -> None:  # noqa: ANN001
-    """Body of the sampler process: open sources, signal ready, sample until stopped, flush, exit."""
+def sampler_main(specs: list[SourceSpec], path: str, period_s: float, conn: Connection) -> None:
+    """Body of the sampler process: open sources, say ready, sample until told to stop, flush, exit.
+
+    The only channel to the parent is a pipe: unlike a shared Event or Queue it cannot be left
+    locked when one side is killed, and its end-of-file tells the sampler that the parent died.
+    """
     sources: list[PowerSource] = []
     unavailable: dict[str, str] = {}
     try:
@@ -53,30 +58,31 @@ def sampler_main(specs: list[SourceSpec], path: str, period_s: float, ready, sto
         channels = [channel for source in sources for channel in source.channels()]
         with open(path, "w", buffering=1) as handle:  # line-buffered: every sample reaches the OS at once
             _write_header(handle, channels, unavailable, period_s)
-            status.put({"channels": [asdict(c) for c in channels], "unavailable": unavailable})
+            handle.write(_format_row(time.monotonic(), [v for source in sources for v in source.read()]))
+            conn.send({"channels": [asdict(c) for c in channels], "unavailable": unavailable})
             next_t = time.monotonic()
-            first = True
             while True:
-                t_s = time.monotonic()
-                values = [value for source in sources for value in source.read()]
-                handle.write(_format_row(t_s, values))
-                if first:
-                    ready.set()
-                    first = False
-                if stop.is_set() or os.getppid() != parent_pid:
-                    break
                 next_t += period_s
                 delay = next_t - time.monotonic()
                 if delay < -period_s:  # fell behind (a stall): resynchronise rather than burst
                     next_t = time.monotonic()
                     delay = 0.0
-                stop.wait(max(delay, 0.0))
-            if stop.is_set():
+                if conn.poll(max(delay, 0.0)):
+                    break  # "stop", or end-of-file because the parent died
                 t_s = time.monotonic()
-                handle.write(_format_row(t_s, [value for source in sources for value in source.read()]))
+                handle.write(_format_row(t_s, [v for source in sources for v in source.read()]))
+            handle.write(_format_row(time.monotonic(), [v for source in sources for v in source.read()]))
+            try:
+                orderly = conn.recv() == "stop"
+            except EOFError:
+                orderly = False
+            if orderly:
                 handle.write("# end\n")
-    except BaseException:  # noqa: BLE001 - report anything to the parent, then die
-        status.put({"error": traceback.format_exc()})
+    except BaseException:
+        try:
+            conn.send({"error": traceback.format_exc()})
+        except OSError:
+            pass
         raise
     finally:
         for source in sources:
@@ -84,7 +90,7 @@ def sampler_main(specs: list[SourceSpec], path: str, period_s: float, ready, sto
 
 
 class Sampler:
-    """Starts and stops the sampler process; ``ready``/``stop`` events make the handshake."""
+    """Starts and stops the sampler process; a pipe carries the ready/stop handshake."""
 
     def __init__(self, specs: list[SourceSpec], path: Path, period_s: float = 0.01) -> None:
         if period_s <= 0:
@@ -93,54 +99,62 @@ class Sampler:
         self.path = Path(path)
         self.period_s = period_s
         self._context = multiprocessing.get_context("spawn")
-        self._ready = self._context.Event()
-        self._stop = self._context.Event()
-        self._status = self._context.Queue()
+        self._conn: Connection | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self.channels: list[dict] = []
         self.unavailable: dict[str, str] = {}
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        self._conn = parent_end
         self._process = self._context.Process(
             target=sampler_main,
-            args=(self.specs, str(self.path), self.period_s, self._ready, self._stop, self._status, os.getpid()),
+            args=(self.specs, str(self.path), self.period_s, child_end),
             name="edl-sampler",
             daemon=True,
         )
         self._process.start()
+        child_end.close()
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not self._ready.wait(0.05):
+        while not parent_end.poll(0.05):
             if not self._process.is_alive() or time.monotonic() > deadline:
-                self._fail("the power sampler did not start")
-        message = self._status.get(timeout=5)
+                self._kill()
+                raise MeterError("the power sampler did not start (it died or hung before its first sample)")
+        try:
+            message = parent_end.recv()
+        except EOFError:
+            self._kill()
+            raise MeterError("the power sampler died before its first sample") from None
+        if "error" in message:
+            self._kill()
+            raise MeterError(f"the power sampler failed: {message['error'].strip().splitlines()[-1]}")
         self.channels = message["channels"]
         self.unavailable = message["unavailable"]
 
-    def _fail(self, what: str) -> None:
-        detail = ""
-        while not self._status.empty():
-            message = self._status.get_nowait()
-            detail = message.get("error", "") or detail
+    def _kill(self) -> None:
         if self._process is not None and self._process.is_alive():
             self._process.kill()
-        raise MeterError(f"{what}{': ' + detail.strip().splitlines()[-1] if detail else ''}")
+            self._process.join()
 
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
     def stop(self) -> None:
         """Stop and join; a sampler that died before this makes the measurement invalid."""
-        if self._process is None:
+        if self._process is None or self._conn is None:
             return
         died = not self._process.is_alive()
-        self._stop.set()
+        if not died:
+            try:
+                self._conn.send("stop")
+            except OSError:
+                died = True
         self._process.join(timeout=10)
         if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
+            self._kill()
             raise MeterError("the power sampler did not stop within 10 s; the measurement is invalid")
-        if died:
+        if died or self._process.exitcode != 0:
             raise MeterError(
                 f"the power sampler died during the run (exit code {self._process.exitcode}); the measurement is "
                 "invalid, not low: score again"
@@ -151,8 +165,10 @@ class Sampler:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._process is not None and self._process.is_alive():
-            self._stop.set()
+        if self.alive() and self._conn is not None:
+            try:
+                self._conn.send("stop")
+            except OSError:
+                pass
             self._process.join(timeout=10)
-            if self._process.is_alive():
-                self._process.kill()
+        self._kill()

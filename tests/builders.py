@@ -1,0 +1,177 @@
+"""Real files for the tests: ONNX models, CIFAR-10 archives in both official formats, powercap trees."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8}
+IR_VERSION = 9  # what the installed onnxruntime accepts; onnx's default may be newer
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    model.ir_version = IR_VERSION
+    onnx.save(model, path)
+    return path
+
+
+def oracle_model(path: Path, dtype: str = "float32", layout: str = "NCHW", output: str = "scores",
+                 batch: int | str = "N", metadata_batch: int | None = None, opset: int = 17) -> Path:
+    """A model whose answer is written in the image: scores are row 0, columns 0..9 of channel 0.
+
+    ``oracle_images`` writes a chosen class there, so the expected accuracy is known exactly in
+    every input form (uint8, float16, float32; NCHW, NHWC).
+    """
+    shape = [batch, 3, 32, 32] if layout == "NCHW" else [batch, 32, 32, 3]
+    ends = [1, 1, 10] if layout == "NCHW" else [1, 10, 1]
+    x = helper.make_tensor_value_info("pixels", ONNX_DTYPES[dtype], shape)
+    initializers = [
+        numpy_helper.from_array(np.array([0, 0, 0], np.int64), "starts"),
+        numpy_helper.from_array(np.array(ends, np.int64), "ends"),
+        numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+        numpy_helper.from_array(np.array([-1, 10], np.int64), "shape"),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["pixels", "starts", "ends", "axes"], ["sliced"]),
+        helper.make_node("Reshape", ["sliced", "shape"], ["raw_scores"]),
+    ]
+    score_type = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
+    nodes.append(helper.make_node("Cast", ["raw_scores"], ["scores"], to=score_type))
+    if output == "scores":
+        y = helper.make_tensor_value_info("scores", score_type, [batch, 10])
+    else:
+        nodes.append(helper.make_node("ArgMax", ["scores"], ["labels"], axis=1, keepdims=0))
+        y = helper.make_tensor_value_info("labels", TensorProto.INT64, [batch])
+    graph = helper.make_graph(nodes, "oracle", [x], [y], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if metadata_batch is not None:
+        helper.set_model_props(model, {"edl.batch_size": str(metadata_batch)})
+    return save(model, path)
+
+
+def oracle_images(count: int, correct: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images that the oracle model classifies as a random class; the first ``correct`` labels agree."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 200, size=(count, 32, 32, 3), dtype=np.uint8)
+    predicted = rng.integers(0, 10, size=count)
+    images[:, 0, :10, 0] = 0
+    images[np.arange(count), 0, predicted, 0] = 255
+    labels = predicted.copy()
+    labels[correct:] = (labels[correct:] + 1) % 10
+    return images, labels.astype(np.uint8)
+
+
+def save_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    np.savez(path, x=images, y=labels)
+    return path
+
+
+def python_batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """The python version's test_batch: a pickled dict, rows of 3072 bytes in CHW order."""
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": [int(v) for v in labels], b"data": rows,
+             b"filenames": [b"x.png"] * len(images)}
+    return pickle.dumps(batch, protocol=2)
+
+
+def binary_batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    return np.concatenate([labels.astype(np.uint8)[:, None], rows], axis=1).tobytes()
+
+
+def make_tarball(path: Path, member: str, payload: bytes) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo(member)
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    return path
+
+
+class PowercapTree:
+    """A powercap tree on disk in the kernel's file format, whose counters advance at known watts.
+
+    A thread rewrites each ``energy_uj`` (atomically, by rename) every ``tick_s``, wrapping at
+    ``max_energy_range_uj`` exactly as the hardware does.
+    """
+
+    def __init__(self, root: Path, package_watts: list[float], dram_watts: float | None = None,
+                 max_range_uj: int = 262_143_328_850, tick_s: float = 0.002) -> None:
+        self.root = root
+        self.package_watts = package_watts
+        self.dram_watts = dram_watts
+        self.max_range_uj = max_range_uj
+        self.tick_s = tick_s
+        self.zones: list[tuple[Path, float]] = []
+        root.mkdir(parents=True, exist_ok=True)
+        for index, watts in enumerate(package_watts):
+            package = self._zone(root / f"intel-rapl:{index}", f"package-{index}", watts)
+            core = self._zone(package / f"intel-rapl:{index}:0", "core", watts / 2)
+            os.symlink(core, root / core.name)  # sysfs lists sub-zones at top level too
+            if dram_watts is not None:
+                dram = self._zone(package / f"intel-rapl:{index}:1", "dram", dram_watts)
+                os.symlink(dram, root / dram.name)
+        self._zone(root / "intel-rapl:9", "psys", 999.0)  # platform zone: overlaps packages, never summed
+        self._zone(root / "intel-rapl-mmio:0", "package-0", 999.0)  # mmio duplicate of package 0
+        self._t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _zone(self, path: Path, name: str, watts: float) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "name").write_text(name + "\n")
+        (path / "max_energy_range_uj").write_text(f"{self.max_range_uj}\n")
+        (path / "energy_uj").write_text("0\n")
+        (path / "enabled").write_text("1\n")
+        self.zones.append((path, watts))
+        return path
+
+    def write(self, elapsed_s: float) -> None:
+        for path, watts in self.zones:
+            value = int(watts * elapsed_s * 1e6) % self.max_range_uj
+            tmp = path / ".energy_uj.tmp"
+            tmp.write_text(f"{value}\n")
+            os.replace(tmp, path / "energy_uj")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.write(time.monotonic() - self._t0)
+
+    def __enter__(self) -> PowercapTree:
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+
+def conv_model(path: Path, channels: int = 16, seed: int = 0) -> Path:
+    """A small real CNN (conv, relu, pool, linear) with random weights: real work for timing tests."""
+    rng = np.random.default_rng(seed)
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
+    initializers = [
+        numpy_helper.from_array(rng.standard_normal((channels, 3, 3, 3)).astype(np.float32) * 0.3, "w_conv"),
+        numpy_helper.from_array(rng.standard_normal((channels, 10)).astype(np.float32), "w_fc"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["pixels", "w_conv"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
+        helper.make_node("Flatten", ["pool"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w_fc"], ["logits"]),
+    ]
+    graph = helper.make_graph(nodes, "conv", [x], [y], initializers)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

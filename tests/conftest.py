@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+SHARED = ROOT.parent / "shared"
+if str(TESTS) not in sys.path:  # the spawn sampler inherits sys.path, so it can import fake_pynvml
+    sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    """Never touch the user's cache, the host's RAPL or a real GPU from the tests."""
+    monkeypatch.setenv("EDL_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path_factory.mktemp("nopowercap") / "absent"))
+    monkeypatch.setenv("EDL_NVML_MODULE", "fake_pynvml")
+    monkeypatch.setenv("FAKE_NVML_MODE", "absent")
+    monkeypatch.setenv("PYTHONPATH", str(TESTS) + ":" + str(ROOT))
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """A present fake GPU drawing ``watts``; returns a setter."""
+
+    def configure(watts: float = 100.0, mode: str = "", step_s: float = 0.0, temps: str = "40") -> None:
+        monkeypatch.setenv("FAKE_NVML_MODE", mode)
+        monkeypatch.setenv("FAKE_NVML_WATTS", str(watts))
+        monkeypatch.setenv("FAKE_NVML_STEP_S", str(step_s))
+        monkeypatch.setenv("FAKE_NVML_EPOCH", str(time.monotonic()))
+        monkeypatch.setenv("FAKE_NVML_TEMPS", temps)
+
+    return configure
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = SHARED / "data" / "cifar10-test-first1000.npz"
+    if not path.is_file():
+        pytest.skip(f"real CIFAR-10 subset not available ({path} absent: ../shared is only on project machines)")
+    return path
