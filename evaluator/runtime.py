@@ -157,6 +157,12 @@ def create_session(model_path: Path, settings: RuntimeSettings):  # noqa: ANN201
         message = str(exc).split(" : ", 2)[-1].strip().splitlines()[0]
         raise SubmissionError([f"onnxruntime could not create a session for the model: {message}"]) from None
     active = session.get_providers()
+    if provider == "cuda" and active[:1] != [CUDA_EP] and settings.provider == "auto":
+        # The libraries loaded but no device could be used: auto means the CPU, said so in the result.
+        fallback = RuntimeSettings(**{**settings.__dict__, "provider": "cpu"})
+        session, info = create_session(model_path, fallback)
+        info.selection = "auto: the CUDA provider could not be created on a device"
+        return session, info
     wanted = CUDA_EP if provider == "cuda" else CPU_EP
     if not active or active[0] != wanted:
         raise ProviderError(f"{wanted} was requested but onnxruntime runs {active}; refusing to fall back silently")
