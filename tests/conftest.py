@@ -33,6 +33,9 @@ def fake_gpu(monkeypatch):
         monkeypatch.setenv("FAKE_NVML_STEP_S", str(step_s))
         monkeypatch.setenv("FAKE_NVML_EPOCH", str(time.monotonic()))
         monkeypatch.setenv("FAKE_NVML_TEMPS", temps)
+        import fake_pynvml
+
+        monkeypatch.setattr(fake_pynvml, "_temperature_calls", 0)
 
     return configure
 
