@@ -73,6 +73,11 @@ class RichProgress:
         if task.speed:
             self._progress.update(self._task, rate=f"{task.speed:,.0f} img/s")
 
+    def submissions(self, name: str, done: int, total: int) -> None:
+        if self._task is None:
+            self._task = self._progress.add_task("submissions", total=total, rate="")
+        self._progress.update(self._task, completed=done, total=total, rate=name)
+
     def download(self, done: int, total: int | None) -> None:
         if self._task is None:
             self.phase("download", total)
@@ -140,23 +145,37 @@ def _print_score(result: dict) -> None:
     out.print(table)
 
 
+ProviderOption = Annotated[str, typer.Option(help="auto | cuda | cpu (auto: CUDA when it can really run)")]
+GpuOption = Annotated[int, typer.Option(help="GPU device id to run on and meter")]
+PassesOption = Annotated[int, typer.Option(help="Measured passes over the whole test set")]
+WarmupOption = Annotated[int, typer.Option(help="Warm-up passes, outside the measured window")]
+BatchOption = Annotated[int | None, typer.Option(help="Batch size unless the graph or metadata fixes it")]
+IdleOption = Annotated[float, typer.Option(help="Idle baseline before warm-up (s)")]
+SampleOption = Annotated[float, typer.Option(help="Sampling period of the power sampler (ms)")]
+CooldownOption = Annotated[float, typer.Option(help="Longest wait for the GPU temperature to settle (s)")]
+TargetOption = Annotated[float | None, typer.Option(help="GPU temperature to cool to (C); default: settled")]
+ExclusiveOption = Annotated[bool, typer.Option(help="Refuse to measure while other processes use the GPU")]
+MeterOption = Annotated[bool, typer.Option(help="Measure energy (--no-meter: accuracy and speed only)")]
+PlotOption = Annotated[bool, typer.Option(help="Write the power timeline PNG")]
+
+
 @app.command()
 def score(
     model: Annotated[Path, typer.Argument(help="The .onnx submission")],
     data: DataOption = None,
-    provider: Annotated[str, typer.Option(help="auto | cuda | cpu (auto: CUDA when it can really run)")] = "auto",
-    gpu: Annotated[int, typer.Option(help="GPU device id to run on and meter")] = 0,
-    passes: Annotated[int, typer.Option(help="Measured passes over the whole test set")] = 200,
-    warmup: Annotated[int, typer.Option(help="Warm-up passes, outside the measured window")] = 1,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size unless the graph or metadata fixes it")] = None,
+    provider: ProviderOption = "auto",
+    gpu: GpuOption = 0,
+    passes: PassesOption = 200,
+    warmup: WarmupOption = 1,
+    batch_size: BatchOption = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Result folder (default results/<model stem>/)")] = None,
-    idle_seconds: Annotated[float, typer.Option(help="Idle baseline before warm-up")] = 10.0,
-    sample_ms: Annotated[float, typer.Option(help="Sampling period of the power sampler")] = 10.0,
-    cooldown: Annotated[float, typer.Option(help="Longest wait for the GPU temperature to settle (s)")] = 60.0,
-    target_temp: Annotated[float | None, typer.Option(help="GPU temperature to cool to (C); default: settled")] = None,
-    exclusive: Annotated[bool, typer.Option(help="Refuse to measure while other processes use the GPU")] = False,
-    meter: Annotated[bool, typer.Option(help="Measure energy (--no-meter: accuracy and speed only)")] = True,
-    plot: Annotated[bool, typer.Option(help="Write the power timeline PNG")] = True,
+    idle_seconds: IdleOption = 10.0,
+    sample_ms: SampleOption = 10.0,
+    cooldown: CooldownOption = 60.0,
+    target_temp: TargetOption = None,
+    exclusive: ExclusiveOption = False,
+    meter: MeterOption = True,
+    plot: PlotOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Score one submission: accuracy, speed and energy over --passes passes."""
@@ -177,6 +196,84 @@ def score(
     for warning in result["warnings"]:
         err.print(f"warning: {warning}", markup=False, highlight=False)
     err.print(f"result: {(out_dir or default_out_dir(model)) / RESULT_NAME}", markup=False, highlight=False)
+
+
+@app.command("score-dir")
+def score_dir(
+    directory: Annotated[Path, typer.Argument(help="A folder of submissions: *.onnx, or folders holding one")],
+    data: DataOption = None,
+    provider: ProviderOption = "auto",
+    gpu: GpuOption = 0,
+    passes: PassesOption = 200,
+    warmup: WarmupOption = 1,
+    batch_size: BatchOption = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Results root: one folder per submission")] = Path("results"),
+    timeout: Annotated[float, typer.Option(help="Seconds one submission may take before it is killed")] = 3600.0,
+    force: Annotated[bool, typer.Option(help="Rescore submissions that already have a matching result")] = False,
+    idle_seconds: IdleOption = 10.0,
+    sample_ms: SampleOption = 10.0,
+    cooldown: CooldownOption = 60.0,
+    target_temp: TargetOption = None,
+    exclusive: ExclusiveOption = False,
+    meter: MeterOption = True,
+    plot: PlotOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Score every submission in a folder, each in its own process, one after another; resumable."""
+    from evaluator.batch import score_directory
+    from evaluator.score import ScoreOptions
+
+    options = ScoreOptions(
+        data=data, provider=provider, gpu=gpu, passes=passes, warmup_passes=warmup, batch_size=batch_size,
+        meter=meter, idle_seconds=idle_seconds, sample_ms=sample_ms, cooldown_seconds=cooldown,
+        target_temp_c=target_temp, exclusive=exclusive, plot=plot,
+    )
+    options.validate()
+    with RichProgress(enabled=err.is_terminal) as progress:
+        def report(name: str, done: int, total: int) -> None:
+            progress.submissions(name, done, total)
+
+        summary = score_directory(directory, out_dir, options, timeout, force, report)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    for item in summary["submissions"]:
+        detail = item.get("reason") or (f"{item['seconds']:.1f} s" if "seconds" in item else "")
+        out.print(f"{item['outcome']:<8} {item['name']}  {detail}", markup=False, highlight=False)
+    counts = summary["counts"]
+    out.print(f"scored {counts['scored']}, failed {counts['failed']}, skipped {counts['skipped']}; "
+              f"results in {out_dir}")
+
+
+@app.command()
+def leaderboard(
+    results_dir: Annotated[Path, typer.Argument(help="The results root written by score-dir")] = Path("results"),
+    thresholds: Annotated[str, typer.Option(help="Accuracy categories in percent")] = "90,95,99",
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | md | json | html")] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout")] = None,
+    allow_mixed: Annotated[bool, typer.Option(help="Rank results measured differently together anyway")] = False,
+) -> None:
+    """Rank results by energy within accuracy categories (each competes in the highest it reaches)."""
+    from evaluator import leaderboard as lb
+    from evaluator.fileio import atomic_write_bytes
+
+    if fmt not in lb.FORMATS:
+        raise EdlError(f"--format {fmt!r}: choose one of {', '.join(lb.FORMATS)}")
+    board = lb.rank(lb.load_results(results_dir), lb.parse_thresholds(thresholds), allow_mixed)
+    if fmt == "table":
+        if output is not None:
+            raise EdlError("--format table prints to the terminal; choose csv, md, json or html for --output")
+        wide = out if out.is_terminal else Console(width=160)  # piped: keep whole rows for grep and logs
+        wide.print(lb.render_table(board))
+        for difference in board.mixed:
+            err.print(f"warning: ranked despite: {difference}", markup=False, highlight=False)
+        return
+    text = lb.render(board, fmt)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(output, text.encode())
+        err.print(f"wrote {output}", markup=False, highlight=False)
 
 
 @data_app.command("fetch")

@@ -76,6 +76,22 @@ class ScoreOptions:
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     limits: Limits = field(default_factory=Limits)
 
+    def settings(self) -> dict[str, object]:
+        """The options that can change a result (not where files go): equal settings, comparable results."""
+        return {
+            "provider": self.provider,
+            "gpu": self.gpu,
+            "passes": self.passes,
+            "warmup_passes": self.warmup_passes,
+            "batch_size": self.batch_size,
+            "meter": self.meter,
+            "idle_seconds": self.idle_seconds,
+            "sample_ms": self.sample_ms,
+            "cooldown_seconds": self.cooldown_seconds,
+            "target_temp_c": self.target_temp_c,
+            "temp_band_c": self.temp_band_c,
+        }
+
     def validate(self) -> None:
         if self.passes < 1:
             raise EdlError(f"--passes {self.passes}: at least one measured pass is needed")
@@ -277,6 +293,7 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
     result: dict[str, object] = {
         "schema_version": SCHEMA_VERSION,
         "kind": "edl-result",
+        "status": "scored",
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": {
             "path": str(model_path),
@@ -299,6 +316,7 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
             "placement": info.placement,
             "nodes_off_provider": info.nodes_off_provider,
         },
+        "settings": options.settings(),
         "batch_size": batch_size,
         "batch_size_rule": batch_rule,
         "padded_images": padding,

@@ -175,3 +175,36 @@ def conv_model(path: Path, channels: int = 16, seed: int = 0) -> Path:
     ]
     graph = helper.make_graph(nodes, "conv", [x], [y], initializers)
     return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def endless_loop_model(path: Path) -> Path:
+    """A valid model whose Loop never ends (trip count 2**62, condition always true): for timeouts."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Add", ["acc_in", "one"], ["acc_out"])],
+        "body",
+        [helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [])],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one")],
+    )
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])
+    nodes = [
+        helper.make_node("Loop", ["trips", "cond", "zero"], ["total"], body=body),
+        helper.make_node("Flatten", ["pixels"], ["flat"]),
+        helper.make_node("Slice", ["flat", "s", "e", "a"], ["ten"]),
+        helper.make_node("Add", ["ten", "total"], ["scores"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array(2**62, np.int64), "trips"),
+        numpy_helper.from_array(np.array(True), "cond"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array([0], np.int64), "s"),
+        numpy_helper.from_array(np.array([10], np.int64), "e"),
+        numpy_helper.from_array(np.array([1], np.int64), "a"),
+    ]
+    graph = helper.make_graph(nodes, "endless", [x], [y], initializers)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
