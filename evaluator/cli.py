@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="The pinned CIFAR-10 test set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 DataOption = Annotated[

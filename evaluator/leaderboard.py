@@ -328,7 +328,7 @@ def render_html(board: Leaderboard, title: str = "edl leaderboard") -> str:
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1em; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
-td:nth-child(2), td:nth-child(8) {{ text-align: left; }}
+td:nth-child(2), td:nth-child(8), th:nth-child(2), th:nth-child(8) {{ text-align: left; }}
 th {{ background: #eee; cursor: pointer; }}
 .warning {{ color: #a40; }}
 </style></head>

@@ -143,7 +143,8 @@ def test_html_in_headless_chromium(example_dir, tmp_path):
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     tables = re.findall(r'<table class="board" data-category="([^"]+)">(.*?)</table>', dom.stdout, re.S)
-    by_category = {html.unescape(category): re.findall(r"<tr><td>(\d*)</td><td>([^<]+)</td>", body) for category, body in tables}
+    row = re.compile(r"<tr><td>(\d*)</td><td>([^<]+)</td>")
+    by_category = {html.unescape(category): row.findall(body) for category, body in tables}
     assert by_category[">= 95 %"] == [("1", "Algo1"), ("2", "Algo3")]
     assert by_category[">= 90 %"] == [("1", "Algo2")]
     assert [name for _, name in by_category["failed"]] == ["Broken"]
