@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -24,8 +25,10 @@ from evaluator.data import resolve
 from evaluator.errors import EdlError
 from evaluator.fileio import atomic_write_json, sha256_file
 from evaluator.score import RESULT_NAME, SCHEMA_VERSION, ScoreOptions, preflight_out_dir
+from evaluator.verify import seal
 
 DEFAULT_TIMEOUT_S = 3600.0
+DEFAULT_MAX_MEMORY_GB = 16.0
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,34 @@ def discover(directory: Path) -> list[Submission]:
     return found
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGKILL it when the batch process dies (kill -9 included),
-    so that a resumed batch never measures while an orphan of the last one still runs."""
-    try:
-        import ctypes
+@dataclass(frozen=True)
+class ChildLimits:
+    """Operating-system limits on each scoring child, a backstop behind --timeout and the checks."""
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the timeout and the process group still bound the child
+    cpu_seconds: int | None  # RLIMIT_CPU: CPU time over all threads
+    address_space_bytes: int | None  # RLIMIT_AS: only for CPU runs (CUDA maps huge virtual ranges)
+
+    def apply(self) -> None:
+        """Runs in the child before exec."""
+        try:  # SIGKILL the child when the batch dies (kill -9 too): no orphan measures beside a resumed batch
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # not Linux: the timeout and the process group still bound the child
+        if self.cpu_seconds:
+            resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 10))
+        if self.address_space_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (self.address_space_bytes, self.address_space_bytes))
+
+
+def child_limits(options: ScoreOptions, timeout_s: float, max_memory_gb: float | None) -> ChildLimits:
+    from evaluator.runtime import cuda_unavailable_reason
+
+    uses_cuda = options.provider == "cuda" or (options.provider == "auto" and cuda_unavailable_reason() is None)
+    cpu_seconds = int(timeout_s * (os.cpu_count() or 1) * 1.5) + 60
+    memory = None if uses_cuda or not max_memory_gb else int(max_memory_gb * (1 << 30))
+    return ChildLimits(cpu_seconds, memory)
 
 
 def child_arguments(model: Path, out_dir: Path, options: ScoreOptions) -> list[str]:
@@ -81,6 +103,9 @@ def child_arguments(model: Path, out_dir: Path, options: ScoreOptions) -> list[s
         args += ["--batch-size", str(options.batch_size)]
     if options.target_temp_c is not None:
         args += ["--target-temp", str(options.target_temp_c)]
+    limits = options.limits
+    args += ["--max-file-bytes", str(limits.max_file_bytes), "--max-initializer-bytes",
+             str(limits.max_initializer_bytes), "--max-nodes", str(limits.max_nodes)]
     if options.exclusive:
         args.append("--exclusive")
     if not options.meter:
@@ -103,7 +128,7 @@ def _failure_reason(returncode: int, stderr: str) -> str:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+        hint = {"SIGKILL": " (killed: out of memory?)", "SIGXCPU": " (its CPU-time limit ran out)"}.get(name, "")
         return f"the scoring process died with {name}{hint}"
     errors = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
     if errors:
@@ -117,7 +142,7 @@ def failure_document(submission: Submission, reason: str, fingerprint: str, opti
     model: dict[str, object] = {"path": str(submission.model) if submission.model else submission.name}
     if submission.model is not None and submission.model.is_file():
         model |= {"sha256": sha256_file(submission.model), "bytes": submission.model.stat().st_size}
-    return {
+    return seal({
         "schema_version": SCHEMA_VERSION,
         "kind": "edl-result",
         "status": "failed",
@@ -128,7 +153,7 @@ def failure_document(submission: Submission, reason: str, fingerprint: str, opti
         "settings": options.settings(),
         "elapsed_s": seconds,
         "versions": {"evaluator": __version__},
-    }
+    })
 
 
 ProgressHook = Callable[[str, int, int], None]
@@ -136,12 +161,14 @@ ProgressHook = Callable[[str, int, int], None]
 
 
 def score_directory(directory: Path, out_root: Path, options: ScoreOptions, timeout_s: float = DEFAULT_TIMEOUT_S,
-                    force: bool = False, progress: ProgressHook | None = None) -> dict[str, object]:
+                    force: bool = False, progress: ProgressHook | None = None,
+                    max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB) -> dict[str, object]:
     """Score every submission in ``directory``; returns the batch summary (also written as batch.json)."""
     submissions = discover(directory)
     preflight_out_dir(out_root)
     dataset = resolve(options.data, allow_download=options.allow_download)
     settings = options.settings()
+    limits = child_limits(options, timeout_s, max_memory_gb)
     outcomes: list[dict[str, object]] = []
     for index, submission in enumerate(submissions):
         if progress:
@@ -166,7 +193,7 @@ def score_directory(directory: Path, out_root: Path, options: ScoreOptions, time
         args = child_arguments(submission.model, out_dir, options)
         child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  start_new_session=True, env=os.environ | {"PYTHONUNBUFFERED": "1"},
-                                 preexec_fn=_die_with_parent)
+                                 preexec_fn=limits.apply)
         try:
             _, stderr = child.communicate(timeout=timeout_s)
             reason = None if child.returncode == 0 else _failure_reason(child.returncode, stderr)
@@ -189,6 +216,8 @@ def score_directory(directory: Path, out_root: Path, options: ScoreOptions, time
         "directory": str(directory),
         "data": dataset.describe(),
         "settings": settings,
+        "limits": {"timeout_s": timeout_s, "cpu_seconds": limits.cpu_seconds,
+                   "address_space_bytes": limits.address_space_bytes},
         "counts": {k: sum(1 for o in outcomes if o["outcome"] == k) for k in ("scored", "failed", "skipped")},
         "submissions": outcomes,
     }

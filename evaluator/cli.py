@@ -88,13 +88,14 @@ class RichProgress:
 def check(
     model: Annotated[Path, typer.Argument(help="The .onnx submission")],
     as_json: JsonOption = False,
-    max_file_bytes: Annotated[int, typer.Option(help="Largest accepted file")] = 2 << 30,
-    max_nodes: Annotated[int, typer.Option(help="Most accepted graph nodes")] = 100_000,
+    max_file_bytes: MaxFileOption = 2 << 30,
+    max_initializer_bytes: MaxInitOption = 2 << 30,
+    max_nodes: MaxNodesOption = 100_000,
 ) -> None:
     """Validate a submission without scoring it: exit 0 when valid, 2 when not."""
     from evaluator.submission import Limits, check_submission
 
-    report = check_submission(model, Limits(max_file_bytes=max_file_bytes, max_nodes=max_nodes))
+    report = check_submission(model, Limits(max_file_bytes, max_initializer_bytes, max_nodes))
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -145,6 +146,9 @@ def _print_score(result: dict) -> None:
     out.print(table)
 
 
+MaxFileOption = Annotated[int, typer.Option(help="Largest accepted .onnx file (bytes)")]
+MaxInitOption = Annotated[int, typer.Option(help="Most bytes of weights accepted")]
+MaxNodesOption = Annotated[int, typer.Option(help="Most graph nodes accepted")]
 ProviderOption = Annotated[str, typer.Option(help="auto | cuda | cpu (auto: CUDA when it can really run)")]
 GpuOption = Annotated[int, typer.Option(help="GPU device id to run on and meter")]
 PassesOption = Annotated[int, typer.Option(help="Measured passes over the whole test set")]
@@ -176,16 +180,21 @@ def score(
     exclusive: ExclusiveOption = False,
     meter: MeterOption = True,
     plot: PlotOption = True,
+    max_file_bytes: MaxFileOption = 2 << 30,
+    max_initializer_bytes: MaxInitOption = 2 << 30,
+    max_nodes: MaxNodesOption = 100_000,
     as_json: JsonOption = False,
 ) -> None:
     """Score one submission: accuracy, speed and energy over --passes passes."""
     from evaluator.score import RESULT_NAME, ScoreOptions, default_out_dir
     from evaluator.score import score as run_score
+    from evaluator.submission import Limits
 
     options = ScoreOptions(
         data=data, provider=provider, gpu=gpu, passes=passes, warmup_passes=warmup, batch_size=batch_size,
         out_dir=out_dir, meter=meter, idle_seconds=idle_seconds, sample_ms=sample_ms, cooldown_seconds=cooldown,
         target_temp_c=target_temp, exclusive=exclusive, plot=plot,
+        limits=Limits(max_file_bytes, max_initializer_bytes, max_nodes),
     )
     with RichProgress(enabled=err.is_terminal) as progress:
         result = run_score(model, options, progress)
@@ -217,23 +226,29 @@ def score_dir(
     exclusive: ExclusiveOption = False,
     meter: MeterOption = True,
     plot: PlotOption = True,
+    max_file_bytes: MaxFileOption = 2 << 30,
+    max_initializer_bytes: MaxInitOption = 2 << 30,
+    max_nodes: MaxNodesOption = 100_000,
+    max_memory_gb: Annotated[float, typer.Option(help="Address-space limit of each CPU scoring child (GiB)")] = 16.0,
     as_json: JsonOption = False,
 ) -> None:
     """Score every submission in a folder, each in its own process, one after another; resumable."""
     from evaluator.batch import score_directory
     from evaluator.score import ScoreOptions
+    from evaluator.submission import Limits
 
     options = ScoreOptions(
         data=data, provider=provider, gpu=gpu, passes=passes, warmup_passes=warmup, batch_size=batch_size,
         meter=meter, idle_seconds=idle_seconds, sample_ms=sample_ms, cooldown_seconds=cooldown,
         target_temp_c=target_temp, exclusive=exclusive, plot=plot,
+        limits=Limits(max_file_bytes, max_initializer_bytes, max_nodes),
     )
     options.validate()
     with RichProgress(enabled=err.is_terminal) as progress:
         def report(name: str, done: int, total: int) -> None:
             progress.submissions(name, done, total)
 
-        summary = score_directory(directory, out_dir, options, timeout, force, report)
+        summary = score_directory(directory, out_dir, options, timeout, force, report, max_memory_gb)
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -357,6 +372,32 @@ def meter(
             out.print(f"{domain}: unavailable: {reason}", markup=False, highlight=False)
     if report["exit_code"]:
         raise typer.Exit(report["exit_code"])
+
+
+@app.command()
+def verify(
+    result: Annotated[Path, typer.Argument(help="A result.json written by edl score or score-dir")],
+    model: Annotated[Path | None, typer.Option(help="The submission, if not at the recorded path")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-check a result: checksums, internal consistency, energy recomputed from its samples."""
+    from evaluator.verify import verify_result
+
+    checks = verify_result(result, model)
+    failed = [c for c in checks if c.outcome == "fail"]
+    if as_json:
+        print(json.dumps({"result": str(result), "ok": not failed,
+                          "checks": [c.__dict__ for c in checks]}, indent=2))
+    else:
+        table = Table(title=f"verify {result}")
+        for column in ("check", "outcome", "detail"):
+            table.add_column(column)
+        for c in checks:
+            style = {"pass": "green", "fail": "bold red", "skip": "yellow"}[c.outcome]
+            table.add_row(c.name, f"[{style}]{c.outcome}[/{style}]", c.detail)
+        out.print(table)
+        out.print(f"{'FAILED: ' + str(len(failed)) + ' check(s)' if failed else 'all checks hold'}")
+    raise typer.Exit(2 if failed else 0)
 
 
 def _version_callback(value: bool) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from evaluator.errors import EdlError
 from evaluator.ranking import DEFAULT_THRESHOLDS, category_for
+from evaluator.verify import INTEGRITY_KEY, document_digest
 
 FORMATS = ("table", "csv", "md", "json", "html")
 TIE_RULE = "lower total energy first; equal to the millijoule: higher accuracy, then smaller model, then name"
@@ -90,6 +91,9 @@ def load_results(results_dir: Path) -> list[Entry]:
             raise EdlError(f"{path}: not valid JSON ({exc}); rescore it or remove it") from None
         if doc.get("kind") != "edl-result":
             raise EdlError(f"{path}: not an edl result document")
+        if (doc.get(INTEGRITY_KEY) or {}).get("sha256") != document_digest(doc):
+            raise EdlError(f"{path}: its checksum does not match: edited after it was written. Run "
+                           "`edl verify` on it, and rescore the submission (`edl score-dir --force`)")
         entries.append(_entry(path.parent.name, doc))
     return entries
 

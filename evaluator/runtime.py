@@ -73,6 +73,7 @@ class RuntimeSettings:
             "cudnn_conv_algo_search": "EXHAUSTIVE",
             "do_copy_in_default_stream": "1",
             "arena_extend_strategy": "kNextPowerOfTwo",
+            "gpu_mem_limit": str(32 << 30),  # a submission cannot take the whole card
         }
     )
 
@@ -218,7 +219,10 @@ class BoundRunner:
         device_id = gpu if self.device == "cuda" else 0
         self.run_options = ort.RunOptions()
         self.run_options.log_severity_level = 3
-        self._inputs = [ort.OrtValue.ortvalue_from_numpy(batch, self.device, device_id) for batch in batches]
+        try:
+            self._inputs = [ort.OrtValue.ortvalue_from_numpy(batch, self.device, device_id) for batch in batches]
+        except Exception as exc:  # noqa: BLE001 - out of device memory, mostly
+            raise SubmissionError([f"cannot place the test set on {self.device}: {exc}"]) from None
         self._bindings = []
         for value in self._inputs:
             binding = session.io_binding()
@@ -230,9 +234,13 @@ class BoundRunner:
     def run_pass(self) -> np.ndarray:
         """One pass over every batch; returns the predicted label of each real image."""
         outputs = []
-        for binding in self._bindings:
-            self.session.run_with_iobinding(binding, self.run_options)
-            outputs.append(binding.copy_outputs_to_cpu()[0])
+        try:
+            for binding in self._bindings:
+                self.session.run_with_iobinding(binding, self.run_options)
+                outputs.append(binding.copy_outputs_to_cpu()[0])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+            message = str(exc).split(" : ", 2)[-1].strip().splitlines()[0]
+            raise SubmissionError([f"onnxruntime failed while running the model: {message}"]) from None
         return self._predictions(outputs)
 
     def _predictions(self, outputs: list[np.ndarray]) -> np.ndarray:

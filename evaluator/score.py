@@ -28,6 +28,7 @@ from evaluator.power.sampler import Sampler
 from evaluator.ranking import DEFAULT_THRESHOLDS, category_for
 from evaluator.runtime import BoundRunner, RuntimeSettings, create_session, make_batches
 from evaluator.submission import Limits, check_submission
+from evaluator.verify import seal
 
 SCHEMA_VERSION = 1
 RESULT_NAME = "result.json"
@@ -347,5 +348,5 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
         "host": host(gpu_name),
         "warnings": warnings,
     }
-    atomic_write_json(out_dir / RESULT_NAME, result)
+    atomic_write_json(out_dir / RESULT_NAME, seal(result))
     return result

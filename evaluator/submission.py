@@ -156,10 +156,11 @@ def _check_external(model: onnx.ModelProto, folder: Path, report: CheckReport) -
                 )
                 continue
             target = folder / location
-            if target.is_symlink() or not target.is_file() or not target.resolve().is_relative_to(root):
+            if (target.is_symlink() or not target.is_file() or not target.resolve().is_relative_to(root)
+                    or target.stat().st_nlink > 1):
                 report.problems.append(
                     f"initializer {tensor.name!r}: external data {location!r} is not a regular file inside "
-                    f"{folder} (missing, a link, or leading out); ship it next to the .onnx file"
+                    f"{folder} (missing, a symbolic or hard link, or leading out); ship it next to the .onnx file"
                 )
                 continue
             try:

@@ -208,3 +208,26 @@ def endless_loop_model(path: Path) -> Path:
     ]
     graph = helper.make_graph(nodes, "endless", [x], [y], initializers)
     return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def memory_hog_model(path: Path, gigabytes: float) -> Path:
+    """A valid model that materialises a float32 tensor of ``gigabytes`` on every run."""
+    elements = int(gigabytes * (1 << 30) / 4)
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])
+    nodes = [
+        helper.make_node("ConstantOfShape", ["hog_shape"], ["hog"],
+                         value=numpy_helper.from_array(np.array([1.0], np.float32))),
+        helper.make_node("ReduceSum", ["hog"], ["hog_sum"], keepdims=0),
+        helper.make_node("Flatten", ["pixels"], ["flat"]),
+        helper.make_node("Slice", ["flat", "s", "e", "a"], ["ten"]),
+        helper.make_node("Add", ["ten", "hog_sum"], ["scores"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array([elements], np.int64), "hog_shape"),
+        numpy_helper.from_array(np.array([0], np.int64), "s"),
+        numpy_helper.from_array(np.array([10], np.int64), "e"),
+        numpy_helper.from_array(np.array([1], np.int64), "a"),
+    ]
+    graph = helper.make_graph(nodes, "hog", [x], [y], initializers)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

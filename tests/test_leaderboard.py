@@ -17,6 +17,7 @@ import pytest
 from evaluator import leaderboard as lb
 from evaluator.errors import EdlError
 from evaluator.fileio import atomic_write_json
+from evaluator.verify import seal
 
 
 def result(accuracy: float, total_j: float | None, *, fingerprint: str = "f" * 64, passes: int = 200,
@@ -35,7 +36,7 @@ def result(accuracy: float, total_j: float | None, *, fingerprint: str = "f" * 6
 
 def write(root: Path, docs: dict[str, dict]) -> Path:
     for name, doc in docs.items():
-        atomic_write_json(root / name / "result.json", doc)
+        atomic_write_json(root / name / "result.json", seal(doc))
     return root
 
 

@@ -59,21 +59,29 @@ def load_samples(path: Path) -> Samples:
         raise MeterError(f"{path}: cannot read the samples file ({exc})") from None
     if len(lines) < 2 or not lines[0].startswith("# "):
         raise MeterError(f"{path}: not an edl samples file (no header)")
-    meta = json.loads(lines[0][2:])
-    if meta.get("format") != SAMPLES_FORMAT:
-        raise MeterError(f"{path}: unknown samples format {meta.get('format')!r}")
-    header = lines[1].split(",")
-    complete = lines[-1] == "# end"
-    rows = [line for line in lines[2:] if line and not line.startswith("#")]
-    table = np.array([[float(v) for v in row.split(",")] for row in rows if len(row.split(",")) == len(header)])
+    try:
+        meta = json.loads(lines[0][2:])
+        if meta.get("format") != SAMPLES_FORMAT:
+            raise MeterError(f"{path}: unknown samples format {meta.get('format')!r}")
+        header = lines[1].split(",")
+        complete = lines[-1] == "# end"
+        rows = [line for line in lines[2:] if line and not line.startswith("#")]
+        # A row cut short by a crash mid-write is dropped; any other malformed row is an error.
+        table = np.array([[float(v) for v in row.split(",")] for row in rows if len(row.split(",")) == len(header)])
+    except (ValueError, AttributeError, KeyError) as exc:
+        raise MeterError(f"{path}: malformed samples file ({exc})") from None
     if table.size == 0:
         table = np.empty((0, len(header)))
+    try:
+        channels, period_s = meta["channels"], float(meta["period_s"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MeterError(f"{path}: malformed samples header ({exc})") from None
     return Samples(
         t_s=table[:, 0],
         columns={name: table[:, i] for i, name in enumerate(header) if i},
-        channels=meta["channels"],
+        channels=channels,
         unavailable=meta.get("unavailable", {}),
-        period_s=float(meta["period_s"]),
+        period_s=period_s,
         complete=complete,
     )
 
