@@ -138,3 +138,24 @@ def test_cli_check_exit_codes_and_clean_errors(tmp_path):
     assert refused.returncode == 2
     assert "error:" in refused.stderr and "not an ONNX model" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_external_data_inside_the_folder_is_accepted_and_scores(tmp_path):
+    from builders import conv_model, oracle_images, save_npz
+
+    from evaluator.score import ScoreOptions, score
+
+    model = onnx.load(conv_model(tmp_path / "tmp.onnx"))
+    folder = tmp_path / "team"
+    folder.mkdir()
+    model.ir_version = 9
+    onnx.save(model, folder / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    report = check_submission(folder / "model.onnx")
+    assert report.valid, report.problems
+    assert report.external_data == ["weights.bin"] and report.initializer_bytes == (16 * 27 + 160) * 4
+    images, labels = oracle_images(100, correct=100)
+    result = score(folder / "model.onnx", ScoreOptions(data=save_npz(tmp_path / "d.npz", images, labels),
+                                                       out_dir=tmp_path / "o", passes=1, idle_seconds=0,
+                                                       cooldown_seconds=0, plot=False))
+    assert result["status"] == "scored"
