@@ -23,7 +23,7 @@ from evaluator.hostinfo import host, versions
 from evaluator.power import default_specs
 from evaluator.power.analysis import Window, energy_report, load_samples
 from evaluator.power.base import MeterUnavailable
-from evaluator.power.nvml import driver_version, gpu_state, load_nvml, nvml_module_name
+from evaluator.power.nvml import driver_version, gpu_state, load_nvml, nvml_index, nvml_module_name
 from evaluator.power.sampler import Sampler
 from evaluator.ranking import DEFAULT_THRESHOLDS, category_for
 from evaluator.runtime import BoundRunner, RuntimeSettings, create_session, make_batches
@@ -125,7 +125,7 @@ class _GpuWatch:
     """NVML in the scoring process, for the fairness record and the cool-down (not for energy)."""
 
     def __init__(self, options: ScoreOptions) -> None:
-        self.index = options.gpu
+        self.index = nvml_index(options.gpu)
         try:
             self.nvml = load_nvml(options.nvml_module)
             self.reason = ""

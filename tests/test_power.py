@@ -257,3 +257,39 @@ def test_score_with_fake_meters_reports_watts_times_seconds(tmp_path, fake_gpu, 
     assert len(energy["passes_j"]) == 200
     assert result["fairness"]["gpu_start"]["name"] == "Fake GPU"
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 10_000
+
+
+def test_sampling_slower_than_the_counter_wrap_is_refused(tmp_path):
+    PowercapTree(tmp_path / "pc", package_watts=[10.0], max_range_uj=50_000_000)  # wraps in 0.1 s at 500 W
+    with pytest.raises(MeterError, match="too slow"):
+        Sampler([RaplSpec(root=str(tmp_path / "pc"))], tmp_path / "s.csv", period_s=0.06).start()
+
+
+def test_node_placement_is_read_from_onnxruntime_log():
+    from evaluator.runtime import _parse_placement
+
+    lines = [
+        "2026-11-28 10:00:00 [V:onnxruntime:, session_state.cc:1581 VerifyEachNodeIsAssignedToAnEp] Node placements",
+        "2026-11-28 10:00:00 [V:onnxruntime:, session_state.cc:1581 VerifyEachNodeIsAssignedToAnEp]  "
+        "Node(s) placed on [CUDAExecutionProvider]. Number of nodes: 20",
+        "2026-11-28 10:00:00 [V:onnxruntime:, session_state.cc:1581 VerifyEachNodeIsAssignedToAnEp]  "
+        "Node(s) placed on [CPUExecutionProvider]. Number of nodes: 2",
+        "  Shape (/Shape)",
+        "  Gather (/Gather_1)",
+        "2026-11-28 10:00:00 [V:onnxruntime:, session_state.cc:1581 something else]",
+    ]
+    counts, nodes = _parse_placement(lines)
+    assert counts == {"CUDAExecutionProvider": 20, "CPUExecutionProvider": 2}
+    assert nodes["CPUExecutionProvider"] == ["Shape (/Shape)", "Gather (/Gather_1)"]
+    all_one, _ = _parse_placement(["[V:onnxruntime:] All nodes placed on [CUDAExecutionProvider]. Number of nodes: 7"])
+    assert all_one == {"CUDAExecutionProvider": 7}
+
+
+def test_cuda_visible_devices_maps_to_nvml_indices(monkeypatch):
+    from evaluator.power.nvml import nvml_index
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert (nvml_index(0), nvml_index(1)) == (3, 1)
+    assert default_specs((1,), "fake_pynvml")[0].gpu_indices == (1,)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert nvml_index(2) == 2

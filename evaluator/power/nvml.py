@@ -26,6 +26,14 @@ def nvml_module_name() -> str:
     return os.environ.get("EDL_NVML_MODULE", DEFAULT_MODULE)
 
 
+def nvml_index(cuda_device: int) -> int:
+    """The NVML index of CUDA device ``cuda_device``: CUDA_VISIBLE_DEVICES renumbers devices, NVML does not."""
+    visible = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
+    if visible and all(part.isdigit() for part in visible) and cuda_device < len(visible):
+        return int(visible[cuda_device])
+    return cuda_device
+
+
 def load_nvml(module: str = DEFAULT_MODULE) -> ModuleType:
     """Import and initialise NVML, or raise MeterUnavailable saying why."""
     try:

@@ -56,6 +56,10 @@ def sampler_main(specs: list[SourceSpec], path: str, period_s: float, conn: Conn
             except MeterUnavailable as exc:
                 unavailable[spec.name] = str(exc)
         channels = [channel for source in sources for channel in source.channels()]
+        wraps = [source.shortest_wrap_seconds() for source in sources if hasattr(source, "shortest_wrap_seconds")]
+        if wraps and period_s >= min(wraps) / 2:
+            raise MeterError(f"a {period_s} s sample period is too slow for a counter that can wrap in "
+                             f"{min(wraps):.1f} s; use a shorter --sample-ms")
         with open(path, "w", buffering=1) as handle:  # line-buffered: every sample reaches the OS at once
             _write_header(handle, channels, unavailable, period_s)
             handle.write(_format_row(time.monotonic(), [v for source in sources for v in source.read()]))
