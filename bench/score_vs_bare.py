@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from evaluator.data import load_path  # noqa: E402
+from evaluator.runtime import make_batches  # noqa: E402
 from evaluator.score import ScoreOptions, score  # noqa: E402
+from evaluator.submission import check_submission  # noqa: E402
 
 
 def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, provider: str) -> float:
@@ -33,10 +35,11 @@ def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, pro
     providers = ["CUDAExecutionProvider"] if provider == "cuda" else ["CPUExecutionProvider"]
     session = ort.InferenceSession(str(model), providers=providers)
     device = "cuda" if provider == "cuda" else "cpu"
-    pixels = (images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0).astype(np.float32)
+    contract = check_submission(model).contract  # the same input form as edl feeds
+    batches, _ = make_batches(images, contract, batch_size)
     bindings = []
-    for start in range(0, len(pixels), batch_size):
-        value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(pixels[start : start + batch_size]), device, 0)
+    for batch in batches:
+        value = ort.OrtValue.ortvalue_from_numpy(batch, device, 0)
         binding = session.io_binding()
         binding.bind_ortvalue_input(session.get_inputs()[0].name, value)
         binding.bind_output(session.get_outputs()[0].name, device, 0)
@@ -84,8 +87,9 @@ def main() -> None:
             np.savez(data, x=rng.integers(0, 256, (1000, 32, 32, 3), dtype=np.uint8), y=rng.integers(0, 10, 1000))
         images = load_path(data).images
         bare, harness, startup = [], [], []
+        batch_size = check_submission(args.model).contract.batch_size(None)[0]
         for round_index in range(args.rounds):
-            bare.append(bare_loop(args.model, images, 1000, args.passes, args.provider))
+            bare.append(bare_loop(args.model, images, batch_size, args.passes, args.provider))
             ips, setup = edl_loop(args.model, data, args.passes, args.provider, Path(tmp) / f"r{round_index}")
             harness.append(ips)
             startup.append(setup)
@@ -94,6 +98,7 @@ def main() -> None:
         "model": args.model.name,
         "provider": args.provider,
         "images": len(images),
+        "batch_size": batch_size,
         "passes": args.passes,
         "bare_images_per_s": max(bare),
         "edl_images_per_s": max(harness),

@@ -103,6 +103,8 @@ def child_arguments(model: Path, out_dir: Path, options: ScoreOptions) -> list[s
         args += ["--batch-size", str(options.batch_size)]
     if options.target_temp_c is not None:
         args += ["--target-temp", str(options.target_temp_c)]
+    args += ["--cudnn-search", options.cudnn_search, "--prefer-nhwc" if options.prefer_nhwc else "--no-prefer-nhwc",
+             "--cuda-graph" if options.cuda_graph else "--no-cuda-graph", "--tf32" if options.tf32 else "--no-tf32"]
     limits = options.limits
     args += ["--max-file-bytes", str(limits.max_file_bytes), "--max-initializer-bytes",
              str(limits.max_initializer_bytes), "--max-nodes", str(limits.max_nodes)]
@@ -138,7 +140,7 @@ def _failure_reason(returncode: int, stderr: str) -> str:
 
 
 def failure_document(submission: Submission, reason: str, fingerprint: str, options: ScoreOptions,
-                     seconds: float) -> dict[str, object]:
+                     seconds: float, timeout_s: float | None = None) -> dict[str, object]:
     model: dict[str, object] = {"path": str(submission.model) if submission.model else submission.name}
     if submission.model is not None and submission.model.is_file():
         model |= {"sha256": sha256_file(submission.model), "bytes": submission.model.stat().st_size}
@@ -152,8 +154,14 @@ def failure_document(submission: Submission, reason: str, fingerprint: str, opti
         "data": {"fingerprint": fingerprint},
         "settings": options.settings(),
         "elapsed_s": seconds,
+        "timeout_s": timeout_s,
         "versions": {"evaluator": __version__},
     })
+
+
+def _limits_grew(previous: dict, timeout_s: float) -> bool:
+    """A time-out under a shorter --timeout than now deserves another try; any other result stands."""
+    return previous.get("status") == "failed" and (previous.get("timeout_s") or timeout_s) < timeout_s
 
 
 ProgressHook = Callable[[str, int, int], None]
@@ -185,7 +193,8 @@ def score_directory(directory: Path, out_root: Path, options: ScoreOptions, time
         previous = None if force else _existing(result_path)
         if (previous and previous.get("model", {}).get("sha256") == sha256_file(submission.model)
                 and previous.get("data", {}).get("fingerprint") == dataset.fingerprint
-                and previous.get("settings") == settings):
+                and previous.get("settings") == settings
+                and not _limits_grew(previous, timeout_s)):
             outcomes.append({"name": submission.name, "outcome": "skipped", "status": previous.get("status")})
             continue
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -194,10 +203,12 @@ def score_directory(directory: Path, out_root: Path, options: ScoreOptions, time
         child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  start_new_session=True, env=os.environ | {"PYTHONUNBUFFERED": "1"},
                                  preexec_fn=limits.apply)
+        timed_out = False
         try:
             _, stderr = child.communicate(timeout=timeout_s)
             reason = None if child.returncode == 0 else _failure_reason(child.returncode, stderr)
         except subprocess.TimeoutExpired:
+            timed_out = True
             os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
             reason = f"timed out after {timeout_s:g} s (--timeout); the scoring process was killed"
@@ -205,7 +216,8 @@ def score_directory(directory: Path, out_root: Path, options: ScoreOptions, time
         if reason is None and _existing(result_path) is None:
             reason = "the scoring process exited cleanly but wrote no result"
         if reason is not None:
-            atomic_write_json(result_path, failure_document(submission, reason, dataset.fingerprint, options, elapsed))
+            atomic_write_json(result_path, failure_document(submission, reason, dataset.fingerprint, options, elapsed,
+                                                            timeout_s if timed_out else None))
             outcomes.append({"name": submission.name, "outcome": "failed", "reason": reason})
         else:
             outcomes.append({"name": submission.name, "outcome": "scored", "seconds": elapsed})

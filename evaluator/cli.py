@@ -146,10 +146,14 @@ def _print_score(result: dict) -> None:
     out.print(table)
 
 
+NhwcOption = Annotated[bool, typer.Option(help="CUDA: prefer channels-last (NHWC) kernels")]
+GraphOption = Annotated[bool, typer.Option(help="CUDA: capture one CUDA graph per resident batch")]
+CudnnOption = Annotated[str, typer.Option(help="CUDA: cuDNN algorithm search EXHAUSTIVE | HEURISTIC | DEFAULT")]
+Tf32Option = Annotated[bool, typer.Option(help="Allow TF32 math (--no-tf32 sets NVIDIA_TF32_OVERRIDE=0)")]
 MaxFileOption = Annotated[int, typer.Option(help="Largest accepted .onnx file (bytes)")]
 MaxInitOption = Annotated[int, typer.Option(help="Most bytes of weights accepted")]
 MaxNodesOption = Annotated[int, typer.Option(help="Most graph nodes accepted")]
-ProviderOption = Annotated[str, typer.Option(help="auto | cuda | cpu (auto: CUDA when it can really run)")]
+ProviderOption = Annotated[str, typer.Option(help="auto | cuda | tensorrt | cpu (auto: CUDA when it can run)")]
 GpuOption = Annotated[int, typer.Option(help="GPU device id to run on and meter")]
 PassesOption = Annotated[int, typer.Option(help="Measured passes over the whole test set")]
 WarmupOption = Annotated[int, typer.Option(help="Warm-up passes, outside the measured window")]
@@ -183,6 +187,10 @@ def score(
     max_file_bytes: MaxFileOption = 2 << 30,
     max_initializer_bytes: MaxInitOption = 2 << 30,
     max_nodes: MaxNodesOption = 100_000,
+    prefer_nhwc: NhwcOption = True,
+    cuda_graph: GraphOption = False,
+    cudnn_search: CudnnOption = "EXHAUSTIVE",
+    tf32: Tf32Option = True,
     as_json: JsonOption = False,
 ) -> None:
     """Score one submission: accuracy, speed and energy over --passes passes."""
@@ -195,6 +203,7 @@ def score(
         out_dir=out_dir, meter=meter, idle_seconds=idle_seconds, sample_ms=sample_ms, cooldown_seconds=cooldown,
         target_temp_c=target_temp, exclusive=exclusive, plot=plot,
         limits=Limits(max_file_bytes, max_initializer_bytes, max_nodes),
+        prefer_nhwc=prefer_nhwc, cuda_graph=cuda_graph, cudnn_search=cudnn_search, tf32=tf32,
     )
     with RichProgress(enabled=err.is_terminal) as progress:
         result = run_score(model, options, progress)
@@ -230,6 +239,10 @@ def score_dir(
     max_initializer_bytes: MaxInitOption = 2 << 30,
     max_nodes: MaxNodesOption = 100_000,
     max_memory_gb: Annotated[float, typer.Option(help="Address-space limit of each CPU scoring child (GiB)")] = 16.0,
+    prefer_nhwc: NhwcOption = True,
+    cuda_graph: GraphOption = False,
+    cudnn_search: CudnnOption = "EXHAUSTIVE",
+    tf32: Tf32Option = True,
     as_json: JsonOption = False,
 ) -> None:
     """Score every submission in a folder, each in its own process, one after another; resumable."""
@@ -242,6 +255,7 @@ def score_dir(
         meter=meter, idle_seconds=idle_seconds, sample_ms=sample_ms, cooldown_seconds=cooldown,
         target_temp_c=target_temp, exclusive=exclusive, plot=plot,
         limits=Limits(max_file_bytes, max_initializer_bytes, max_nodes),
+        prefer_nhwc=prefer_nhwc, cuda_graph=cuda_graph, cudnn_search=cudnn_search, tf32=tf32,
     )
     options.validate()
     with RichProgress(enabled=err.is_terminal) as progress:

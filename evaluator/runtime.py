@@ -24,8 +24,19 @@ from evaluator.errors import ProviderError, SubmissionError
 from evaluator.submission import NUM_CLASSES, Contract
 
 CUDA_EP = "CUDAExecutionProvider"
+TRT_EP = "TensorrtExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
-PROVIDER_CHOICES = ("auto", "cuda", "cpu")
+PROVIDER_CHOICES = ("auto", "cuda", "tensorrt", "cpu")
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int16)": np.int16,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+}
 _PLACEMENT_RE = re.compile(r"(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)")
 _NODE_LINE_RE = re.compile(r"^\s{2}(\S+) \((.*)\)\s*$")
 
@@ -64,18 +75,54 @@ def cuda_unavailable_reason() -> str | None:
 class RuntimeSettings:
     """Everything about the runtime that could change a result; identical for every submission."""
 
-    provider: str = "auto"  # auto | cuda | cpu
+    provider: str = "auto"  # auto | cuda | tensorrt | cpu
     gpu: int = 0
     graph_optimization_level: str = "ORT_ENABLE_ALL"
     intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
-    cuda_options: dict[str, str] = field(
+    prefer_nhwc: bool = True  # CUDA: channels-last kernels (cuDNN's fast path for convolutions)
+    cuda_graph: bool = False  # CUDA: capture one graph per resident batch (gpu_graph_id)
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"  # EXHAUSTIVE | HEURISTIC | DEFAULT
+    tf32: bool = True  # False sets NVIDIA_TF32_OVERRIDE=0 (cuDNN's frontend ignores use_tf32)
+    trt_cache_dir: str = ""  # TensorRT engine cache; the scorer puts it in the result folder
+    base_cuda_options: dict[str, str] = field(
         default_factory=lambda: {
-            "cudnn_conv_algo_search": "EXHAUSTIVE",
             "do_copy_in_default_stream": "1",
             "arena_extend_strategy": "kNextPowerOfTwo",
             "gpu_mem_limit": str(32 << 30),  # a submission cannot take the whole card
         }
     )
+
+    def cuda_options(self) -> dict[str, str]:
+        return {
+            "device_id": str(self.gpu),
+            **self.base_cuda_options,
+            "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
+            "prefer_nhwc": "1" if self.prefer_nhwc else "0",
+            "enable_cuda_graph": "1" if self.cuda_graph else "0",
+        }
+
+    def tensorrt_options(self) -> dict[str, str]:
+        options = {"device_id": str(self.gpu), "trt_timing_cache_enable": "1"}
+        if self.trt_cache_dir:
+            options |= {"trt_engine_cache_enable": "1", "trt_engine_cache_path": self.trt_cache_dir,
+                        "trt_timing_cache_path": self.trt_cache_dir}
+        return options
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """Why the TensorRT provider cannot be created here, or None when it can (it also needs CUDA)."""
+    ort = _ort()
+    if TRT_EP not in ort.get_available_providers():
+        return f"this onnxruntime build ({ort.__version__}) has no TensorRT provider; install onnxruntime-gpu"
+    if (cuda := cuda_unavailable_reason()) is not None:
+        return cuda
+    library = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_tensorrt.so"
+    if library.exists():
+        try:
+            ctypes.CDLL(str(library))
+        except OSError as exc:
+            return f"TensorRT is not installed ({exc}); install TensorRT 10 (pip install tensorrt) to use it"
+    return None
 
 
 @dataclass
@@ -89,6 +136,8 @@ class SessionInfo:
     placement: dict[str, int]  # provider -> node count
     nodes_off_provider: list[str]  # "OpType (name)" for nodes not on the requested provider
     selection: str  # why this provider
+    cuda_graph: bool = False  # graphs are captured (one per batch)
+    environment: dict[str, str | None] = field(default_factory=dict)
 
 
 @contextmanager
@@ -123,31 +172,40 @@ def _parse_placement(lines: list[str]) -> tuple[dict[str, int], dict[str, list[s
     return counts, nodes
 
 
+def _resolve_provider(settings: RuntimeSettings) -> tuple[str, str]:
+    """The provider that will run, and why; never a silent substitute for an explicit request."""
+    if settings.provider not in PROVIDER_CHOICES:
+        raise ProviderError(f"unknown provider {settings.provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
+    if settings.provider == "tensorrt":
+        if (reason := tensorrt_unavailable_reason()) is not None:
+            raise ProviderError(f"--provider tensorrt was asked for, but {reason}")
+        return "tensorrt", "requested"
+    if settings.provider == "cpu":
+        return "cpu", "requested"
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        return "cuda", "requested" if settings.provider == "cuda" else "auto: the CUDA provider is available"
+    if settings.provider == "cuda":
+        raise ProviderError(f"--provider cuda was asked for, but {reason}")
+    return "cpu", f"auto: CUDA unavailable ({reason})"
+
+
 def create_session(model_path: Path, settings: RuntimeSettings):  # noqa: ANN201 - onnxruntime type, lazy
     """Create the scoring session on the requested provider; raise ProviderError rather than fall back."""
     ort = _ort()
-    if settings.provider not in PROVIDER_CHOICES:
-        raise ProviderError(f"unknown provider {settings.provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
-    selection = "requested"
-    provider = settings.provider
-    if provider in ("auto", "cuda"):
-        reason = cuda_unavailable_reason()
-        if reason is None:
-            provider = "cuda"
-            selection = "requested" if settings.provider == "cuda" else "auto: the CUDA provider is available"
-        elif settings.provider == "cuda":
-            raise ProviderError(f"--provider cuda was asked for, but {reason}")
-        else:
-            provider = "cpu"
-            selection = f"auto: CUDA unavailable ({reason})"
+    provider, selection = _resolve_provider(settings)
+    if not settings.tf32 and provider != "cpu":
+        os.environ["NVIDIA_TF32_OVERRIDE"] = "0"  # read when CUDA initialises, so before the session
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, settings.graph_optimization_level)
     options.intra_op_num_threads = settings.intra_op_threads
     options.log_severity_level = 0  # verbose while creating: onnxruntime logs the node placement
-    if provider == "cuda":
-        cuda_options = {"device_id": str(settings.gpu), **settings.cuda_options}
-        providers: list = [(CUDA_EP, cuda_options), CPU_EP]
-        provider_options = {CUDA_EP: cuda_options}
+    if provider == "tensorrt":
+        providers: list = [(TRT_EP, settings.tensorrt_options()), (CUDA_EP, settings.cuda_options()), CPU_EP]
+        provider_options = {TRT_EP: settings.tensorrt_options(), CUDA_EP: settings.cuda_options()}
+    elif provider == "cuda":
+        providers = [(CUDA_EP, settings.cuda_options()), CPU_EP]
+        provider_options = {CUDA_EP: settings.cuda_options()}
     else:
         providers = [CPU_EP]
         provider_options = {CPU_EP: {}}
@@ -156,6 +214,12 @@ def create_session(model_path: Path, settings: RuntimeSettings):  # noqa: ANN201
             session = ort.InferenceSession(str(model_path), options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
         message = str(exc).split(" : ", 2)[-1].strip().splitlines()[0]
+        if provider == "cuda" and settings.cuda_graph:
+            # Graph capture needs every node on CUDA and no control flow: such a model runs without it, said so.
+            plain = RuntimeSettings(**{**settings.__dict__, "cuda_graph": False})
+            session, info = create_session(model_path, plain)
+            info.selection += f"; CUDA graphs refused by onnxruntime ({message})"
+            return session, info
         raise SubmissionError([f"onnxruntime could not create a session for the model: {message}"]) from None
     active = session.get_providers()
     if provider == "cuda" and active[:1] != [CUDA_EP] and settings.provider == "auto":
@@ -164,7 +228,7 @@ def create_session(model_path: Path, settings: RuntimeSettings):  # noqa: ANN201
         session, info = create_session(model_path, fallback)
         info.selection = "auto: the CUDA provider could not be created on a device"
         return session, info
-    wanted = CUDA_EP if provider == "cuda" else CPU_EP
+    wanted = {"tensorrt": TRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}[provider]
     if not active or active[0] != wanted:
         raise ProviderError(f"{wanted} was requested but onnxruntime runs {active}; refusing to fall back silently")
     counts, listed = _parse_placement(log_lines)
@@ -180,6 +244,8 @@ def create_session(model_path: Path, settings: RuntimeSettings):  # noqa: ANN201
         placement=counts,
         nodes_off_provider=off,
         selection=selection,
+        cuda_graph=provider == "cuda" and settings.cuda_graph,
+        environment={"NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")},
     )
     return session, info
 
@@ -210,33 +276,47 @@ class BoundRunner:
     """All batches uploaded once to the session's device and bound with IOBinding, one binding per batch."""
 
     def __init__(self, session: Any, contract: Contract, batches: list[np.ndarray], info: SessionInfo, gpu: int,
-                 image_count: int) -> None:
+                 image_count: int, static_outputs: bool = False) -> None:
+        """``static_outputs`` binds preallocated output buffers (CUDA graphs need fixed addresses)."""
         ort = _ort()
         self.session = session
         self.contract = contract
         self.image_count = image_count
-        self.device = "cuda" if info.provider == "cuda" else "cpu"
+        self.device = "cpu" if info.provider == "cpu" else "cuda"
         device_id = gpu if self.device == "cuda" else 0
-        self.run_options = ort.RunOptions()
-        self.run_options.log_severity_level = 3
         try:
             self._inputs = [ort.OrtValue.ortvalue_from_numpy(batch, self.device, device_id) for batch in batches]
         except Exception as exc:  # noqa: BLE001 - out of device memory, mostly
             raise SubmissionError([f"cannot place the test set on {self.device}: {exc}"]) from None
-        self._bindings = []
-        for value in self._inputs:
+        self._sizes = [batch.shape[0] for batch in batches]
+        static = static_outputs or info.cuda_graph
+        output_dtype = _ORT_TYPES.get(session.get_outputs()[0].type)
+        if static and output_dtype is None:
+            raise SubmissionError([f"output type {session.get_outputs()[0].type} cannot be preallocated"])
+        self._bindings, self._outputs, self._run_options = [], [], []
+        for index, (value, size) in enumerate(zip(self._inputs, self._sizes, strict=True)):
             binding = session.io_binding()
             binding.bind_ortvalue_input(contract.input_name, value)
-            binding.bind_output(contract.output_name, self.device, device_id)
+            if static:
+                shape = [size, NUM_CLASSES] if contract.output_kind == "scores" else [size]
+                output = ort.OrtValue.ortvalue_from_shape_and_type(shape, output_dtype, self.device, device_id)
+                binding.bind_ortvalue_output(contract.output_name, output)
+                self._outputs.append(output)
+            else:
+                binding.bind_output(contract.output_name, self.device, device_id)
+            run_options = ort.RunOptions()
+            run_options.log_severity_level = 3
+            if info.cuda_graph:
+                run_options.add_run_config_entry("gpu_graph_id", str(index))  # one captured graph per batch
             self._bindings.append(binding)
-        self._sizes = [batch.shape[0] for batch in batches]
+            self._run_options.append(run_options)
 
     def run_pass(self) -> np.ndarray:
         """One pass over every batch; returns the predicted label of each real image."""
         outputs = []
         try:
-            for binding in self._bindings:
-                self.session.run_with_iobinding(binding, self.run_options)
+            for binding, run_options in zip(self._bindings, self._run_options, strict=True):
+                self.session.run_with_iobinding(binding, run_options)
                 outputs.append(binding.copy_outputs_to_cpu()[0])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
             message = str(exc).split(" : ", 2)[-1].strip().splitlines()[0]

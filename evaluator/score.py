@@ -76,6 +76,17 @@ class ScoreOptions:
     powercap_root: str = ""
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     limits: Limits = field(default_factory=Limits)
+    prefer_nhwc: bool = True
+    cuda_graph: bool = False
+    cudnn_search: str = "EXHAUSTIVE"
+    tf32: bool = True
+
+    def runtime(self, out_dir: Path) -> RuntimeSettings:
+        """The runtime settings these options pin (the same for every submission scored with them)."""
+        return RuntimeSettings(provider=self.provider, gpu=self.gpu, prefer_nhwc=self.prefer_nhwc,
+                               cuda_graph=self.cuda_graph, cudnn_conv_algo_search=self.cudnn_search, tf32=self.tf32,
+                               trt_cache_dir=str((out_dir / "trt-cache").resolve()) if self.provider == "tensorrt"
+                               else "")
 
     def settings(self) -> dict[str, object]:
         """The options that can change a result (not where files go): equal settings, comparable results."""
@@ -91,6 +102,10 @@ class ScoreOptions:
             "cooldown_seconds": self.cooldown_seconds,
             "target_temp_c": self.target_temp_c,
             "temp_band_c": self.temp_band_c,
+            "prefer_nhwc": self.prefer_nhwc,
+            "cuda_graph": self.cuda_graph,
+            "cudnn_search": self.cudnn_search,
+            "tf32": self.tf32,
         }
 
     def validate(self) -> None:
@@ -104,6 +119,8 @@ class ScoreOptions:
             raise EdlError("--idle-seconds and --cooldown must be 0 or more")
         if self.sample_ms <= 0:
             raise EdlError(f"--sample-ms {self.sample_ms} must be positive")
+        if self.cudnn_search not in ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"):
+            raise EdlError(f"--cudnn-search {self.cudnn_search!r}: choose EXHAUSTIVE, HEURISTIC or DEFAULT")
 
 
 def default_out_dir(model_path: Path) -> Path:
@@ -213,8 +230,7 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
         warnings.append(f"data: {dataset.note or 'not the official test set'}")
 
     progress.phase("session")
-    settings = RuntimeSettings(provider=options.provider, gpu=options.gpu)
-    session, info = create_session(model_path, settings)
+    session, info = create_session(model_path, options.runtime(out_dir))
     if info.nodes_off_provider:
         warnings.append(
             f"{len(info.nodes_off_provider)} node(s) run outside {info.providers[0]}: "
@@ -245,7 +261,10 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
         if sampler:
             progress.phase("sampler")
             sampler.start()
+        cooling_from = time.monotonic()
         cooldown = watch.cooldown(options, progress)
+        if cooldown.get("waited_s"):
+            windows.append(Window("cooldown", cooling_from, time.monotonic()))
         if sampler and options.idle_seconds > 0:
             progress.phase("idle baseline")
             start = time.monotonic()
@@ -316,6 +335,8 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
             "session_options": info.session_options,
             "placement": info.placement,
             "nodes_off_provider": info.nodes_off_provider,
+            "cuda_graph": info.cuda_graph,
+            "environment": info.environment,
         },
         "settings": options.settings(),
         "batch_size": batch_size,

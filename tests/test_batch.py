@@ -51,6 +51,8 @@ def test_mixed_folder_scores_the_good_and_records_the_bad(tmp_path, data):
     assert "timed out after 8 s" in results["endless"]["reason"]
     again = score_directory(subs, tmp_path / "out", ScoreOptions(data=data, **FAST), timeout_s=8)
     assert again["counts"]["skipped"] == 4  # failures too: a hang is not rerun; the ambiguous folder is re-examined
+    longer = score_directory(subs, tmp_path / "out", ScoreOptions(data=data, **FAST), timeout_s=9)
+    assert [o["name"] for o in longer["submissions"] if o["outcome"] != "skipped"] == ["endless", "two_models"]
     forced = score_directory(subs, tmp_path / "out", ScoreOptions(data=data, **FAST | {"passes": 3}), timeout_s=8)
     assert forced["counts"]["skipped"] == 0  # other settings: nothing matches
 

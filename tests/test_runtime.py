@@ -1,0 +1,81 @@
+"""Runtime settings: pinned, mapped to provider options, recorded; providers never substituted silently."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from builders import oracle_images, oracle_model, save_npz
+
+from evaluator.errors import ProviderError
+from evaluator.runtime import (
+    BoundRunner,
+    RuntimeSettings,
+    create_session,
+    make_batches,
+    tensorrt_unavailable_reason,
+)
+from evaluator.submission import check_submission
+
+
+def test_cuda_options_carry_every_pinned_setting():
+    settings = RuntimeSettings(gpu=2, prefer_nhwc=True, cuda_graph=True, cudnn_conv_algo_search="HEURISTIC")
+    options = settings.cuda_options()
+    assert options["device_id"] == "2" and options["prefer_nhwc"] == "1" and options["enable_cuda_graph"] == "1"
+    assert options["cudnn_conv_algo_search"] == "HEURISTIC" and options["gpu_mem_limit"] == str(32 << 30)
+    plain = RuntimeSettings(prefer_nhwc=False).cuda_options()
+    assert plain["prefer_nhwc"] == "0" and plain["enable_cuda_graph"] == "0"
+
+
+def test_tensorrt_options_put_the_engine_cache_where_asked(tmp_path):
+    options = RuntimeSettings(gpu=1, trt_cache_dir=str(tmp_path)).tensorrt_options()
+    assert options["trt_engine_cache_enable"] == "1" and options["trt_engine_cache_path"] == str(tmp_path)
+    assert options["device_id"] == "1"
+
+
+def test_tensorrt_requested_without_tensorrt_is_refused(tmp_path):
+    reason = tensorrt_unavailable_reason()
+    if reason is None:
+        pytest.skip("TensorRT is installed here; the refusal cannot be shown")
+    with pytest.raises(ProviderError, match="--provider tensorrt was asked for"):
+        create_session(oracle_model(tmp_path / "m.onnx"), RuntimeSettings(provider="tensorrt"))
+
+
+def test_unknown_provider_is_refused(tmp_path):
+    with pytest.raises(ProviderError, match="unknown provider"):
+        create_session(oracle_model(tmp_path / "m.onnx"), RuntimeSettings(provider="directml"))
+
+
+@pytest.mark.parametrize("output", ["scores", "labels"])
+def test_preallocated_outputs_give_the_same_predictions(tmp_path, output):
+    """The binding CUDA graphs need (fixed output buffers), exercised on the CPU."""
+    model = oracle_model(tmp_path / "m.onnx", "uint8", "NHWC", output)
+    contract = check_submission(model).contract
+    images, labels = oracle_images(700, correct=650)
+    batches, _ = make_batches(images, contract, 300)
+    session, info = create_session(model, RuntimeSettings(provider="cpu"))
+    dynamic = BoundRunner(session, contract, batches, info, 0, 700).run_pass()
+    static = BoundRunner(session, contract, batches, info, 0, 700, static_outputs=True)
+    first, second = static.run_pass(), static.run_pass()
+    np.testing.assert_array_equal(dynamic, first)
+    np.testing.assert_array_equal(first, second)
+    assert int((first == labels).sum()) == 650
+
+
+def test_settings_are_recorded_in_the_result(tmp_path):
+    images, labels = oracle_images(200, correct=200)
+    data = save_npz(tmp_path / "d.npz", images, labels)
+    run = subprocess.run([sys.executable, "-m", "evaluator", "score", str(oracle_model(tmp_path / "m.onnx")),
+                          "--data", str(data), "--passes", "1", "--idle-seconds", "0", "--cooldown", "0",
+                          "--no-prefer-nhwc", "--cudnn-search", "HEURISTIC", "--no-tf32", "--out", str(tmp_path / "o"),
+                          "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    settings = json.loads(run.stdout)["settings"]
+    assert (settings["prefer_nhwc"], settings["cudnn_search"], settings["tf32"], settings["cuda_graph"]) == (
+        False, "HEURISTIC", False, False)
+    bad = subprocess.run([sys.executable, "-m", "evaluator", "score", str(tmp_path / "m.onnx"), "--data", str(data),
+                          "--cudnn-search", "FASTEST"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "choose EXHAUSTIVE" in bad.stderr
