@@ -108,6 +108,8 @@ def child_arguments(model: Path, out_dir: Path, options: ScoreOptions) -> list[s
     limits = options.limits
     args += ["--max-file-bytes", str(limits.max_file_bytes), "--max-initializer-bytes",
              str(limits.max_initializer_bytes), "--max-nodes", str(limits.max_nodes)]
+    if options.tune:
+        args += ["--tune", "--tune-seconds", str(options.tune_seconds)]
     if options.exclusive:
         args.append("--exclusive")
     if not options.meter:

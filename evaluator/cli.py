@@ -191,6 +191,8 @@ def score(
     cuda_graph: GraphOption = False,
     cudnn_search: CudnnOption = "EXHAUSTIVE",
     tf32: Tf32Option = True,
+    tune: Annotated[bool, typer.Option(help="Search the allowed settings first; measure the winner in full")] = False,
+    tune_seconds: Annotated[float, typer.Option(help="Window per --tune candidate (s)")] = 2.0,
     as_json: JsonOption = False,
 ) -> None:
     """Score one submission: accuracy, speed and energy over --passes passes."""
@@ -204,6 +206,7 @@ def score(
         target_temp_c=target_temp, exclusive=exclusive, plot=plot,
         limits=Limits(max_file_bytes, max_initializer_bytes, max_nodes),
         prefer_nhwc=prefer_nhwc, cuda_graph=cuda_graph, cudnn_search=cudnn_search, tf32=tf32,
+        tune=tune, tune_seconds=tune_seconds,
     )
     with RichProgress(enabled=err.is_terminal) as progress:
         result = run_score(model, options, progress)
@@ -243,6 +246,8 @@ def score_dir(
     cuda_graph: GraphOption = False,
     cudnn_search: CudnnOption = "EXHAUSTIVE",
     tf32: Tf32Option = True,
+    tune: Annotated[bool, typer.Option(help="Search the allowed settings for each submission first")] = False,
+    tune_seconds: Annotated[float, typer.Option(help="Window per --tune candidate (s)")] = 2.0,
     as_json: JsonOption = False,
 ) -> None:
     """Score every submission in a folder, each in its own process, one after another; resumable."""
@@ -256,6 +261,7 @@ def score_dir(
         target_temp_c=target_temp, exclusive=exclusive, plot=plot,
         limits=Limits(max_file_bytes, max_initializer_bytes, max_nodes),
         prefer_nhwc=prefer_nhwc, cuda_graph=cuda_graph, cudnn_search=cudnn_search, tf32=tf32,
+        tune=tune, tune_seconds=tune_seconds,
     )
     options.validate()
     with RichProgress(enabled=err.is_terminal) as progress:

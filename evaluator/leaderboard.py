@@ -107,6 +107,7 @@ def _signature(entry: Entry) -> dict[str, object]:
         "provider": (doc.get("provider") or {}).get("name"),
         "GPU model": (doc.get("host") or {}).get("gpu"),
         "energy domains": tuple(sorted(energy.get("total_domains") or [])),
+        "tuned": bool((doc.get("settings") or {}).get("tune")),
     }
 
 

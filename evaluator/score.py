@@ -26,8 +26,9 @@ from evaluator.power.base import MeterUnavailable
 from evaluator.power.nvml import driver_version, gpu_state, load_nvml, nvml_index, nvml_module_name
 from evaluator.power.sampler import Sampler
 from evaluator.ranking import DEFAULT_THRESHOLDS, category_for
-from evaluator.runtime import BoundRunner, RuntimeSettings, create_session, make_batches
+from evaluator.runtime import BoundRunner, RuntimeSettings, SessionInfo, create_session, make_batches
 from evaluator.submission import Limits, check_submission
+from evaluator.tune import run_tuning
 from evaluator.verify import seal
 
 SCHEMA_VERSION = 1
@@ -80,6 +81,8 @@ class ScoreOptions:
     cuda_graph: bool = False
     cudnn_search: str = "EXHAUSTIVE"
     tf32: bool = True
+    tune: bool = False
+    tune_seconds: float = 2.0
 
     def runtime(self, out_dir: Path) -> RuntimeSettings:
         """The runtime settings these options pin (the same for every submission scored with them)."""
@@ -106,6 +109,8 @@ class ScoreOptions:
             "cuda_graph": self.cuda_graph,
             "cudnn_search": self.cudnn_search,
             "tf32": self.tf32,
+            "tune": self.tune,
+            "tune_seconds": self.tune_seconds if self.tune else None,
         }
 
     def validate(self) -> None:
@@ -119,6 +124,8 @@ class ScoreOptions:
             raise EdlError("--idle-seconds and --cooldown must be 0 or more")
         if self.sample_ms <= 0:
             raise EdlError(f"--sample-ms {self.sample_ms} must be positive")
+        if self.tune_seconds <= 0:
+            raise EdlError(f"--tune-seconds {self.tune_seconds} must be positive")
         if self.cudnn_search not in ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"):
             raise EdlError(f"--cudnn-search {self.cudnn_search!r}: choose EXHAUSTIVE, HEURISTIC or DEFAULT")
 
@@ -229,17 +236,22 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
     if not dataset.official:
         warnings.append(f"data: {dataset.note or 'not the official test set'}")
 
-    progress.phase("session")
-    session, info = create_session(model_path, options.runtime(out_dir))
-    if info.nodes_off_provider:
-        warnings.append(
-            f"{len(info.nodes_off_provider)} node(s) run outside {info.providers[0]}: "
-            + ", ".join(info.nodes_off_provider[:10])
-        )
-    batch_size, batch_rule = contract.batch_size(options.batch_size)
-    batches, padding = make_batches(dataset.images, contract, batch_size)
-    runner = BoundRunner(session, contract, batches, info, options.gpu, dataset.count)
-    del batches
+    def prepare(run_options: ScoreOptions) -> tuple[BoundRunner, SessionInfo, int, str, int]:
+        progress.phase("session")
+        session, info = create_session(model_path, run_options.runtime(out_dir))
+        if info.nodes_off_provider:
+            warnings.append(
+                f"{len(info.nodes_off_provider)} node(s) run outside {info.providers[0]}: "
+                + ", ".join(info.nodes_off_provider[:10])
+            )
+        batch_size, batch_rule = contract.batch_size(run_options.batch_size)
+        batches, padding = make_batches(dataset.images, contract, batch_size)
+        runner = BoundRunner(session, contract, batches, info, options.gpu, dataset.count)
+        return runner, info, batch_size, batch_rule, padding
+
+    if not options.tune:
+        runner, info, batch_size, batch_rule, padding = prepare(options)
+    tuning = None
 
     watch = _GpuWatch(options)
     gpu_start = watch.state()
@@ -261,6 +273,12 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
         if sampler:
             progress.phase("sampler")
             sampler.start()
+        if options.tune:
+            winner, tuning = run_tuning(model_path, contract, dataset, options, out_dir,
+                                        samples_path if sampler else None, progress)
+            runner, info, batch_size, batch_rule, padding = prepare(winner.apply(options))
+            if contract.fixed_batch is None and contract.metadata_batch is None:
+                batch_rule = "--tune"
         cooling_from = time.monotonic()
         cooldown = watch.cooldown(options, progress)
         if cooldown.get("waited_s"):
@@ -339,6 +357,7 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
             "environment": info.environment,
         },
         "settings": options.settings(),
+        "tuning": tuning,
         "batch_size": batch_size,
         "batch_size_rule": batch_rule,
         "padded_images": padding,

@@ -79,3 +79,36 @@ def test_settings_are_recorded_in_the_result(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "evaluator", "score", str(tmp_path / "m.onnx"), "--data", str(data),
                           "--cudnn-search", "FASTEST"], capture_output=True, text=True)
     assert bad.returncode == 1 and "choose EXHAUSTIVE" in bad.stderr
+
+
+def test_tune_searches_batch_sizes_and_measures_the_winner(tmp_path, monkeypatch):
+    from builders import PowercapTree, conv_model
+
+    from evaluator.score import ScoreOptions, score
+
+    images, labels = oracle_images(2000, correct=2000)
+    data = save_npz(tmp_path / "d.npz", images, labels)
+    monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
+    with PowercapTree(tmp_path / "pc", package_watts=[60.0]):
+        result = score(conv_model(tmp_path / "m.onnx"), ScoreOptions(
+            data=data, out_dir=tmp_path / "o", passes=3, idle_seconds=0, cooldown_seconds=0, plot=False,
+            provider="cpu", tune=True, tune_seconds=0.3))
+    tuning = result["tuning"]
+    assert tuning["criterion"] == "joules_per_image"
+    assert [c["batch_size"] for c in tuning["candidates"]] == [250, 500, 1000, 2000]
+    best = min(tuning["candidates"], key=lambda c: c["joules_per_image"])
+    assert tuning["winner"]["batch_size"] == best["batch_size"] == result["batch_size"]
+    assert result["batch_size_rule"] == "--tune" and result["settings"]["tune"] is True
+    assert all(c["joules_per_image"] > 0 for c in tuning["candidates"])
+
+
+def test_tune_respects_a_fixed_batch_and_falls_back_to_time_without_meters(tmp_path):
+    from evaluator.score import ScoreOptions, score
+
+    images, labels = oracle_images(600, correct=600)
+    result = score(oracle_model(tmp_path / "m.onnx", batch=200), ScoreOptions(
+        data=save_npz(tmp_path / "d.npz", images, labels), out_dir=tmp_path / "o", passes=1, idle_seconds=0,
+        cooldown_seconds=0, plot=False, provider="cpu", tune=True, tune_seconds=0.1))
+    assert result["tuning"]["criterion"] == "seconds_per_image"
+    assert [c["batch_size"] for c in result["tuning"]["candidates"]] == [200]
+    assert result["batch_size_rule"] == "fixed batch dimension in the graph"

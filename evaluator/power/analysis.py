@@ -54,7 +54,10 @@ def load_samples(path: Path) -> Samples:
     """Read a samples file written by the sampler; refuse anything else."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
+        lines = text.splitlines()
+        if text and not text.endswith("\n"):
+            lines = lines[:-1]  # a row still being written (or cut by a crash) is not a sample
     except OSError as exc:
         raise MeterError(f"{path}: cannot read the samples file ({exc})") from None
     if len(lines) < 2 or not lines[0].startswith("# "):
