@@ -167,6 +167,23 @@ MeterOption = Annotated[bool, typer.Option(help="Measure energy (--no-meter: acc
 PlotOption = Annotated[bool, typer.Option(help="Write the power timeline PNG")]
 
 
+def _score_options(values: dict[str, object]):  # noqa: ANN202 - ScoreOptions, imported lazily
+    """ScoreOptions from the shared options of `score` and `score-dir` (their parameters, by name)."""
+    from evaluator.score import ScoreOptions
+    from evaluator.submission import Limits
+
+    v = values
+    return ScoreOptions(
+        data=v["data"], provider=v["provider"], gpu=v["gpu"], passes=v["passes"], warmup_passes=v["warmup"],
+        batch_size=v["batch_size"], out_dir=v["out_dir"], meter=v["meter"], idle_seconds=v["idle_seconds"],
+        sample_ms=v["sample_ms"], cooldown_seconds=v["cooldown"], target_temp_c=v["target_temp"],
+        exclusive=v["exclusive"], plot=v["plot"],
+        limits=Limits(v["max_file_bytes"], v["max_initializer_bytes"], v["max_nodes"]),
+        prefer_nhwc=v["prefer_nhwc"], cuda_graph=v["cuda_graph"], cudnn_search=v["cudnn_search"], tf32=v["tf32"],
+        tune=v["tune"], tune_seconds=v["tune_seconds"],
+    )
+
+
 @app.command()
 def score(
     model: Annotated[Path, typer.Argument(help="The .onnx submission")],
@@ -196,18 +213,10 @@ def score(
     as_json: JsonOption = False,
 ) -> None:
     """Score one submission: accuracy, speed and energy over --passes passes."""
-    from evaluator.score import RESULT_NAME, ScoreOptions, default_out_dir
+    from evaluator.score import RESULT_NAME, default_out_dir
     from evaluator.score import score as run_score
-    from evaluator.submission import Limits
 
-    options = ScoreOptions(
-        data=data, provider=provider, gpu=gpu, passes=passes, warmup_passes=warmup, batch_size=batch_size,
-        out_dir=out_dir, meter=meter, idle_seconds=idle_seconds, sample_ms=sample_ms, cooldown_seconds=cooldown,
-        target_temp_c=target_temp, exclusive=exclusive, plot=plot,
-        limits=Limits(max_file_bytes, max_initializer_bytes, max_nodes),
-        prefer_nhwc=prefer_nhwc, cuda_graph=cuda_graph, cudnn_search=cudnn_search, tf32=tf32,
-        tune=tune, tune_seconds=tune_seconds,
-    )
+    options = _score_options(locals())
     with RichProgress(enabled=err.is_terminal) as progress:
         result = run_score(model, options, progress)
     if as_json:
@@ -252,17 +261,8 @@ def score_dir(
 ) -> None:
     """Score every submission in a folder, each in its own process, one after another; resumable."""
     from evaluator.batch import score_directory
-    from evaluator.score import ScoreOptions
-    from evaluator.submission import Limits
 
-    options = ScoreOptions(
-        data=data, provider=provider, gpu=gpu, passes=passes, warmup_passes=warmup, batch_size=batch_size,
-        meter=meter, idle_seconds=idle_seconds, sample_ms=sample_ms, cooldown_seconds=cooldown,
-        target_temp_c=target_temp, exclusive=exclusive, plot=plot,
-        limits=Limits(max_file_bytes, max_initializer_bytes, max_nodes),
-        prefer_nhwc=prefer_nhwc, cuda_graph=cuda_graph, cudnn_search=cudnn_search, tf32=tf32,
-        tune=tune, tune_seconds=tune_seconds,
-    )
+    options = _score_options(locals() | {"out_dir": None})
     options.validate()
     with RichProgress(enabled=err.is_terminal) as progress:
         def report(name: str, done: int, total: int) -> None:

@@ -47,6 +47,18 @@ def _ort():  # noqa: ANN202 - onnxruntime is imported lazily: `edl --help` shoul
     return onnxruntime
 
 
+def _provider_library_error(name: str) -> str | None:
+    """Load onnxruntime's provider library ourselves: its dynamic-loader error names what is missing."""
+    library = Path(_ort().__file__).parent / "capi" / f"libonnxruntime_providers_{name}.so"
+    if not library.exists():
+        return None
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
 def cuda_unavailable_reason() -> str | None:
     """Why the CUDA provider cannot be created here, or None when it can be.
 
@@ -62,12 +74,8 @@ def cuda_unavailable_reason() -> str | None:
                 ort.preload_dlls(directory="")
             except Exception:  # noqa: BLE001 - best effort; the real probe follows
                 pass
-    library = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
-    if library.exists():
-        try:
-            ctypes.CDLL(str(library))
-        except OSError as exc:
-            return f"the CUDA provider library cannot load: {exc}. Install CUDA 13 and cuDNN 9 (or a matching build)"
+    if (error := _provider_library_error("cuda")) is not None:
+        return f"the CUDA provider library cannot load: {error}. Install CUDA 13 and cuDNN 9 (or a matching build)"
     return None
 
 
@@ -116,12 +124,8 @@ def tensorrt_unavailable_reason() -> str | None:
         return f"this onnxruntime build ({ort.__version__}) has no TensorRT provider; install onnxruntime-gpu"
     if (cuda := cuda_unavailable_reason()) is not None:
         return cuda
-    library = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_tensorrt.so"
-    if library.exists():
-        try:
-            ctypes.CDLL(str(library))
-        except OSError as exc:
-            return f"TensorRT is not installed ({exc}); install TensorRT 10 (pip install tensorrt) to use it"
+    if (error := _provider_library_error("tensorrt")) is not None:
+        return f"TensorRT is not installed ({error}); install TensorRT 10 (pip install tensorrt) to use it"
     return None
 
 
