@@ -77,7 +77,6 @@ def test_a_crashing_child_is_recorded_and_the_batch_goes_on(tmp_path, data):
     conv_model(subs / "a_crashes.onnx")
     oracle_model(subs / "b_fine.onnx")
     options = ScoreOptions(data=data, **FAST | {"passes": 100000})  # a_crashes would run for minutes
-    options_fine = ScoreOptions(data=data, **FAST)
 
     def killer() -> None:
         deadline = time.monotonic() + 60
@@ -97,7 +96,6 @@ def test_a_crashing_child_is_recorded_and_the_batch_goes_on(tmp_path, data):
     assert "died with SIGKILL" in results["a_crashes"]["reason"]
     assert results["b_fine"]["status"] == "scored"
     assert summary["counts"]["failed"] == 1
-    del options_fine
 
 
 def test_an_interrupted_batch_resumes_and_scores_each_once(tmp_path, data):

@@ -7,7 +7,6 @@ integral of instant power over the same window is reported beside it, with their
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,6 +231,3 @@ def energy_report(
     report["warnings"] = warnings
     return report
 
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else value
