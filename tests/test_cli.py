@@ -117,3 +117,19 @@ def test_read_only_results_folder_fails_before_measuring(tmp_path):
     run = edl("score", str(conv_model(tmp_path / "m.onnx")), "--data", str(_dataset(tmp_path)),
               "--out", str(target / "sub"))
     assert run.returncode == 1 and "cannot write results" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_score_uses_the_verified_cache_without_data_option(tmp_path):
+    """What `edl data fetch` leaves behind is what `edl score` uses by default, marked official."""
+    import os
+
+    images, labels = oracle_images(300, correct=270)
+    data.store_cache(images, labels, "test archive", True, data.default_cache_dir())
+    info = edl("data", "info", "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["official"] is True
+    run = edl("score", str(conv_model(tmp_path / "m.onnx")), "--passes", "1", "--idle-seconds", "0", "--cooldown",
+              "0", "--out", str(tmp_path / "o"), "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["data"]["official"] is True and result["data"]["images"] == 300
+    assert os.environ["EDL_DATA_DIR"] in str(data.default_cache_dir())
