@@ -129,7 +129,8 @@ def test_node_and_weight_limits(tmp_path):
     assert any("bytes of weights" in p for p in check_submission(path, Limits(max_initializer_bytes=100)).problems)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True,  # the same cases in every CI run
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_model_bytes_never_raise(tmp_path_factory, data):
     """Mutate a valid model's bytes every which way: the check always ends in a report, never an exception."""
