@@ -119,9 +119,16 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str | None] | None:
     return dims
 
 
+def _dtype_name(elem: int) -> str:
+    try:
+        return TensorProto.DataType.Name(elem)
+    except ValueError:
+        return f"unknown element type {elem}"
+
+
 def _describe(value_info: onnx.ValueInfoProto) -> str:
     elem = value_info.type.tensor_type.elem_type
-    dtype = TensorProto.DataType.Name(elem).lower() if elem else "?"
+    dtype = _dtype_name(elem).lower() if elem else "?"
     dims = _dims(value_info)
     shape = "?" if dims is None else "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
     return f"{value_info.name}: {dtype} {shape}"
@@ -204,7 +211,7 @@ def _input_contract(model: onnx.ModelProto, initializer_names: set[str], report:
     elem = vi.type.tensor_type.elem_type
     if elem not in INPUT_DTYPES:
         report.problems.append(
-            f"input {vi.name!r} is {TensorProto.DataType.Name(elem) if elem else 'not a tensor'}; it must be "
+            f"input {vi.name!r} is {_dtype_name(elem) if elem else 'not a tensor'}; it must be "
             "float32 or float16 pixels in [0, 1], or uint8 raw pixels"
         )
         return None
@@ -248,7 +255,7 @@ def _output_contract(model: onnx.ModelProto, fixed_batch: int | None, report: Ch
     elif elem in LABEL_DTYPES and (dims is None or len(dims) == 1):
         kind = "labels"
     else:
-        dtype = TensorProto.DataType.Name(elem) if elem else "not a tensor"
+        dtype = _dtype_name(elem) if elem else "not a tensor"
         report.problems.append(
             f"output {vi.name!r} is {dtype} with shape {dims}; it must be (N, 10) float scores or (N,) integer labels"
         )
@@ -289,11 +296,23 @@ def _ort_load(path: Path, report: CheckReport) -> None:
         report.problems.append(f"onnxruntime cannot load the model: {message}")
 
 
+def _text(value: str | bytes) -> str:
+    """Protobuf hands back bytes for a string field that is not valid UTF-8: a hostile file can do that."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
 def check_submission(path: Path, limits: Limits | None = None, load_in_runtime: bool = True) -> CheckReport:
     """Validate ``path`` against the contract and the limits; never raises for a bad model."""
-    limits = limits or Limits()
-    path = Path(path)
     report = CheckReport(path=str(path))
+    try:
+        return _check(Path(path), limits or Limits(), load_in_runtime, report)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: a hostile file must not crash the check
+        report.problems.append(f"the model could not be analysed ({type(exc).__name__}: {exc}); it is malformed")
+        report.contract = None
+        return report
+
+
+def _check(path: Path, limits: Limits, load_in_runtime: bool, report: CheckReport) -> CheckReport:
     if not path.is_file():
         report.problems.append(f"{path}: no such file; pass the path of a .onnx submission")
         return report
@@ -317,11 +336,11 @@ def check_submission(path: Path, limits: Limits | None = None, load_in_runtime: 
         report.problems.append(f"{path}: not an ONNX model (no graph); is it really a .onnx file?")
         return report
     report.ir_version = int(model.ir_version)
-    report.producer = f"{model.producer_name} {model.producer_version}".strip()
-    report.opsets = {(entry.domain or "ai.onnx"): int(entry.version) for entry in model.opset_import}
+    report.producer = f"{_text(model.producer_name)} {_text(model.producer_version)}".strip()
+    report.opsets = {(_text(entry.domain) or "ai.onnx"): int(entry.version) for entry in model.opset_import}
     graphs = _all_graphs(model.graph)
     report.node_count = sum(len(graph.node) for graph in graphs)
-    report.domains_used = sorted({(node.domain or "ai.onnx") for graph in graphs for node in graph.node})
+    report.domains_used = sorted({(_text(node.domain) or "ai.onnx") for graph in graphs for node in graph.node})
     for domain in report.domains_used:
         if domain not in ALLOWED_DOMAINS:
             report.problems.append(

@@ -286,3 +286,16 @@ def test_verify_cli_exit_codes_and_model_check(scored, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "evaluator", "verify", str(scored), "--model", str(other)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "FAILED" in bad.stdout
+
+
+def test_invalid_utf8_and_unknown_enums_are_problems_not_crashes(tmp_path):
+    """Found by fuzzing: protobuf returns bytes for a non-UTF-8 string field, and unknown enum values."""
+    model = onnx.load(oracle_model(tmp_path / "m.onnx"))
+    model.graph.input[0].type.tensor_type.elem_type = 40
+    save(model, tmp_path / "enum.onnx")
+    report = check_submission(tmp_path / "enum.onnx")
+    assert not report.valid and any("unknown element type 40" in p for p in report.problems)
+    raw = _custom_op_in_subgraph(tmp_path / "custom.onnx").read_bytes()
+    (tmp_path / "utf8.onnx").write_bytes(raw.replace(b"evil", b"ev\xffl"))  # the domain is no longer UTF-8
+    report = check_submission(tmp_path / "utf8.onnx")
+    assert any("'ev\ufffdl' is not provided by onnxruntime" in p for p in report.problems), report.problems
