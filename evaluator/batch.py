@@ -104,7 +104,9 @@ def child_arguments(model: Path, out_dir: Path, options: ScoreOptions) -> list[s
     if options.target_temp_c is not None:
         args += ["--target-temp", str(options.target_temp_c)]
     args += ["--cudnn-search", options.cudnn_search, "--prefer-nhwc" if options.prefer_nhwc else "--no-prefer-nhwc",
-             "--cuda-graph" if options.cuda_graph else "--no-cuda-graph", "--tf32" if options.tf32 else "--no-tf32"]
+             "--cuda-graph" if options.cuda_graph else "--no-cuda-graph",
+             "--overlap-batches" if options.overlap_batches else "--no-overlap-batches",
+             "--tf32" if options.tf32 else "--no-tf32"]
     limits = options.limits
     args += ["--max-file-bytes", str(limits.max_file_bytes), "--max-initializer-bytes",
              str(limits.max_initializer_bytes), "--max-nodes", str(limits.max_nodes)]

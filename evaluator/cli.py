@@ -147,7 +147,8 @@ def _print_score(result: dict) -> None:
 
 
 NhwcOption = Annotated[bool, typer.Option(help="CUDA: prefer channels-last (NHWC) kernels")]
-GraphOption = Annotated[bool, typer.Option(help="CUDA: capture one CUDA graph per resident batch")]
+GraphOption = Annotated[bool, typer.Option(help="CUDA: capture one CUDA graph per resident batch (refused: without)")]
+OverlapOption = Annotated[bool, typer.Option(help="CUDA: queue a pass's batches, one synchronisation per pass")]
 CudnnOption = Annotated[str, typer.Option(help="CUDA: cuDNN algorithm search EXHAUSTIVE | HEURISTIC | DEFAULT")]
 Tf32Option = Annotated[bool, typer.Option(help="Allow TF32 math (--no-tf32 sets NVIDIA_TF32_OVERRIDE=0)")]
 MaxFileOption = Annotated[int, typer.Option(help="Largest accepted .onnx file (bytes)")]
@@ -179,7 +180,8 @@ def _score_options(values: dict[str, object]):  # noqa: ANN202 - ScoreOptions, i
         sample_ms=v["sample_ms"], cooldown_seconds=v["cooldown"], target_temp_c=v["target_temp"],
         exclusive=v["exclusive"], plot=v["plot"],
         limits=Limits(v["max_file_bytes"], v["max_initializer_bytes"], v["max_nodes"]),
-        prefer_nhwc=v["prefer_nhwc"], cuda_graph=v["cuda_graph"], cudnn_search=v["cudnn_search"], tf32=v["tf32"],
+        prefer_nhwc=v["prefer_nhwc"], cuda_graph=v["cuda_graph"],
+        overlap_batches=v["overlap_batches"], cudnn_search=v["cudnn_search"], tf32=v["tf32"],
         tune=v["tune"], tune_seconds=v["tune_seconds"],
     )
 
@@ -205,7 +207,8 @@ def score(
     max_initializer_bytes: MaxInitOption = 2 << 30,
     max_nodes: MaxNodesOption = 100_000,
     prefer_nhwc: NhwcOption = True,
-    cuda_graph: GraphOption = False,
+    cuda_graph: GraphOption = True,
+    overlap_batches: OverlapOption = True,
     cudnn_search: CudnnOption = "EXHAUSTIVE",
     tf32: Tf32Option = True,
     tune: Annotated[bool, typer.Option(help="Search the allowed settings first; measure the winner in full")] = False,
@@ -252,7 +255,8 @@ def score_dir(
     max_nodes: MaxNodesOption = 100_000,
     max_memory_gb: Annotated[float, typer.Option(help="Address-space limit of each CPU scoring child (GiB)")] = 16.0,
     prefer_nhwc: NhwcOption = True,
-    cuda_graph: GraphOption = False,
+    cuda_graph: GraphOption = True,
+    overlap_batches: OverlapOption = True,
     cudnn_search: CudnnOption = "EXHAUSTIVE",
     tf32: Tf32Option = True,
     tune: Annotated[bool, typer.Option(help="Search the allowed settings for each submission first")] = False,
@@ -396,7 +400,7 @@ def meter(
 
 @app.command()
 def verify(
-    result: Annotated[Path, typer.Argument(help="A result.json written by edl score or score-dir")],
+    result: Annotated[Path, typer.Argument(help="A result.json written by edl score or score-dir, or its folder")],
     model: Annotated[Path | None, typer.Option(help="The submission, if not at the recorded path")] = None,
     as_json: JsonOption = False,
 ) -> None:

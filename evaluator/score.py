@@ -7,6 +7,7 @@ callback, errors are raised, and the CLI decides how to show them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -27,7 +28,7 @@ from evaluator.power.nvml import driver_version, gpu_state, load_nvml, nvml_inde
 from evaluator.power.sampler import Sampler
 from evaluator.ranking import DEFAULT_THRESHOLDS, category_for
 from evaluator.runtime import BoundRunner, RuntimeSettings, SessionInfo, create_session, make_batches
-from evaluator.submission import Limits, check_submission
+from evaluator.submission import Contract, Limits, check_submission
 from evaluator.tune import run_tuning
 from evaluator.verify import seal
 
@@ -78,7 +79,8 @@ class ScoreOptions:
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     limits: Limits = field(default_factory=Limits)
     prefer_nhwc: bool = True
-    cuda_graph: bool = False
+    cuda_graph: bool = True
+    overlap_batches: bool = True
     cudnn_search: str = "EXHAUSTIVE"
     tf32: bool = True
     tune: bool = False
@@ -87,7 +89,8 @@ class ScoreOptions:
     def runtime(self, out_dir: Path) -> RuntimeSettings:
         """The runtime settings these options pin (the same for every submission scored with them)."""
         return RuntimeSettings(provider=self.provider, gpu=self.gpu, prefer_nhwc=self.prefer_nhwc,
-                               cuda_graph=self.cuda_graph, cudnn_conv_algo_search=self.cudnn_search, tf32=self.tf32,
+                               cuda_graph=self.cuda_graph, overlap_batches=self.overlap_batches,
+                               cudnn_conv_algo_search=self.cudnn_search, tf32=self.tf32,
                                trt_cache_dir=str((out_dir / "trt-cache").resolve()) if self.provider == "tensorrt"
                                else "")
 
@@ -107,6 +110,7 @@ class ScoreOptions:
             "temp_band_c": self.temp_band_c,
             "prefer_nhwc": self.prefer_nhwc,
             "cuda_graph": self.cuda_graph,
+            "overlap_batches": self.overlap_batches,
             "cudnn_search": self.cudnn_search,
             "tf32": self.tf32,
             "tune": self.tune,
@@ -205,6 +209,31 @@ class _GpuWatch:
         }
 
 
+def prime_runner(model_path: Path, session: object, info: SessionInfo, contract: Contract, batches: list[np.ndarray],
+                 settings: RuntimeSettings, image_count: int) -> BoundRunner:
+    """Bind the batches and capture CUDA graphs before any window; a capture that fails runs without.
+
+    Graphs are refused at session creation for control flow or nodes off CUDA; a kernel that
+    synchronises or allocates inside its run fails only at capture, so that case is handled here.
+    ``info`` is updated in place to say what runs.
+    """
+    runner = BoundRunner(session, contract, batches, info, settings.gpu, image_count)
+    try:
+        runner.prime()
+        return runner
+    except SubmissionError as exc:
+        if not info.cuda_graph:
+            raise
+        del runner, session
+        plain = dataclasses.replace(settings, cuda_graph=False)
+        session, fresh = create_session(model_path, plain)
+        fresh.selection += f"; CUDA graph capture failed ({exc.problems[0]}), run without graphs"
+        info.__dict__.update(fresh.__dict__)
+        runner = BoundRunner(session, contract, batches, info, settings.gpu, image_count)
+        runner.prime()
+        return runner
+
+
 def _run_passes(runner: BoundRunner, count: int, name: str, progress: Progress, images: int
                 ) -> tuple[list[Window], list[np.ndarray]]:
     progress.phase(name, count * images if count else None)
@@ -246,7 +275,8 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
             )
         batch_size, batch_rule = contract.batch_size(run_options.batch_size)
         batches, padding = make_batches(dataset.images, contract, batch_size)
-        runner = BoundRunner(session, contract, batches, info, options.gpu, dataset.count)
+        runner = prime_runner(model_path, session, info, contract, batches, run_options.runtime(out_dir),
+                              dataset.count)
         return runner, info, batch_size, batch_rule, padding
 
     if not options.tune:
@@ -354,6 +384,7 @@ def score(model_path: Path, options: ScoreOptions, progress: Progress | None = N
             "placement": info.placement,
             "nodes_off_provider": info.nodes_off_provider,
             "cuda_graph": info.cuda_graph,
+            "overlap_batches": info.overlap_batches,
             "environment": info.environment,
         },
         "settings": options.settings(),

@@ -17,7 +17,8 @@ from onnx import TensorProto
 
 IMAGE_SIDE = 32
 NUM_CLASSES = 10
-DEFAULT_BATCH_SIZE = 1000
+# 250 measured least energy per image on an H200 for ResNet-20 and -56, fp32 and fp16 (bench/RESULTS.md).
+DEFAULT_BATCH_SIZE = 250
 BATCH_METADATA_KEY = "edl.batch_size"
 # Operator domains that onnxruntime implements itself; no custom-op library is ever registered.
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})

@@ -22,7 +22,7 @@ def test_every_contract_form_is_valid(tmp_path, dtype, layout, output):
     report = check_submission(path)
     assert report.valid, report.problems
     assert (report.contract.input_dtype, report.contract.layout, report.contract.output_kind) == (dtype, layout, output)
-    assert report.contract.batch_size(None) == (1000, "default")
+    assert report.contract.batch_size(None) == (250, "default")
 
 
 def test_batch_policy_graph_then_metadata_then_option(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from converters.common import ContractOptions, MissingFrameworkError, VerificationError, require
-from evaluator.submission import check_submission
+from evaluator.submission import DEFAULT_BATCH_SIZE, check_submission
 
 ROOT = Path(__file__).parents[1]
 FORMS = [("uint8", "nhwc", None), ("float32", "nchw", None), ("float16", "nchw", 64), ("float32", "nhwc", None),
@@ -41,7 +41,7 @@ def test_pytorch_every_contract_form(tmp_path, dtype, layout, batch):
     assert reports[0].argmax_agreement["random"] == 1.0 and reports[0].max_abs_diff["random"] < 1e-4
     contract = check_submission(tmp_path / "m.onnx").contract
     assert (contract.input_dtype, contract.layout.lower(), contract.output_kind) == (dtype, layout, "scores")
-    assert contract.batch_size(None)[0] == (batch or 1000)
+    assert contract.batch_size(None)[0] == (batch or DEFAULT_BATCH_SIZE)
 
 
 def test_pytorch_fp16_copy_is_verified_too(tmp_path):

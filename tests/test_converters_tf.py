@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from converters.common import ContractOptions
-from evaluator.submission import check_submission
+from evaluator.submission import DEFAULT_BATCH_SIZE, check_submission
 
 tf = pytest.importorskip("tensorflow", reason="the [tf] extra is not installed")
 keras = pytest.importorskip("keras", reason="the [tf] extra is not installed")
@@ -35,7 +35,7 @@ def test_keras_contract_forms(tmp_path, dtype, layout, batch):
     assert reports[0].argmax_agreement["random"] == 1.0
     contract = check_submission(tmp_path / "k.onnx").contract
     assert (contract.input_dtype, contract.layout.lower()) == (dtype, layout)
-    assert contract.batch_size(None)[0] == (batch or 1000)
+    assert contract.batch_size(None)[0] == (batch or DEFAULT_BATCH_SIZE)
 
 
 def test_keras_file_and_savedmodel_through_the_cli(tmp_path):

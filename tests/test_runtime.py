@@ -26,7 +26,8 @@ def test_cuda_options_carry_every_pinned_setting():
     options = settings.cuda_options()
     assert options["device_id"] == "2" and options["prefer_nhwc"] == "1" and options["enable_cuda_graph"] == "1"
     assert options["cudnn_conv_algo_search"] == "HEURISTIC" and options["gpu_mem_limit"] == str(32 << 30)
-    plain = RuntimeSettings(prefer_nhwc=False).cuda_options()
+    assert RuntimeSettings().cuda_options()["enable_cuda_graph"] == "1"  # graphs by default
+    plain = RuntimeSettings(prefer_nhwc=False, cuda_graph=False).cuda_options()
     assert plain["prefer_nhwc"] == "0" and plain["enable_cuda_graph"] == "0"
 
 
@@ -70,12 +71,13 @@ def test_settings_are_recorded_in_the_result(tmp_path):
     data = save_npz(tmp_path / "d.npz", images, labels)
     run = subprocess.run([sys.executable, "-m", "evaluator", "score", str(oracle_model(tmp_path / "m.onnx")),
                           "--data", str(data), "--passes", "1", "--idle-seconds", "0", "--cooldown", "0",
-                          "--no-prefer-nhwc", "--cudnn-search", "HEURISTIC", "--no-tf32", "--out", str(tmp_path / "o"),
+                          "--no-prefer-nhwc", "--cudnn-search", "HEURISTIC", "--no-tf32", "--no-overlap-batches",
+                          "--out", str(tmp_path / "o"),
                           "--json"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     settings = json.loads(run.stdout)["settings"]
-    assert (settings["prefer_nhwc"], settings["cudnn_search"], settings["tf32"], settings["cuda_graph"]) == (
-        False, "HEURISTIC", False, False)
+    assert (settings["prefer_nhwc"], settings["cudnn_search"], settings["tf32"], settings["cuda_graph"],
+            settings["overlap_batches"]) == (False, "HEURISTIC", False, True, False)
     bad = subprocess.run([sys.executable, "-m", "evaluator", "score", str(tmp_path / "m.onnx"), "--data", str(data),
                           "--cudnn-search", "FASTEST"], capture_output=True, text=True)
     assert bad.returncode == 1 and "choose EXHAUSTIVE" in bad.stderr
@@ -112,3 +114,34 @@ def test_tune_respects_a_fixed_batch_and_falls_back_to_time_without_meters(tmp_p
     assert result["tuning"]["criterion"] == "seconds_per_image"
     assert [c["batch_size"] for c in result["tuning"]["candidates"]] == [200]
     assert result["batch_size_rule"] == "fixed batch dimension in the graph"
+
+
+def test_the_search_space_on_cuda_starts_at_the_defaults_and_covers_every_setting(tmp_path):
+    from evaluator.score import ScoreOptions
+    from evaluator.tune import search_space
+
+    contract = check_submission(oracle_model(tmp_path / "m.onnx")).contract
+    start, dimensions = search_space(contract, ScoreOptions(provider="cuda", cudnn_search="DEFAULT"))
+    assert (start.batch_size, start.prefer_nhwc, start.cuda_graph, start.cudnn_search) == (250, True, True, "DEFAULT")
+    assert dict(dimensions) == {"batch_size": (250, 500, 1000, 2000), "prefer_nhwc": (True, False),
+                                "cuda_graph": (True, False), "cudnn_search": ("DEFAULT", "EXHAUSTIVE", "HEURISTIC")}
+    cpu_start, cpu_dimensions = search_space(contract, ScoreOptions(provider="cpu"))
+    assert [name for name, _ in cpu_dimensions] == ["batch_size"] and cpu_start.cuda_graph is False
+
+
+def test_coordinate_search_keeps_the_best_value_of_each_setting_in_turn():
+    from evaluator.tune import Candidate, coordinate_search
+
+    def cost(c: Candidate) -> float:  # NHWC helps, graphs help only in NHWC, batch 500 is best, HEURISTIC fails
+        calls.append(c)
+        if c.cudnn_search == "HEURISTIC":
+            return float("inf")
+        graph_gain = 2 if c.cuda_graph and c.prefer_nhwc else 0
+        return abs(c.batch_size - 500) / 100 + (0 if c.prefer_nhwc else 3) - graph_gain
+
+    calls: list[Candidate] = []
+    dimensions = [("batch_size", (250, 500, 1000, 2000)), ("prefer_nhwc", (True, False)),
+                  ("cuda_graph", (True, False)), ("cudnn_search", ("EXHAUSTIVE", "HEURISTIC"))]
+    best = coordinate_search(Candidate(1000, False, False, "EXHAUSTIVE"), dimensions, cost)
+    assert best == Candidate(500, True, True, "EXHAUSTIVE")
+    assert len(calls) == len(set(calls)) == 7  # 4 batch sizes, then one new value of each switch
