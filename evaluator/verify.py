@@ -49,8 +49,10 @@ def _close(a: float | None, b: float | None, rel: float = REL_TOL, abs_tol: floa
 
 
 def verify_result(path: Path, model: Path | None = None) -> list[Check]:
-    """Every check on the result at ``path``; raises only when the file is not a result at all."""
+    """Every check on the result at ``path`` (or the result.json in that folder); raises only for a non-result."""
     path = Path(path)
+    if path.is_dir():
+        path = path / "result.json"
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

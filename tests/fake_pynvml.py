@@ -115,5 +115,9 @@ def nvmlDeviceGetComputeRunningProcesses(handle: object) -> list[SimpleNamespace
     return [SimpleNamespace(pid=pid, usedGpuMemory=0) for pid in pids]
 
 
+def nvmlDeviceGetMemoryInfo(handle: object) -> SimpleNamespace:  # noqa: N802
+    return SimpleNamespace(total=141 << 30, used=1 << 30, free=140 << 30)
+
+
 def nvmlSystemGetDriverVersion() -> str:  # noqa: N802
     return "999.99"

@@ -252,6 +252,7 @@ def test_verify_passes_an_untouched_result(scored):
     outcomes = _outcomes(scored)
     assert set(outcomes.values()) == {"pass"}, outcomes
     assert outcomes["energy.cpu_j recomputed from samples"] == "pass"
+    assert _outcomes(scored.parent) == outcomes  # the result folder names the same result
 
 
 def test_verify_catches_an_edited_field(scored):

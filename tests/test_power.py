@@ -246,16 +246,19 @@ def test_score_with_fake_meters_reports_watts_times_seconds(tmp_path, fake_gpu, 
     with PowercapTree(tmp_path / "pc", package_watts=[45.0, 30.0], dram_watts=6.0):
         monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
         result = score(conv_model(tmp_path / "m.onnx"), ScoreOptions(
-            data=data, out_dir=tmp_path / "out", passes=200, idle_seconds=0.5, cooldown_seconds=0, plot=True))
+            data=data, out_dir=tmp_path / "out", passes=200, idle_seconds=1.0, cooldown_seconds=0, plot=True))
     energy, seconds = result["energy"], result["seconds"]
     assert seconds > 1.0
-    assert energy["cpu_j"] == pytest.approx(75.0 * seconds, rel=0.02)
-    assert energy["dram_j"] == pytest.approx(12.0 * seconds, rel=0.02)
+    # The tree's writer thread shares the GIL with the workload: a tick up to 50 ms late at an edge.
+    rapl_rel = 0.02 + 0.05 / seconds
+    assert energy["cpu_j"] == pytest.approx(75.0 * seconds, rel=rapl_rel)
+    assert energy["dram_j"] == pytest.approx(12.0 * seconds, rel=rapl_rel)
     assert energy["gpu_j"] == pytest.approx(120.0 * seconds, rel=0.02 + 0.1 / seconds)
     assert energy["total_j"] == pytest.approx(energy["cpu_j"] + energy["gpu_j"])
     assert energy["idle"]["watts"]["cpu"] == pytest.approx(75.0, rel=0.05)
     assert len(energy["passes_j"]) == 200
     assert result["fairness"]["gpu_start"]["name"] == "Fake GPU"
+    assert result["fairness"]["gpu_end"]["memory_used_mib"] == 1024
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 10_000
 
 

@@ -160,6 +160,7 @@ def gpu_state(nvml: ModuleType, index: int) -> dict[str, object]:
     limit_mw = _try(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
     processes = _try(nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
     others = sorted({int(p.pid) for p in processes if int(p.pid) != os.getpid()})
+    memory = _try(nvml.nvmlDeviceGetMemoryInfo, handle)
     return {
         "index": index,
         "name": name.decode() if isinstance(name, bytes) else name,
@@ -169,6 +170,7 @@ def gpu_state(nvml: ModuleType, index: int) -> dict[str, object]:
         "power_limit_w": None if limit_mw is None else limit_mw / 1e3,
         "clock_event_reasons": _try(reasons_call, handle) if reasons_call else None,
         "other_compute_pids": others,
+        "memory_used_mib": None if memory is None else round(memory.used / 2**20),  # all processes on the GPU
     }
 
 
