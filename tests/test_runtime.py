@@ -145,3 +145,30 @@ def test_coordinate_search_keeps_the_best_value_of_each_setting_in_turn():
     best = coordinate_search(Candidate(1000, False, False, "EXHAUSTIVE"), dimensions, cost)
     assert best == Candidate(500, True, True, "EXHAUSTIVE")
     assert len(calls) == len(set(calls)) == 7  # 4 batch sizes, then one new value of each switch
+
+
+def test_a_graph_capture_that_fails_is_retried_without_graphs_and_said_so(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from evaluator.errors import SubmissionError
+    from evaluator.score import prime_runner
+
+    good = oracle_model(tmp_path / "m.onnx")
+    contract = check_submission(good).contract
+    images, labels = oracle_images(500, correct=480)
+    batches, _ = make_batches(images, contract, 250)
+    session, info = create_session(good, RuntimeSettings(provider="cpu"))
+    info.cuda_graph = True  # as CUDA would accept it: the runner primes three runs per graph id
+    runner = prime_runner(good, session, info, contract, batches, RuntimeSettings(provider="cpu"), 500)
+    assert runner.graphs and "capture failed" not in info.selection
+    assert int((runner.run_pass() == labels).sum()) == 480
+
+    model = onnx.load(good)  # a Reshape that fails when run, as a kernel that cannot be captured does
+    model.graph.initializer[3].CopyFrom(numpy_helper.from_array(np.array([7, -1], np.int64), "shape"))
+    onnx.save(model, tmp_path / "bad.onnx")
+    session, info = create_session(tmp_path / "bad.onnx", RuntimeSettings(provider="cpu"))
+    info.cuda_graph = True
+    with pytest.raises(SubmissionError, match="onnxruntime failed while running the model"):
+        prime_runner(tmp_path / "bad.onnx", session, info, contract, batches, RuntimeSettings(provider="cpu"), 500)
+    assert "CUDA graph capture failed" in info.selection and info.cuda_graph is False
