@@ -14,7 +14,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +360,28 @@ class BoundRunner:
         else:
             predictions = stacked.astype(np.int64)
         return predictions[: self.image_count]
+
+
+def prime_runner(model_path: Path, session: Any, info: SessionInfo, contract: Contract, batches: list[np.ndarray],
+                 settings: RuntimeSettings, image_count: int) -> BoundRunner:
+    """Bind the batches and capture CUDA graphs before any window; a capture that fails runs without.
+
+    Graphs are refused at session creation for control flow or nodes off CUDA; a kernel that
+    synchronises or allocates inside its run fails only at capture, so that case is handled here.
+    ``info`` is updated in place to say what runs.
+    """
+    runner = BoundRunner(session, contract, batches, info, settings.gpu, image_count)
+    try:
+        runner.prime()
+        return runner
+    except SubmissionError as exc:
+        if not info.cuda_graph:
+            raise
+        del runner, session
+        plain = replace(settings, cuda_graph=False)
+        session, fresh = create_session(model_path, plain)
+        fresh.selection += f"; CUDA graph capture failed ({exc.problems[0]}), run without graphs"
+        info.__dict__.update(fresh.__dict__)
+        runner = BoundRunner(session, contract, batches, info, settings.gpu, image_count)
+        runner.prime()
+        return runner

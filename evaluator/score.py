@@ -7,7 +7,6 @@ callback, errors are raised, and the CLI decides how to show them.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import time
@@ -27,8 +26,8 @@ from evaluator.power.base import MeterUnavailable
 from evaluator.power.nvml import driver_version, gpu_state, load_nvml, nvml_index, nvml_module_name
 from evaluator.power.sampler import Sampler
 from evaluator.ranking import DEFAULT_THRESHOLDS, category_for
-from evaluator.runtime import BoundRunner, RuntimeSettings, SessionInfo, create_session, make_batches
-from evaluator.submission import Contract, Limits, check_submission
+from evaluator.runtime import BoundRunner, RuntimeSettings, SessionInfo, create_session, make_batches, prime_runner
+from evaluator.submission import Limits, check_submission
 from evaluator.tune import run_tuning
 from evaluator.verify import seal
 
@@ -207,31 +206,6 @@ class _GpuWatch:
             "reached": reached,
             "waited_s": (history[-1][0] - history[0][0]) if history else 0.0,
         }
-
-
-def prime_runner(model_path: Path, session: object, info: SessionInfo, contract: Contract, batches: list[np.ndarray],
-                 settings: RuntimeSettings, image_count: int) -> BoundRunner:
-    """Bind the batches and capture CUDA graphs before any window; a capture that fails runs without.
-
-    Graphs are refused at session creation for control flow or nodes off CUDA; a kernel that
-    synchronises or allocates inside its run fails only at capture, so that case is handled here.
-    ``info`` is updated in place to say what runs.
-    """
-    runner = BoundRunner(session, contract, batches, info, settings.gpu, image_count)
-    try:
-        runner.prime()
-        return runner
-    except SubmissionError as exc:
-        if not info.cuda_graph:
-            raise
-        del runner, session
-        plain = dataclasses.replace(settings, cuda_graph=False)
-        session, fresh = create_session(model_path, plain)
-        fresh.selection += f"; CUDA graph capture failed ({exc.problems[0]}), run without graphs"
-        info.__dict__.update(fresh.__dict__)
-        runner = BoundRunner(session, contract, batches, info, settings.gpu, image_count)
-        runner.prime()
-        return runner
 
 
 def _run_passes(runner: BoundRunner, count: int, name: str, progress: Progress, images: int

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from evaluator.errors import MeterError, SubmissionError
 from evaluator.power.analysis import Window, domain_energy, load_samples
-from evaluator.runtime import create_session, cuda_unavailable_reason, make_batches
+from evaluator.runtime import create_session, cuda_unavailable_reason, make_batches, prime_runner
 from evaluator.submission import Contract
 
 if TYPE_CHECKING:
@@ -92,8 +92,6 @@ def run_tuning(model_path: Path, contract: Contract, dataset: Dataset, options: 
                samples_path: Path | None, progress: Progress, settle_s: float = 0.05
                ) -> tuple[Candidate, dict[str, object]]:
     """Search the settings one at a time; return the winner and the record for the result."""
-    from evaluator.score import prime_runner
-
     rows: dict[Candidate, dict[str, object]] = {}
     lag_s = max(settle_s, 3 * options.sample_ms / 1000.0)  # the sampler has recorded past the window
 

@@ -152,7 +152,7 @@ def test_a_graph_capture_that_fails_is_retried_without_graphs_and_said_so(tmp_pa
     from onnx import numpy_helper
 
     from evaluator.errors import SubmissionError
-    from evaluator.score import prime_runner
+    from evaluator.runtime import prime_runner
 
     good = oracle_model(tmp_path / "m.onnx")
     contract = check_submission(good).contract
