@@ -177,6 +177,26 @@ def conv_model(path: Path, channels: int = 16, seed: int = 0) -> Path:
     return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
+def passes_lasting(model: Path, images: int, seconds: float, batch: int = 250, least: int = 200) -> int:
+    """How many passes over `images` make a window of about `seconds` on this machine (at least `least`).
+
+    Timing tests assert joules = watts x seconds, with a tolerance that grows as the window shrinks, so
+    the window must be long on a fast machine too; a fixed pass count made it machine-dependent.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    feed = np.zeros((batch, 3, 32, 32), np.float32)
+    runs_per_pass = -(-images // batch)
+    session.run(None, {name: feed})
+    start = time.perf_counter()
+    for _ in range(3 * runs_per_pass):
+        session.run(None, {name: feed})
+    per_pass_s = (time.perf_counter() - start) / 3
+    return max(least, int(seconds / per_pass_s) + 1)
+
+
 def endless_loop_model(path: Path) -> Path:
     """A valid model whose Loop never ends (trip count 2**62, condition always true): for timeouts."""
     body = helper.make_graph(
