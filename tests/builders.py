@@ -178,7 +178,7 @@ def conv_model(path: Path, channels: int = 16, seed: int = 0) -> Path:
 
 
 def passes_lasting(model: Path, images: int, seconds: float, batch: int = 250, least: int = 200) -> int:
-    """How many passes over `images` make a window of about `seconds` on this machine (at least `least`).
+    """How many passes over `images` make a window of about `seconds` here (at least `least`); float32 NCHW models.
 
     Timing tests assert joules = watts x seconds, with a tolerance that grows as the window shrinks, so
     the window must be long on a fast machine too; a fixed pass count made it machine-dependent.
