@@ -26,8 +26,12 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from evaluator.report.result import Result
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CANDIDATES = [ROOT / ".gpu" / "cifar10-test-first1000.npz",
@@ -70,12 +74,14 @@ def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, set
     pynvml = importlib.import_module(os.environ.get("EDL_NVML_MODULE", "pynvml"))
     device = "cpu" if DRY_RUN else "cuda"
 
-    from evaluator.runtime import RuntimeSettings, make_batches
-    from evaluator.submission import check_submission
+    from evaluator.config import RuntimeConfig
+    from evaluator.contract.check import check_submission
+    from evaluator.runtime.runner import make_batches
+    from evaluator.runtime.session import cuda_options
 
     contract = check_submission(model).contract
-    options = RuntimeSettings(provider="cuda", prefer_nhwc=settings["prefer_nhwc"],
-                              cuda_graph=settings["cuda_graph"]).cuda_options()
+    options = cuda_options(RuntimeConfig(provider="cuda", prefer_nhwc=settings["prefer_nhwc"],
+                                         cuda_graph=settings["cuda_graph"]))
     session_options = ort.SessionOptions()
     session_options.log_severity_level = 3
     providers = ["CPUExecutionProvider"] if DRY_RUN else [("CUDAExecutionProvider", options)]
@@ -125,7 +131,7 @@ def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, set
 
 def bare_main(spec_json: str) -> None:
     """Child-process entry: run bare loops, one JSON line each (no CUDA context left in the parent)."""
-    from evaluator.data import load_path
+    from evaluator.data.store import load_path
 
     spec = json.loads(spec_json)
     images = load_path(Path(spec["data"])).images
@@ -181,7 +187,7 @@ class Check:
         self.save()
 
     def edl(self, name: str, model: str, extra: list[str], needed_s: float, cooldown: float = 0,
-            idle: float = 3) -> dict | None:
+            idle: float = 3) -> Result | None:
         if not self.time_left(needed_s, name):
             return None
         folder = self.out / "runs" / name
@@ -198,31 +204,34 @@ class Check:
             log(self.out, f"EDL {name} FAILED rc={run.returncode}: {run.stderr.strip()[-1500:]}")
             self.save()
             return None
-        result = json.loads(run.stdout)
-        energy, provider = result["energy"], result["provider"]
-        gpu = (energy.get("domains") or {}).get("gpu") or {}
+        from evaluator.report.result import parse_result
+        from evaluator.typedjson import to_json
+
+        result = parse_result(json.loads(run.stdout), name)
+        first = result.runs[0]
+        energy, provider = first.energy, first.provider
+        gpu = energy.domains.get("gpu")
         row = {
-            "j_per_pass": energy.get("per_pass_j"),
-            "gpu_j_per_pass": None if energy.get("gpu_j") is None else energy["gpu_j"] / result["passes"],
-            "images_per_s": result["images_per_second"],
-            "seconds": result["seconds"],
-            "accuracy": result["accuracy"],
-            "batch_size": result["batch_size"],
-            "mismatched_passes": len(result["prediction_mismatch_passes"]),
-            "placement": provider["placement"],
-            "nodes_off_provider": len(provider["nodes_off_provider"]),
-            "cuda_graph_ran": provider["cuda_graph"],
-            "overlap_ran": provider.get("overlap_batches"),
-            "selection": provider["selection"],
-            "gpu_meter": {k: gpu.get(k) for k in ("method", "joules", "integrated_power_j", "counter_vs_integral",
-                                                  "peak_w")},
-            "samples_in_window": energy.get("samples_in_window"),
-            "idle_w": (energy.get("idle") or {}).get("watts"),
-            "above_idle_j": energy.get("above_idle_j"),
-            "cooldown": result["fairness"]["cooldown"],
-            "gpu_end": result["fairness"]["gpu_end"],
-            "tuning": result.get("tuning"),
-            "warnings": result["warnings"],
+            "j_per_pass": energy.per_pass_j,
+            "gpu_j_per_pass": None if energy.gpu_j is None else energy.gpu_j / first.passes,
+            "images_per_s": first.images_per_second,
+            "seconds": first.seconds,
+            "accuracy": result.accuracy.accuracy if result.accuracy else None,
+            "batch_size": first.batch.size,
+            "mismatched_passes": len(first.prediction_mismatch_passes),
+            "placement": provider.placement,
+            "nodes_off_provider": len(provider.nodes_off_provider),
+            "cuda_graph_ran": provider.cuda_graph,
+            "overlap_ran": provider.overlap_batches,
+            "selection": provider.selection,
+            "gpu_meter": to_json(gpu),
+            "samples_in_window": energy.samples_in_window,
+            "idle_w": energy.idle.watts if energy.idle else None,
+            "above_idle_j": energy.above_idle_j,
+            "cooldown": to_json(first.fairness.cooldown),
+            "gpu_end": to_json(first.fairness.gpu_end),
+            "tuning": to_json(first.tuning),
+            "warnings": result.warnings,
             "wall_s": wall,
         }
         self.summary["edl"][name] = row
@@ -252,7 +261,7 @@ def main() -> None:
     if args.bare:
         bare_main(args.bare)
         return
-    from evaluator.data import load_path
+    from evaluator.data.store import load_path
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -309,7 +318,7 @@ def issue_table(check: Check) -> None:
     out = check.out
     # 1. The defaults through edl, each followed by a bare loop with the same settings.
     result = check.edl("fp32_defaults", FP32, ["--passes", "200"], 60, cooldown=12, idle=5)
-    if result is None or result["prediction_mismatch_passes"]:  # find out which new default broke
+    if result is None or result.runs[0].prediction_mismatch_passes:  # find out which new default broke
         check.edl("fp32_no_overlap", FP32, ["--passes", "50", "--no-overlap-batches"], 30)
         check.edl("fp32_no_graph", FP32, ["--passes", "50", "--no-cuda-graph"], 30)
     else:
@@ -353,7 +362,7 @@ def finish(check: Check) -> None:
     out = check.out
     check.data.unlink()
     for first in ("fp32_defaults", "fp32_b250"):
-        if (timeline := out / "runs" / first / "timeline.png").is_file():
+        if (timeline := out / "runs" / first / "timeline-1.png").is_file():
             (out / "timeline.png").write_bytes(timeline.read_bytes())
             break
     with tarfile.open(out / "results.tar.gz", "w:gz") as archive:

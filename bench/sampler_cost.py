@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from builders import PowercapTree  # noqa: E402
 
-from evaluator.power import default_specs  # noqa: E402
 from evaluator.power.analysis import load_samples  # noqa: E402
+from evaluator.power.meter import default_specs  # noqa: E402
 from evaluator.power.rapl import RaplSpec  # noqa: E402
 from evaluator.power.sampler import Sampler  # noqa: E402
 

@@ -24,10 +24,11 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluator.data import load_path  # noqa: E402
-from evaluator.runtime import make_batches  # noqa: E402
-from evaluator.score import ScoreOptions, score  # noqa: E402
-from evaluator.submission import check_submission  # noqa: E402
+from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig  # noqa: E402
+from evaluator.contract.check import check_submission  # noqa: E402
+from evaluator.data.store import load_path  # noqa: E402
+from evaluator.runtime.runner import make_batches  # noqa: E402
+from evaluator.scoring.score import score  # noqa: E402
 
 
 def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, provider: str) -> float:
@@ -56,10 +57,11 @@ def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, pro
 
 def edl_loop(model: Path, data: Path, passes: int, provider: str, out: Path) -> tuple[float, float]:
     started = time.perf_counter()
-    result = score(model, ScoreOptions(data=data, provider=provider, passes=passes, idle_seconds=0,
-                                       cooldown_seconds=0, plot=False, out_dir=out))
+    config = ScoreConfig(data=data, passes=passes, runtime=RuntimeConfig(provider=provider),
+                         meter=MeterConfig(idle_s=0, cooldown_s=0, plot=False))
+    result = score(model, config, out)
     total = time.perf_counter() - started
-    return result["images_per_second"], total - result["seconds"]
+    return result.runs[0].images_per_second, total - result.runs[0].seconds
 
 
 def peak_memory_mb(model: Path, data: Path, provider: str, out: Path) -> float:

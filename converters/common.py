@@ -12,12 +12,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from evaluator.contract.spec import BATCH_METADATA_KEY, model_input
+from evaluator.errors import onnxruntime_message
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SHARED_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-test-first1000.npz"
 
 
 class ConversionError(Exception):
@@ -32,7 +35,7 @@ class MissingFrameworkError(ConversionError):
     """The converter's framework is not installed."""
 
 
-def require(module: str, extra: str) -> object:
+def require(module: str, extra: str) -> Any:
     """Import a framework lazily, with the install command when it is missing."""
     import importlib
 
@@ -40,7 +43,8 @@ def require(module: str, extra: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingFrameworkError(
-            f"{module} is not installed ({exc}); pip install 'edl-evaluator[{extra}]'"
+            f"{module} is not installed ({exc}); install the [{extra}] extra: pip install 'edl-evaluator[{extra}]' "
+            f"from the package index, or pip install -e '.[{extra}]' in a checkout of edl"
         ) from None
 
 
@@ -87,7 +91,7 @@ def parse_triple(text: str | None, what: str) -> tuple[float, float, float] | No
         raise ConversionError(f"--{what} {text!r}: give three numbers, R,G,B") from None
     if len(values) != 3:
         raise ConversionError(f"--{what} {text!r}: give three numbers, R,G,B")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 def add_contract_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,11 +116,18 @@ def contract_from_args(args: argparse.Namespace) -> ContractOptions:
 
 
 def contract_inputs(images_nhwc: np.ndarray, options: ContractOptions) -> np.ndarray:
-    """uint8 NHWC images in the form the exported model takes."""
-    pixels = images_nhwc if options.layout == "nhwc" else images_nhwc.transpose(0, 3, 1, 2)
-    if options.input_dtype == "uint8":
-        return np.ascontiguousarray(pixels)
-    return np.ascontiguousarray((pixels.astype(np.float32) / 255.0).astype(options.input_dtype))
+    """uint8 NHWC images in the form the exported model takes: the evaluator's own conversion."""
+    return model_input(images_nhwc, options.input_dtype, options.layout)
+
+
+def _real_images(verify_data: Path | None) -> np.ndarray | None:
+    """--verify-data, else the CIFAR-10 test set edl has cached (`edl data fetch`), else none."""
+    from evaluator.data.store import load_cached, load_path
+
+    if verify_data is not None:
+        return load_path(verify_data).images
+    cached = load_cached()
+    return None if cached is None else cached.images
 
 
 def verification_sets(options: ContractOptions, verify_data: Path | None, count: int = 256) -> dict[str, np.ndarray]:
@@ -124,11 +135,8 @@ def verification_sets(options: ContractOptions, verify_data: Path | None, count:
     rng = np.random.default_rng(0)
     size = options.batch_size or count
     sets = {"random": contract_inputs(rng.integers(0, 256, (size, 32, 32, 3), dtype=np.uint8), options)}
-    source = verify_data or (SHARED_TEST if SHARED_TEST.is_file() else None)
-    if source is not None:
-        from evaluator.data import load_path
-
-        images = load_path(source).images
+    images = _real_images(verify_data)
+    if images is not None:
         take = options.batch_size or min(len(images), 1000)
         if len(images) >= take:
             sets["real"] = contract_inputs(images[:take], options)
@@ -152,8 +160,8 @@ def verify(path: Path, reference: Callable[[np.ndarray], np.ndarray], sets: dict
         try:
             got = np.asarray(run_onnx(path, inputs), dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
-            message = str(exc).split(" : ", 2)[-1].strip().splitlines()[0]
-            raise VerificationError(f"{label}: onnxruntime cannot run the exported model: {message}") from None
+            raise VerificationError(f"{label}: onnxruntime cannot run the exported model: "
+                                    f"{onnxruntime_message(exc)}") from None
         if got.shape != expected.shape:
             raise VerificationError(
                 f"{label}: ONNX output shape {got.shape} differs from the source's {expected.shape}")
@@ -176,7 +184,7 @@ def set_batch_metadata(path: Path, batch_size: int | None) -> None:
     import onnx
 
     model = onnx.load(path)
-    onnx.helper.set_model_props(model, {"edl.batch_size": str(batch_size)})
+    onnx.helper.set_model_props(model, {BATCH_METADATA_KEY: str(batch_size)})
     onnx.save(model, path)
 
 
@@ -210,7 +218,7 @@ def fp16_copy(path: Path) -> Path:
 
 def final_check(path: Path) -> None:
     """The same checks as `edl check`: a converter never hands over a file the evaluator refuses."""
-    from evaluator.submission import check_submission
+    from evaluator.contract.check import check_submission
 
     report = check_submission(path)
     if not report.valid:

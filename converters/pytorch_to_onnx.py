@@ -63,7 +63,9 @@ def contract_wrapper(model: Any, options: ContractOptions) -> Any:
     """The model behind the contract's input: to float NCHW in [0, 1], normalised, inside the graph."""
     torch = require("torch", "torch")
 
-    class SubmissionWrapper(torch.nn.Module):
+    module: Any = torch.nn.Module
+
+    class SubmissionWrapper(module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model

@@ -37,3 +37,13 @@ class MeterError(EdlError):
 
 class ResultError(EdlError):
     """A result document cannot be written, read or trusted."""
+
+
+class ConfigError(EdlError):
+    """An option has a value it cannot take; the message names the option and what it accepts."""
+
+
+def onnxruntime_message(exc: BaseException) -> str:
+    """onnxruntime's exception text without its C++ location prefix: the first line of what it means."""
+    text = str(exc).split(" : ", 2)[-1].strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,8 +14,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
+
 ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8}
 IR_VERSION = 9  # what the installed onnxruntime accepts; onnx's default may be newer
+
+
+def fast_config(data: Path | None = None, passes: int = 2, *, runtime: RuntimeConfig | None = None, tune: bool = False,
+                tune_window_s: float = 2.0, warmup_passes: int = 1, **meter: object) -> ScoreConfig:
+    """A ScoreConfig for tests: few passes, no idle baseline, no cool-down, no plot, unless asked."""
+    meter_options = {"idle_s": 0.0, "cooldown_s": 0.0, "plot": False} | meter
+    return ScoreConfig(data=data, passes=passes, warmup_passes=warmup_passes, tune=tune, tune_window_s=tune_window_s,
+                       runtime=runtime or RuntimeConfig(), meter=MeterConfig(**meter_options))  # type: ignore[arg-type]
 
 
 def save(model: onnx.ModelProto, path: Path) -> Path:
@@ -251,3 +261,41 @@ def memory_hog_model(path: Path, gigabytes: float) -> Path:
     ]
     graph = helper.make_graph(nodes, "hog", [x], [y], initializers)
     return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def result_variant(template, accuracy: float, total_j: float | None, *, passes: int | None = None,
+                   gpu: str | None = None, domains: tuple[str, ...] = ("cpu", "gpu"), model_bytes: int | None = None,
+                   fingerprint: str | None = None):
+    """A real scored Result (``template``, written by the scorer) with other figures: for ranking tests.
+
+    Everything goes through the typed Result, so a renamed field breaks these tests as it breaks the writer.
+    """
+    import dataclasses
+
+    from evaluator.report.integrity import seal
+    from evaluator.report.result import Accuracy, Energy
+
+    images = template.data.images
+    passes = passes or template.runs[0].passes
+    run = template.runs[0]
+    run = dataclasses.replace(run, passes=passes, host=dataclasses.replace(run.host, gpu=gpu or run.host.gpu),
+                              energy=dataclasses.replace(run.energy, total_j=total_j,
+                                                         total_domains=list(domains) if total_j is not None else []))
+    config = dataclasses.replace(template.config, passes=passes)
+    energy = Energy(total_j=total_j, per_image_j=None if total_j is None else total_j / (passes * images),
+                    repeats_j=[total_j], total_domains=list(domains) if total_j is not None else [],
+                    missing_domains={} if total_j is not None else {"gpu": "no NVML"},
+                    reason="" if total_j is not None else "gpu: no NVML")
+    return seal(dataclasses.replace(
+        template, config=config, runs=[run], energy=energy,
+        accuracy=Accuracy(round(accuracy * images), images, accuracy, None, template.accuracy.thresholds),
+        model=dataclasses.replace(template.model, bytes=model_bytes or template.model.bytes),
+        data=dataclasses.replace(template.data, fingerprint=fingerprint or template.data.fingerprint)))
+
+
+def failed_variant(template, reason: str):
+    from evaluator.report.integrity import seal
+    from evaluator.scoring.hostinfo import versions
+    from evaluator.scoring.records import failed_result
+
+    return seal(failed_result("x", None, reason, template.config, template.data, versions()))

@@ -9,7 +9,7 @@ import pytest
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 SHARED = ROOT.parent / "shared"
-if str(TESTS) not in sys.path:  # the spawn sampler inherits sys.path, so it can import fake_pynvml
+if str(TESTS) not in sys.path:  # builders and fake_pynvml; the spawn sampler inherits sys.path too
     sys.path.insert(0, str(TESTS))
 
 
@@ -46,3 +46,18 @@ def shared_data() -> Path:
     if not path.is_file():
         pytest.skip(f"real CIFAR-10 subset not available ({path} absent: ../shared is only on project machines)")
     return path
+
+
+@pytest.fixture
+def cli():
+    """Run `edl ARGS...` in this process, as a user would from a shell; returns typer's Result."""
+    from typer.testing import CliRunner
+
+    from evaluator.cli.main import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

@@ -17,8 +17,8 @@ from evaluator.power.base import ENERGY, POWER
 from evaluator.power.sampler import SAMPLES_FORMAT
 
 NVML_COUNTER_PERIOD_S = 0.1  # NVML's energy counter moves about every 100 ms
-SHORT_WINDOW_S = 10.0
 DOMAINS = ("gpu", "cpu", "dram")
+TOTAL_DOMAINS = ("gpu", "cpu")  # what the competition sums; DRAM is reported apart
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,20 @@ def largest_gap_s(t_s: np.ndarray, window: Window) -> float:
     return float(np.diff(edges).max()) if edges.size > 1 else window.seconds
 
 
-def _unavailable_reason(samples: Samples, domain: str) -> str:
+def check_continuity(samples: Samples, window: Window) -> float:
+    """The largest gap between samples in ``window``; a stalled or dead sampler makes it a MeterError."""
+    gap = largest_gap_s(samples.t_s, window)
+    limit = max(20 * samples.period_s, 0.5)
+    if gap > limit:
+        raise MeterError(
+            f"the samples have a {gap:.2f} s gap inside the {window.name} window (period {samples.period_s} s); "
+            "the sampler stalled or died, so the measurement is invalid"
+        )
+    return gap
+
+
+def unavailable_reason(samples: Samples, domain: str) -> str:
+    """Why a domain has no channel: the source's own reason, recorded by the sampler."""
     source = "nvml" if domain == "gpu" else "rapl"
     if source in samples.unavailable:
         return samples.unavailable[source]
@@ -140,94 +153,40 @@ def _unavailable_reason(samples: Samples, domain: str) -> str:
     return f"no {domain} energy channel was sampled"
 
 
-def domain_energy(samples: Samples, domain: str, window: Window) -> dict[str, object]:
-    """Joules of one domain over a window, summed over its channels, with how they were obtained."""
+COUNTER = "energy counter"
+INTEGRAL = "integrated instant power (no energy counter)"
+
+
+@dataclass(frozen=True)
+class DomainReading:
+    """One domain's energy over one window, summed over its channels, and how it was obtained."""
+
+    joules: float | None  # None: the domain was not measured (see reason)
+    method: str = ""  # energy counter | integrated instant power (no energy counter)
+    integrated_power_j: float | None = None  # the integral of instant power, beside a counter
+    peak_w: float | None = None
+    reason: str = ""
+
+    @property
+    def counter_vs_integral(self) -> float | None:
+        """Relative disagreement of the power integral with the counter (both present)."""
+        if self.method != COUNTER or not self.joules or self.integrated_power_j is None:
+            return None
+        return (self.integrated_power_j - self.joules) / self.joules
+
+
+def domain_reading(samples: Samples, domain: str, window: Window) -> DomainReading:
+    """Joules of one domain over a window: the counter where there is one, else the power integral."""
     energy_names = samples.channels_of(domain, ENERGY)
     power_names = samples.channels_of(domain, POWER)
     if not energy_names and not power_names:
-        return {"joules": None, "reason": _unavailable_reason(samples, domain)}
-    out: dict[str, object] = {}
-    if energy_names:
-        out["joules"] = sum(counter_energy_j(samples.t_s, samples.columns[n], window) for n in energy_names)
-        out["method"] = "energy counter"
+        return DomainReading(None, reason=unavailable_reason(samples, domain))
+    integral = peak = None
     if power_names:
         integral = sum(integrated_power_j(samples.t_s, samples.columns[n], window) for n in power_names)
-        out["integrated_power_j"] = integral
-        peaks = [peak_power_w(samples.t_s, samples.columns[n], window) for n in power_names]
-        out["peak_w"] = sum(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None
-        if energy_names and out["joules"]:
-            out["counter_vs_integral"] = (integral - out["joules"]) / out["joules"]
-        if not energy_names:
-            out["joules"] = integral
-            out["method"] = "integrated instant power (no energy counter)"
-    out["mean_w"] = out["joules"] / window.seconds if window.seconds > 0 else None
-    return out
-
-
-def energy_report(
-    samples: Samples,
-    measured: Window,
-    passes: int,
-    images_per_pass: int,
-    idle: Window | None = None,
-    pass_windows: list[Window] | None = None,
-) -> dict[str, object]:
-    """The ``energy`` section of a result: the competition's total, breakdowns, idle, quality checks."""
-    warnings: list[str] = []
-    gap = largest_gap_s(samples.t_s, measured)
-    limit = max(20 * samples.period_s, 0.5)
-    if gap > limit:
-        raise MeterError(
-            f"the samples have a {gap:.2f} s gap inside the measured window (period {samples.period_s} s); the "
-            "sampler stalled or died, so the measurement is invalid"
-        )
-    domains = {domain: domain_energy(samples, domain, measured) for domain in DOMAINS}
-    counted = [d for d in ("gpu", "cpu") if domains[d]["joules"] is not None]
-    missing = {d: domains[d]["reason"] for d in ("gpu", "cpu") if domains[d]["joules"] is None}
-    total = sum(domains[d]["joules"] for d in counted) if counted else None
-    report: dict[str, object] = {
-        "total_j": total,
-        "total_domains": counted,
-        "missing_domains": missing,
-        "gpu_j": domains["gpu"]["joules"],
-        "cpu_j": domains["cpu"]["joules"],
-        "dram_j": domains["dram"]["joules"],
-        "per_pass_j": None if total is None else total / passes,
-        "per_image_j": None if total is None else total / (passes * images_per_pass),
-        "mean_w": None if total is None else total / measured.seconds,
-        "peak_w": {d: domains[d].get("peak_w") for d in DOMAINS},
-        "window_s": measured.seconds,
-        "domains": domains,
-        "sample_period_s": samples.period_s,
-        "samples_in_window": int(((samples.t_s >= measured.start_s) & (samples.t_s <= measured.end_s)).sum()),
-        "largest_gap_s": gap,
-    }
-    if total is None:
-        report["reason"] = "; ".join(f"{d}: {r}" for d, r in missing.items())
-    if domains["gpu"].get("method") == "energy counter":
-        bound = NVML_COUNTER_PERIOD_S / measured.seconds
-        report["gpu_counter_quantisation_bound"] = bound
-        if measured.seconds < SHORT_WINDOW_S:
-            warnings.append(
-                f"the measured window is {measured.seconds:.2f} s, under {SHORT_WINDOW_S:.0f} s: NVML's ~100 ms "
-                f"counter steps bound the GPU error at about {bound:.1%}; use more --passes"
-            )
-    if idle is not None and idle.seconds > 0:
-        idle_domains = {d: domain_energy(samples, d, idle) for d in DOMAINS}
-        idle_w = {d: (v["joules"] / idle.seconds if v["joules"] is not None else None) for d, v in idle_domains.items()}
-        idle_total_w = sum(idle_w[d] for d in counted) if counted else None
-        report["idle"] = {
-            "seconds": idle.seconds,
-            "watts": idle_w,
-            "total_w": idle_total_w,
-        }
-        report["above_idle_j"] = None if total is None else total - idle_total_w * measured.seconds
-    if pass_windows:
-        per_pass = []
-        for window in pass_windows:
-            joules = [domain_energy(samples, d, window)["joules"] for d in counted]
-            per_pass.append(sum(joules) if joules else None)
-        report["passes_j"] = per_pass
-    report["warnings"] = warnings
-    return report
-
+        peaks = [p for n in power_names if (p := peak_power_w(samples.t_s, samples.columns[n], window)) is not None]
+        peak = sum(peaks) if peaks else None
+    if energy_names:
+        joules = sum(counter_energy_j(samples.t_s, samples.columns[n], window) for n in energy_names)
+        return DomainReading(joules, COUNTER, integral, peak)
+    return DomainReading(integral, INTEGRAL, integral, peak)

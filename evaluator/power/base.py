@@ -30,7 +30,8 @@ class Channel:
 class PowerSource(Protocol):
     """What the sampler needs of a source."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def channels(self) -> list[Channel]: ...
 
@@ -44,7 +45,8 @@ class PowerSource(Protocol):
 class SourceSpec(Protocol):
     """A picklable recipe for a source, opened in the sampler process."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def open(self) -> PowerSource:
         """Open the source or raise MeterUnavailable with the reason."""

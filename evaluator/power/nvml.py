@@ -34,8 +34,9 @@ def nvml_index(cuda_device: int) -> int:
     return cuda_device
 
 
-def load_nvml(module: str = DEFAULT_MODULE) -> ModuleType:
-    """Import and initialise NVML, or raise MeterUnavailable saying why."""
+def load_nvml(module: str = "") -> ModuleType:
+    """Import and initialise NVML (``module``, else ``nvml_module_name()``), or raise MeterUnavailable saying why."""
+    module = module or nvml_module_name()
     try:
         nvml = importlib.import_module(module)
     except ImportError as exc:
@@ -74,7 +75,7 @@ class NvmlSource:
 
     name = "nvml"
 
-    def __init__(self, gpu_indices: tuple[int, ...], module: str = DEFAULT_MODULE) -> None:
+    def __init__(self, gpu_indices: tuple[int, ...], module: str = "") -> None:
         self.nvml = load_nvml(module)
         count = self.nvml.nvmlDeviceGetCount()
         self.gpus: list[GpuMeter] = []
@@ -143,14 +144,29 @@ class NvmlSpec:
     """Picklable recipe: which GPUs, and which module provides the NVML functions."""
 
     gpu_indices: tuple[int, ...] = (0,)
-    module: str = DEFAULT_MODULE
+    module: str = ""  # "": EDL_NVML_MODULE, else pynvml, resolved where the source opens
     name: str = "nvml"
 
     def open(self) -> NvmlSource:
         return NvmlSource(self.gpu_indices, self.module)
 
 
-def gpu_state(nvml: ModuleType, index: int) -> dict[str, object]:
+@dataclass(frozen=True)
+class GpuSnapshot:
+    """One GPU's state at one moment: what a fair comparison needs to know was the same."""
+
+    index: int
+    name: str | None
+    temperature_c: float | None
+    sm_clock_mhz: float | None
+    memory_clock_mhz: float | None
+    power_limit_w: float | None
+    clock_event_reasons: int | None
+    other_compute_pids: list[int]
+    memory_used_mib: int | None  # all processes on the GPU
+
+
+def gpu_state(nvml: ModuleType, index: int) -> GpuSnapshot:
     """The fairness record of one GPU: clocks, temperature, power limit, throttling, other processes."""
     handle = nvml.nvmlDeviceGetHandleByIndex(index)
     name = _try(nvml.nvmlDeviceGetName, handle)
@@ -159,19 +175,18 @@ def gpu_state(nvml: ModuleType, index: int) -> dict[str, object]:
     )
     limit_mw = _try(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
     processes = _try(nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
-    others = sorted({int(p.pid) for p in processes if int(p.pid) != os.getpid()})
     memory = _try(nvml.nvmlDeviceGetMemoryInfo, handle)
-    return {
-        "index": index,
-        "name": name.decode() if isinstance(name, bytes) else name,
-        "temperature_c": _try(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU),
-        "sm_clock_mhz": _try(nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_SM),
-        "memory_clock_mhz": _try(nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_MEM),
-        "power_limit_w": None if limit_mw is None else limit_mw / 1e3,
-        "clock_event_reasons": _try(reasons_call, handle) if reasons_call else None,
-        "other_compute_pids": others,
-        "memory_used_mib": None if memory is None else round(memory.used / 2**20),  # all processes on the GPU
-    }
+    return GpuSnapshot(
+        index=index,
+        name=name.decode() if isinstance(name, bytes) else name,
+        temperature_c=_try(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU),
+        sm_clock_mhz=_try(nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_SM),
+        memory_clock_mhz=_try(nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_MEM),
+        power_limit_w=None if limit_mw is None else limit_mw / 1e3,
+        clock_event_reasons=_try(reasons_call, handle) if reasons_call else None,
+        other_compute_pids=sorted({int(p.pid) for p in processes if int(p.pid) != os.getpid()}),
+        memory_used_mib=None if memory is None else round(memory.used / 2**20),
+    )
 
 
 def driver_version(nvml: ModuleType) -> str | None:

@@ -16,6 +16,7 @@ import traceback
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TextIO
 
 from evaluator.errors import MeterError
 from evaluator.power.base import Channel, MeterUnavailable, PowerSource, SourceSpec
@@ -24,7 +25,7 @@ SAMPLES_FORMAT = "edl-samples/1"
 READY_TIMEOUT_S = 60.0
 
 
-def _write_header(handle, channels: list[Channel], unavailable: dict[str, str], period_s: float) -> None:  # noqa: ANN001
+def _write_header(handle: TextIO, channels: list[Channel], unavailable: dict[str, str], period_s: float) -> None:
     meta = {
         "format": SAMPLES_FORMAT,
         "clock": "time.monotonic",
@@ -164,15 +165,19 @@ class Sampler:
                 "invalid, not low: score again"
             )
 
-    def __enter__(self) -> Sampler:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.alive() and self._conn is not None:
+    def close(self) -> None:
+        """Ask a running sampler to stop, then make sure it is gone; safe to call at any time."""
+        if self.alive() and self._conn is not None and self._process is not None:
             try:
                 self._conn.send("stop")
             except OSError:
                 pass
             self._process.join(timeout=10)
         self._kill()
+
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

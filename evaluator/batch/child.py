@@ -1,0 +1,82 @@
+"""The scoring child: ``python -m evaluator.batch.child JOB.json`` scores one submission for score-dir.
+
+The job (model, name, result folder, the whole ``ScoreConfig``) arrives as a JSON file, not as
+command-line options to parse again; the outcome leaves as a JSON file beside the result, so the
+parent never has to read the child's stderr to learn why it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluator.config import ScoreConfig
+from evaluator.errors import EdlError, SubmissionError
+from evaluator.fileio import atomic_write_bytes
+from evaluator.typedjson import from_json, to_json
+
+OUTCOME_NAME = ".outcome.json"
+JOB_NAME = ".job.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scoring for a child process."""
+
+    model: Path
+    name: str
+    out_dir: Path
+    config: ScoreConfig
+    data_fingerprint: str  # what the parent resolved: the child refuses other data
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    reason: str = ""
+
+
+def write_job(job: Job) -> Path:
+    """The job file, readable by its owner only (it may carry secrets in later versions)."""
+    path = job.out_dir / JOB_NAME
+    atomic_write_bytes(path, json.dumps(to_json(job)).encode())
+    path.chmod(0o600)
+    return path
+
+
+def read_outcome(out_dir: Path) -> Outcome | None:
+    try:
+        return from_json(Outcome, json.loads((out_dir / OUTCOME_NAME).read_text()))
+    except (OSError, ValueError, EdlError):
+        return None
+
+
+def _write_outcome(out_dir: Path, outcome: Outcome) -> None:
+    atomic_write_bytes(out_dir / OUTCOME_NAME, json.dumps(to_json(outcome)).encode())
+
+
+def run_job(job: Job) -> Outcome:
+    """Score the job's submission; an error of ours becomes the outcome's one-line reason."""
+    from evaluator.scoring.score import score
+
+    try:
+        score(job.model, job.config, job.out_dir, name=job.name, data_fingerprint=job.data_fingerprint)
+    except SubmissionError as exc:
+        return Outcome(False, "; ".join(exc.problems))
+    except EdlError as exc:
+        return Outcome(False, str(exc))
+    return Outcome(True)
+
+
+def main(argv: list[str]) -> int:
+    job_path = Path(argv[0])
+    job = from_json(Job, json.loads(job_path.read_text()), "job")
+    outcome = run_job(job)
+    _write_outcome(job.out_dir, outcome)
+    return 0 if outcome.ok else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

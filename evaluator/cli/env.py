@@ -1,0 +1,111 @@
+"""``edl env`` and ``edl meter``: what this machine can measure, and measuring anything with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from evaluator.cli.console import fmt, out, print_json, say
+from evaluator.cli.score import JsonOption
+from evaluator.config import MeterConfig
+from evaluator.errors import EdlError
+from evaluator.typedjson import to_json
+
+
+def _row(item: str, ok: bool | None, detail: str) -> dict[str, str]:
+    return {"item": item, "status": {True: "ok", False: "unavailable", None: "partial"}[ok], "detail": detail}
+
+
+def _gpu_rows(gpu: int) -> list[dict[str, str]]:
+    from evaluator.power.base import MeterUnavailable
+    from evaluator.power.nvml import NvmlSource, driver_version, gpu_state
+
+    try:
+        source = NvmlSource((gpu,))
+    except MeterUnavailable as exc:
+        return [_row("gpu energy (nvml)", False, str(exc))]
+    state, meter = gpu_state(source.nvml, gpu), source.gpus[0]
+    rows = [_row(f"gpu {gpu}", True, f"{state.name}, driver {driver_version(source.nvml)}"),
+            _row("nvml energy counter", meter.energy_counter,
+                 "nvmlDeviceGetTotalEnergyConsumption" if meter.energy_counter else "; ".join(meter.notes)),
+            _row("nvml power", meter.power_method == "instant",
+                 {"instant": "NVML_FI_DEV_POWER_INSTANT", "average": "nvmlDeviceGetPowerUsage (1 s average)",
+                  "none": "no power reading"}[meter.power_method])]
+    source.close()
+    return rows
+
+
+def environment_rows(gpu: int = 0) -> list[dict[str, str]]:
+    """Every meter and provider, and for anything missing, why and how to fix it."""
+    import onnxruntime as ort
+
+    from evaluator.power.base import MeterUnavailable
+    from evaluator.power.rapl import RaplSource, powercap_root
+    from evaluator.runtime.providers import cuda_unavailable_reason
+    from evaluator.scoring.hostinfo import cpu_model
+
+    rows = [_row("cpu", True, cpu_model()), *_gpu_rows(gpu)]
+    root = powercap_root()
+    try:
+        rapl = RaplSource(root)
+        zones = ", ".join(f"{z.label} ({z.path.name}, wraps at {z.max_range_uj / 1e6:,.0f} J)" for z in rapl.zones)
+        rows.append(_row("cpu energy (rapl)", True, f"{root}: {zones}"))
+    except MeterUnavailable as exc:
+        rows.append(_row("cpu energy (rapl)", False, str(exc)))
+    reason = cuda_unavailable_reason()
+    rows.append(_row("onnxruntime", True, f"{ort.__version__}; providers {', '.join(ort.get_available_providers())}"))
+    rows.append(_row("cuda provider", reason is None, reason or "can be created"))
+    return rows
+
+
+def env(gpu: Annotated[int, typer.Option(help="GPU index to probe", metavar="INTEGER")] = 0,
+        as_json: JsonOption = False) -> None:
+    """What this machine can measure and run, and for anything missing, why and how to fix it."""
+    from evaluator.scoring.hostinfo import versions
+
+    rows = environment_rows(gpu)
+    if as_json:
+        print_json({"rows": rows, "versions": to_json(versions())})
+        return
+    table = Table(title="edl environment", show_header=True)
+    table.add_column("item")
+    table.add_column("status")
+    table.add_column("detail / fix", overflow="fold")
+    for row in rows:
+        table.add_row(row["item"], row["status"], row["detail"])
+    out.print(table)
+
+
+def meter(
+    ctx: typer.Context,
+    seconds: Annotated[float | None, typer.Option(help="Meter the machine doing nothing for N seconds",
+                                                  metavar="NUMBER")] = None,
+    gpu: Annotated[int, typer.Option(help="GPU index to meter", metavar="INTEGER")] = 0,
+    sample_ms: Annotated[float, typer.Option(help="Sampling period (ms)", metavar="NUMBER")
+                         ] = MeterConfig().sample_period_ms,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where samples and the report go", metavar="PATH")
+                       ] = Path("results/meter"),
+    as_json: JsonOption = False,
+) -> None:
+    """Meter any command (`edl meter -- CMD ...`) or the idle machine (`edl meter --seconds N`)."""
+    from evaluator.scoring.metered import meter_command
+
+    command = list(ctx.args)
+    if bool(command) == (seconds is not None):
+        raise EdlError("give either a command after `--` or --seconds N, not both and not neither")
+    period = MeterConfig(sample_period_ms=sample_ms).sample_period_s  # checked like `edl score --sample-ms`
+    report = meter_command(command, seconds, gpu, period, out_dir)
+    if as_json:
+        print_json(to_json(report))
+    else:
+        energy = report.energy
+        say(f"window {energy.window_s or 0:.3f} s, exit code {report.exit_code}")
+        say(f"total {fmt(energy.total_j, ' J')}  (gpu {fmt(energy.gpu_j, ' J')}, cpu {fmt(energy.cpu_j, ' J')}, "
+            f"dram {fmt(energy.dram_j, ' J')})")
+        for domain, reason in energy.missing_domains.items():
+            say(f"{domain}: unavailable: {reason}")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)

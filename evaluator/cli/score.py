@@ -1,0 +1,108 @@
+"""``edl score`` and ``edl score-dir``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from evaluator.cli.console import fmt, out, print_json, say, warn
+from evaluator.cli.options import config_options
+from evaluator.cli.progress import progress_display
+from evaluator.config import SCORE, SCORE_DIR, BatchConfig, ScoreConfig
+from evaluator.errors import EdlError
+from evaluator.report.result import RESULT_NAME, Result, result_json
+from evaluator.typedjson import to_json
+
+ModelArgument = Annotated[Path, typer.Argument(help="The .onnx submission", metavar="MODEL")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the JSON document on stdout and nothing else.",
+                                          metavar="")]
+
+
+def _energy_rows(table: Table, result: Result) -> None:
+    energy, run = result.energy, result.runs[0]
+    assert energy is not None
+    table.add_row("energy total", fmt(energy.total_j, " J"))
+    for domain in ("gpu", "cpu", "dram"):
+        value = getattr(run.energy, f"{domain}_j")
+        reason = run.energy.domains[domain].reason if domain in run.energy.domains else run.energy.reason
+        table.add_row(f"  {domain}", fmt(value, " J") if value is not None else f"unavailable: {reason}")
+    if energy.total_j is not None and energy.per_image_j is not None:
+        table.add_row("per pass / per image", f"{energy.total_j / run.passes:.3f} J / "
+                      f"{energy.per_image_j * 1e3:.4f} mJ")
+        table.add_row("mean power", fmt(run.energy.mean_w, " W", 1))
+    if run.energy.idle is not None and run.energy.idle.total_w is not None:
+        table.add_row("idle / above idle", f"{run.energy.idle.total_w:.1f} W / {fmt(run.energy.above_idle_j, ' J')}")
+
+
+def print_result(result: Result) -> None:
+    """The summary a person reads after `edl score`."""
+    accuracy, run, data = result.accuracy, result.runs[0], result.data
+    assert accuracy is not None and data is not None
+    table = Table(title=result.model.name, show_header=False)
+    table.add_row("accuracy", f"{accuracy.accuracy:.2%} ({accuracy.correct}/{accuracy.images})")
+    table.add_row("category", "unranked" if accuracy.category is None else f"{accuracy.category:.0%}")
+    table.add_row("provider", f"{run.provider.name} ({run.provider.selection})")
+    table.add_row("batch / passes", f"{run.batch.size} ({run.batch.rule}) / {run.passes}")
+    table.add_row("measured", f"{run.seconds:.3f} s, {run.images_per_second:,.0f} images/s")
+    _energy_rows(table, result)
+    table.add_row("data", f"{data.fingerprint[:16]}… official={data.official}")
+    out.print(table)
+
+
+@config_options(SCORE)
+def score(
+    model: ModelArgument,
+    config: ScoreConfig,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Result folder [default: results/<model stem>/]",
+                                                 metavar="PATH")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score one submission: accuracy, speed and energy over --passes passes."""
+    from evaluator.scoring.score import default_out_dir
+    from evaluator.scoring.score import score as run_score
+
+    with progress_display() as progress:
+        result = run_score(model, config, out_dir, progress)
+    if as_json:
+        print_json(result_json(result))
+        return
+    print_result(result)
+    for warning in result.warnings:
+        warn(warning)
+    say(f"result: {(out_dir or default_out_dir(model)) / RESULT_NAME}")
+
+
+@config_options(SCORE_DIR)
+def score_dir(
+    directory: Annotated[Path, typer.Argument(help="A folder of submissions: *.onnx, or folders holding one",
+                                              metavar="DIR")],
+    config: ScoreConfig,
+    batch: BatchConfig,
+    out_root: Annotated[Path, typer.Option("--out", help="Results root: one folder per submission",
+                                           metavar="PATH")] = Path("results"),
+    as_json: JsonOption = False,
+) -> None:
+    """Score every submission in a folder, each in its own process, one after another; resumable."""
+    from evaluator.batch.directory import score_directory
+
+    with progress_display() as progress:
+        summary = score_directory(directory, out_root, config, batch, progress.submissions)
+    if as_json:
+        print_json(to_json(summary))
+    else:
+        for item in summary.submissions:
+            detail = item.reason or (f"{item.seconds:.1f} s" if item.seconds is not None else "")
+            say(f"{item.outcome:<8} {item.name}  {detail}")
+        counts = summary.counts
+        say(f"scored {counts['scored']}, failed {counts['failed']}, skipped {counts['skipped']}; results in {out_root}")
+    if not summary.submissions:
+        raise EdlError(f"{directory}: no submissions found (*.onnx files, or folders holding one)")
+    if counts_all_failed(summary.counts):
+        raise EdlError(f"every submission failed; see the reasons above and in {out_root}/*/{RESULT_NAME}")
+
+
+def counts_all_failed(counts: dict[str, int]) -> bool:
+    return counts["failed"] > 0 and counts["scored"] + counts["skipped"] == 0

@@ -1,0 +1,248 @@
+"""Every scoring option, once: name (unit in the name), type, default, help, validation, comparability.
+
+The dataclasses here are the only place an option is written down. The command line builds its
+options from them (``evaluator.cli.options``), a score-dir child receives them as JSON, results
+record them, and resume and the leaderboard decide "measured alike" from the same ``comparable``
+flags. Nothing here imports the rest of the evaluator beyond the error types and the JSON codec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from evaluator.errors import ConfigError
+from evaluator.typedjson import DOC, JsonObject, JsonValue, from_json, to_json
+
+OPTION = "option"  # field metadata key of an OptionSpec
+PROVIDERS = ("auto", "cuda", "tensorrt", "cpu")
+CUDNN_SEARCHES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+DEFAULT_THRESHOLDS = (0.90, 0.95, 0.99)
+SCORE = "score"
+SCORE_DIR = "score-dir"
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """How one option is offered, checked and compared."""
+
+    help: str
+    flag: str = ""  # "" means --name-with-dashes
+    minimum: float | None = None  # the value must be >= minimum
+    above: float | None = None  # the value must be > above
+    choices: tuple[str, ...] = ()
+    comparable: bool = True  # runs that differ here are not comparable: not resumed over, not ranked together
+    commands: tuple[str, ...] = (SCORE, SCORE_DIR)
+    command_defaults: tuple[tuple[str, Any], ...] = ()  # (command, default) where a command's default differs
+    envvar: str = ""
+    parse: Callable[[str], Any] | None = None  # the command line gives a string; this makes the value
+    show: Callable[[Any], str] | None = None  # the value as the command line writes it
+
+
+def option(default: Any, help: str, **spec: Any) -> Any:
+    """A dataclass field that is an option (``passes: int = option(200, "Measured passes")``)."""
+    return field(default=default, metadata={OPTION: OptionSpec(help=help, **spec), DOC: help})
+
+
+def group(cls: type) -> Any:
+    """A dataclass field that holds a group of options."""
+    return field(default_factory=cls, metadata={DOC: (cls.__doc__ or "").strip()})
+
+
+def _check(value: Any, name: str, spec: OptionSpec) -> None:
+    flag = spec.flag or "--" + name.replace("_", "-")
+    if value is None:
+        return
+    if spec.choices and value not in spec.choices:
+        listing = ", ".join(spec.choices[:-1]) + f" or {spec.choices[-1]}"
+        raise ConfigError(f"{flag} {value!r}: choose {listing}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ConfigError(f"{flag} {value}: must be {spec.minimum:g} or more")
+    if spec.above is not None and value <= spec.above:
+        raise ConfigError(f"{flag} {value}: must be more than {spec.above:g}")
+
+
+class Options:
+    """Base of the option groups: values are checked when a group is made, however it is made."""
+
+    def __post_init__(self) -> None:
+        for spec_field in dataclasses.fields(self):  # type: ignore[arg-type]
+            if (spec := spec_field.metadata.get(OPTION)) is not None:
+                _check(getattr(self, spec_field.name), spec_field.name, spec)
+
+
+# --- the options ---------------------------------------------------------------------------------------
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    """``"90,95,99"`` (percent) to fractions, ascending."""
+    try:
+        values = tuple(sorted(float(part) / 100 for part in text.split(",") if part.strip()))
+    except ValueError:
+        raise ConfigError(f"--thresholds {text!r}: give percentages separated by commas, e.g. 90,95,99") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise ConfigError(f"--thresholds {text!r}: each must be a percentage in (0, 100]")
+    return values
+
+
+def show_thresholds(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v * 100:g}" for v in values)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(Options):
+    """How onnxruntime runs every submission: pinned, identical for all, recorded with each result."""
+
+    provider: str = option("auto", "Execution provider; auto: CUDA when it can run, else the CPU, said why",
+                           choices=PROVIDERS)
+    gpu: int = option(0, "CUDA device id to run on and meter", minimum=0, comparable=False)
+    batch_size: int | None = option(None, "Batch size, unless the graph or its edl.batch_size metadata fixes one "
+                                    "[default: 250]", minimum=1)
+    prefer_nhwc: bool = option(True, "CUDA: prefer channels-last (NHWC) kernels")
+    cuda_graph: bool = option(True, "CUDA: capture one CUDA graph per resident batch (refused: run without)")
+    overlap_batches: bool = option(True, "CUDA: queue a pass's batches, one synchronisation per pass")
+    cudnn_search: str = option("EXHAUSTIVE", "CUDA: cuDNN convolution algorithm search", choices=CUDNN_SEARCHES)
+    tf32: bool = option(True, "Allow TF32 math (--no-tf32 sets NVIDIA_TF32_OVERRIDE=0)")
+
+
+@dataclass(frozen=True)
+class MeterConfig(Options):
+    """How energy is measured around the passes."""
+
+    enabled: bool = option(True, "Measure energy (--no-meter: accuracy and speed only)", flag="--meter")
+    sample_period_ms: float = option(10.0, "Sampling period of the power sampler (ms)", flag="--sample-ms", above=0)
+    idle_s: float = option(10.0, "Idle baseline before the warm-up (s)", flag="--idle-seconds", minimum=0)
+    cooldown_s: float = option(60.0, "Longest wait for the GPU temperature to settle (s)", flag="--cooldown",
+                               minimum=0)
+    target_temp_c: float | None = option(None, "GPU temperature to cool to (C) [default: until it settles]",
+                                         flag="--target-temp")
+    temp_band_c: float = option(2.0, "Cool-down band: within this of the target, or this steady over 10 s (C)",
+                                flag="--temp-band", above=0)
+    exclusive: bool = option(False, "Refuse to measure while other processes use the GPU", comparable=False)
+    plot: bool = option(True, "Write the power timeline PNG", comparable=False)
+
+    @property
+    def sample_period_s(self) -> float:
+        return self.sample_period_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class Limits(Options):
+    """What an untrusted submission may be; each limit can be raised on the command line."""
+
+    max_file_bytes: int = option(2 << 30, "Largest accepted .onnx file (bytes)", minimum=1, comparable=False,
+                                 commands=(SCORE, SCORE_DIR, "check"))
+    max_initializer_bytes: int = option(2 << 30, "Most bytes of weights accepted", minimum=0, comparable=False,
+                                        commands=(SCORE, SCORE_DIR, "check"))
+    max_nodes: int = option(100_000, "Most graph nodes accepted", minimum=1, comparable=False,
+                            commands=(SCORE, SCORE_DIR, "check"))
+
+
+@dataclass(frozen=True)
+class ScoreConfig(Options):
+    """Everything that decides how a submission is scored; all of it is recorded in its result."""
+
+    data: Path | None = option(None, "Test set: cifar-10-python.tar.gz, cifar-10-batches-py/, the binary version, "
+                               "or .npz [default: the cached official set]", comparable=False)
+    passes: int = option(200, "Measured passes over the whole test set", minimum=1)
+    warmup_passes: int = option(1, "Warm-up passes, outside the measured window", flag="--warmup", minimum=0)
+    tune: bool = option(False, "Search the allowed runtime settings first; measure the winner in full")
+    tune_window_s: float = option(2.0, "Window per --tune candidate (s)", flag="--tune-seconds", above=0)
+    runtime: RuntimeConfig = group(RuntimeConfig)
+    meter: MeterConfig = group(MeterConfig)
+    limits: Limits = group(Limits)
+
+
+@dataclass(frozen=True)
+class BatchConfig(Options):
+    """How score-dir runs its children: recorded in batch.json, not in each result."""
+
+    timeout_s: float = option(3600.0, "Seconds one submission may take before its process is killed",
+                              flag="--timeout", above=0, commands=(SCORE_DIR,))
+    force: bool = option(False, "Rescore submissions that already have a matching result", commands=(SCORE_DIR,))
+    max_memory_gb: float = option(16.0, "Address-space limit of each CPU scoring child (GiB)", above=0,
+                                  commands=(SCORE_DIR,))
+
+
+# --- walking the options ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """One option found in a (possibly nested) options dataclass."""
+
+    path: tuple[str, ...]  # ("meter", "sample_period_ms")
+    name: str  # the last part: also the CLI parameter's name, unique across the family
+    hint: Any  # the field's type
+    default: Any
+    spec: OptionSpec
+
+    @property
+    def flag(self) -> str:
+        return self.spec.flag or "--" + self.name.replace("_", "-")
+
+    def default_for(self, command: str) -> Any:
+        return dict(self.spec.command_defaults).get(command, self.default)
+
+
+def option_fields(cls: type, command: str | None = None, prefix: tuple[str, ...] = ()) -> Iterator[OptionField]:
+    """Every option of ``cls`` (depth first, in declaration order), or only those ``command`` offers."""
+    from typing import get_type_hints
+
+    hints = get_type_hints(cls)
+    for spec_field in dataclasses.fields(cls):
+        hint = hints[spec_field.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            yield from option_fields(hint, command, (*prefix, spec_field.name))
+            continue
+        spec = spec_field.metadata.get(OPTION)
+        if spec is None or (command is not None and command not in spec.commands):
+            continue
+        yield OptionField((*prefix, spec_field.name), spec_field.name, hint, spec_field.default, spec)
+
+
+def build(cls: type[C], values: dict[str, Any], command: str | None = None) -> C:
+    """``cls`` from flat option values keyed by name; options not given take the command's default."""
+
+    def make(current: type, prefix: tuple[str, ...]) -> Any:
+        kwargs = {}
+        for spec_field in dataclasses.fields(current):
+            path = (*prefix, spec_field.name)
+            if isinstance(spec_field.default_factory, type) and dataclasses.is_dataclass(spec_field.default_factory):
+                kwargs[spec_field.name] = make(spec_field.default_factory, path)
+            elif spec_field.name in values:
+                kwargs[spec_field.name] = values[spec_field.name]
+            elif (spec := spec_field.metadata.get(OPTION)) is not None and command is not None:
+                kwargs[spec_field.name] = dict(spec.command_defaults).get(command, spec_field.default)
+        return current(**kwargs)
+
+    return typing.cast(C, make(cls, ()))
+
+
+def comparable_settings(config: Options) -> dict[str, JsonValue]:
+    """The options that can change a measurement, flat by dotted path: equal here, comparable results."""
+    document = to_json(config)
+    settings: dict[str, JsonValue] = {}
+    for found in option_fields(type(config)):
+        if found.spec.comparable:
+            value: JsonValue = document
+            for part in found.path:
+                value = value[part]  # type: ignore[index,call-overload]
+            settings[".".join(found.path)] = value
+    return settings
+
+
+def config_to_json(config: Options) -> JsonObject:
+    document = to_json(config)
+    assert isinstance(document, dict)
+    return document
+
+
+def config_from_json(cls: type[C], document: object, where: str = "config") -> C:
+    """Read a config written by ``config_to_json``; a bad value is a ConfigError naming the option."""
+    return from_json(cls, document, where)

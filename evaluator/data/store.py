@@ -1,0 +1,199 @@
+"""Where the test set comes from: a path the user gave, the verified cache, or the official download."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.data.dataset import Dataset, fingerprint
+from evaluator.data.formats import (
+    BIN_MEMBER,
+    PY_MEMBER,
+    decode_binary_batch,
+    decode_python_batch,
+    load_npz,
+    md5_bytes,
+    md5_file,
+    read_tar,
+)
+from evaluator.errors import DataError
+from evaluator.fileio import atomic_write_bytes, atomic_write_json
+
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+OFFICIAL_TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"
+OFFICIAL_TEST_BATCH_MD5 = "40351d587109b95175f43aff81a1287e"
+OFFICIAL_BINARY_TARBALL_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+CACHE_NPZ = "cifar10-test.npz"
+CACHE_META = "cifar10-test.json"
+
+ProgressHook = Callable[[int, int | None], None]
+"""Called with (bytes done, total bytes or None) while downloading."""
+
+
+def default_cache_dir() -> Path:
+    """``EDL_DATA_DIR``, else ``$XDG_CACHE_HOME/edl``, else ``~/.cache/edl``."""
+    if env := os.environ.get("EDL_DATA_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edl"
+
+
+def _known_official_fingerprint(cache_dir: Path) -> str | None:
+    meta_path = cache_dir / CACHE_META
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("fingerprint") if meta.get("official") else None
+
+
+def _make_dataset(images: np.ndarray, labels: np.ndarray, source: str, verified: bool, cache_dir: Path) -> Dataset:
+    digest = fingerprint(images, labels)
+    official = verified or digest == _known_official_fingerprint(cache_dir)
+    note = "" if official else "not verified as the official test set (md5 of the official files not matched)"
+    return Dataset(images, labels, source, digest, official, note)
+
+
+def load_path(path: Path, cache_dir: Path | None = None) -> Dataset:
+    """Read a test set the user pointed at, in any supported format."""
+    cache_dir = cache_dir or default_cache_dir()
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; pass --data with a CIFAR-10 archive, folder or .npz")
+    if path.is_dir():
+        for candidate in (path / "test_batch", path / "test_batch.bin", path / PY_MEMBER, path / BIN_MEMBER):
+            if candidate.is_file():
+                return load_path(candidate, cache_dir)
+        raise DataError(
+            f"{path}: no test_batch or test_batch.bin inside; point --data at cifar-10-batches-py, "
+            "cifar-10-batches-bin, an archive or an .npz"
+        )
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        images, labels = load_npz(path)
+        return _make_dataset(images, labels, str(path), False, cache_dir)
+    if name.endswith((".tar.gz", ".tgz", ".tar")):
+        images, labels, member_md5 = read_tar(path)
+        verified = member_md5 == OFFICIAL_TEST_BATCH_MD5 or md5_file(path) in (
+            OFFICIAL_TARBALL_MD5,
+            OFFICIAL_BINARY_TARBALL_MD5,
+        )
+        return _make_dataset(images, labels, str(path), verified, cache_dir)
+    raw = path.read_bytes()
+    if name.endswith(".bin"):
+        images, labels = decode_binary_batch(raw, str(path))
+        return _make_dataset(images, labels, str(path), False, cache_dir)
+    images, labels = decode_python_batch(raw, str(path))
+    return _make_dataset(images, labels, str(path), md5_bytes(raw) == OFFICIAL_TEST_BATCH_MD5, cache_dir)
+
+
+def load_cached(cache_dir: Path | None = None) -> Dataset | None:
+    """The cached canonical test set, re-fingerprinted against its metadata; None when absent."""
+    cache_dir = cache_dir or default_cache_dir()
+    npz, meta_path = cache_dir / CACHE_NPZ, cache_dir / CACHE_META
+    if not npz.is_file() or not meta_path.is_file():
+        return None
+    images, labels = load_npz(npz)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as exc:
+        raise DataError(f"{meta_path}: unreadable cache metadata ({exc}); run `edl data fetch --force`") from None
+    digest = fingerprint(images, labels)
+    if digest != meta.get("fingerprint"):
+        raise DataError(f"{npz}: cached data does not match its recorded fingerprint; run `edl data fetch --force`")
+    return Dataset(images, labels, meta.get("source", str(npz)), digest, bool(meta.get("official")))
+
+
+def store_cache(images: np.ndarray, labels: np.ndarray, source: str, official: bool, cache_dir: Path) -> Dataset:
+    """Write the canonical form and its metadata; each file appears whole or not at all."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, x=images, y=labels)
+    atomic_write_bytes(cache_dir / CACHE_NPZ, buffer.getvalue())
+    digest = fingerprint(images, labels)
+    atomic_write_json(
+        cache_dir / CACHE_META,
+        {"fingerprint": digest, "images": int(labels.shape[0]), "official": official, "source": source},
+    )
+    return Dataset(images, labels, source, digest, official)
+
+
+def download(url: str, destination: Path, progress: ProgressHook | None = None) -> None:
+    """Stream ``url`` to ``destination`` (a temp name the caller owns)."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, destination.open("wb") as out:
+            total = response.headers.get("Content-Length")
+            total_bytes = int(total) if total and total.isdigit() else None
+            done = 0
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total_bytes)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        destination.unlink(missing_ok=True)
+        raise DataError(
+            f"could not download {url} ({exc}). Offline? Fetch cifar-10-python.tar.gz on another machine "
+            "and pass it with --data PATH (or run `edl data fetch --from PATH`)"
+        ) from None
+
+
+def fetch(
+    cache_dir: Path | None = None,
+    url: str | None = None,
+    expected_md5: str = OFFICIAL_TARBALL_MD5,
+    expected_member_md5: str | None = OFFICIAL_TEST_BATCH_MD5,
+    progress: ProgressHook | None = None,
+) -> Dataset:
+    """Download the official archive, verify both md5s, and cache the canonical test set."""
+    cache_dir = cache_dir or default_cache_dir()
+    url = url or os.environ.get("EDL_CIFAR10_URL", OFFICIAL_URL)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = cache_dir / f".download-{os.getpid()}.part"
+    try:
+        download(url, partial, progress)
+        got = md5_file(partial)
+        if got != expected_md5:
+            raise DataError(
+                f"{url}: md5 {got} does not match the official {expected_md5}; the download is corrupt "
+                "or not the CIFAR-10 python archive. Nothing was cached; try again"
+            )
+        images, labels, member_md5 = read_tar(partial)
+        if expected_member_md5 and member_md5 != expected_member_md5:
+            raise DataError(f"{url}: test_batch md5 {member_md5} is not the official {expected_member_md5}")
+        return store_cache(images, labels, url, True, cache_dir)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def import_archive(path: Path, cache_dir: Path | None = None) -> Dataset:
+    """Cache a locally held copy of the official archive (for machines without internet)."""
+    cache_dir = cache_dir or default_cache_dir()
+    dataset = load_path(path, cache_dir)
+    if not dataset.official:
+        raise DataError(f"{path}: not the official CIFAR-10 test set (md5 mismatch); refusing to cache it as official")
+    return store_cache(dataset.images, dataset.labels, str(path), True, cache_dir)
+
+
+def resolve(path: Path | None, cache_dir: Path | None = None, allow_download: bool = True,
+            progress: ProgressHook | None = None) -> Dataset:
+    """The data set ``edl score`` uses: ``path`` if given, else the cache, else a fresh download."""
+    cache_dir = cache_dir or default_cache_dir()
+    if path is not None:
+        return load_path(path, cache_dir)
+    cached = load_cached(cache_dir)
+    if cached is not None:
+        return cached
+    if not allow_download:
+        raise DataError(
+            f"the CIFAR-10 test set is not cached in {cache_dir}; run `edl data fetch`, or pass --data PATH "
+            "(cifar-10-python.tar.gz, cifar-10-batches-py/, cifar-10-binary.tar.gz, test_batch.bin or .npz)"
+        )
+    return fetch(cache_dir, progress=progress)

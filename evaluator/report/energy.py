@@ -1,0 +1,101 @@
+"""The energy sections of a result, computed from a samples file and the windows the workload marked."""
+
+from __future__ import annotations
+
+import statistics
+
+from evaluator.power.analysis import (
+    DOMAINS,
+    NVML_COUNTER_PERIOD_S,
+    TOTAL_DOMAINS,
+    DomainReading,
+    Samples,
+    Window,
+    check_continuity,
+    domain_reading,
+)
+from evaluator.report.result import DomainEnergy, Energy, IdleRecord, Run, RunEnergy
+
+SHORT_WINDOW_S = 10.0
+
+
+def _record(reading: DomainReading, window: Window) -> DomainEnergy:
+    return DomainEnergy(
+        joules=reading.joules, method=reading.method, integrated_power_j=reading.integrated_power_j,
+        counter_vs_integral=reading.counter_vs_integral, peak_w=reading.peak_w, reason=reading.reason,
+        mean_w=None if reading.joules is None or window.seconds <= 0 else reading.joules / window.seconds)
+
+
+def _idle(samples: Samples, idle: Window, counted: list[str]) -> IdleRecord:
+    watts = {d: (j / idle.seconds if (j := domain_reading(samples, d, idle).joules) is not None else None)
+             for d in DOMAINS}
+    total = sum(w for d in counted if (w := watts[d]) is not None) if counted else None
+    return IdleRecord(seconds=idle.seconds, watts=watts, total_w=total)
+
+
+def _per_pass(samples: Samples, pass_windows: list[Window], counted: list[str]) -> list[float | None]:
+    out: list[float | None] = []
+    for window in pass_windows:
+        joules = [j for d in counted if (j := domain_reading(samples, d, window).joules) is not None]
+        out.append(sum(joules) if joules else None)
+    return out
+
+
+def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass: int, idle: Window | None = None,
+               pass_windows: list[Window] | None = None) -> tuple[RunEnergy, list[str]]:
+    """The energy of one run's measured window, and the warnings it raises; a stalled sampler raises MeterError."""
+    gap = check_continuity(samples, measured)
+    domains = {domain: domain_reading(samples, domain, measured) for domain in DOMAINS}
+    counted = [d for d in TOTAL_DOMAINS if domains[d].joules is not None]
+    missing = {d: domains[d].reason for d in TOTAL_DOMAINS if domains[d].joules is None}
+    total = sum(j for d in counted if (j := domains[d].joules) is not None) if counted else None
+    energy = RunEnergy(
+        total_j=total, total_domains=counted, missing_domains=missing,
+        gpu_j=domains["gpu"].joules, cpu_j=domains["cpu"].joules, dram_j=domains["dram"].joules,
+        per_pass_j=None if total is None else total / passes,
+        per_image_j=None if total is None else total / (passes * images_per_pass),
+        mean_w=None if total is None else total / measured.seconds,
+        window_s=measured.seconds, domains={d: _record(r, measured) for d, r in domains.items()},
+        sample_period_s=samples.period_s,
+        samples_in_window=int(((samples.t_s >= measured.start_s) & (samples.t_s <= measured.end_s)).sum()),
+        largest_gap_s=gap,
+        reason="" if total is not None else "; ".join(f"{d}: {r}" for d, r in missing.items()),
+    )
+    warnings = []
+    if domains["gpu"].method == "energy counter":
+        energy.gpu_counter_quantisation_bound = NVML_COUNTER_PERIOD_S / measured.seconds
+        if measured.seconds < SHORT_WINDOW_S:
+            warnings.append(
+                f"the measured window is {measured.seconds:.2f} s, under {SHORT_WINDOW_S:.0f} s: NVML's ~100 ms "
+                f"counter steps bound the GPU error at about {energy.gpu_counter_quantisation_bound:.1%}; use more "
+                "--passes")
+    if idle is not None and idle.seconds > 0:
+        energy.idle = _idle(samples, idle, counted)
+        if total is not None and energy.idle.total_w is not None:
+            energy.above_idle_j = total - energy.idle.total_w * measured.seconds
+    if pass_windows:
+        energy.passes_j = _per_pass(samples, pass_windows, counted)
+    return energy, warnings
+
+
+def unmeasured(reason: str) -> RunEnergy:
+    """A run without energy: every figure null, and why (never 0 J)."""
+    return RunEnergy(total_j=None, reason=reason)
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known and len(known) == len(values) else None
+
+
+def summarise(runs: list[Run], images: int) -> Energy:
+    """The submission's energy over its runs: the median total, and every run's total beside it."""
+    repeats = [run.energy.total_j for run in runs]
+    total = _median(repeats)
+    first = runs[0].energy
+    return Energy(
+        total_j=total, repeats_j=repeats,
+        per_image_j=None if total is None else total / (runs[0].passes * images),
+        total_domains=first.total_domains, missing_domains=first.missing_domains,
+        reason="" if total is not None else (first.reason or "a run has no energy total"),
+    )

@@ -1,0 +1,140 @@
+"""``edl leaderboard``: rank results by energy within accuracy categories.
+
+A submission competes only in the highest category it reaches (96.5 % competes at 95 %). Within
+a category the lowest ``energy.total_j`` wins; ties (equal joules to the millijoule) go to the
+higher accuracy, then the smaller model file, then the name. Results that were not measured the
+same way are refused together unless the caller allows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, comparable_settings, option_fields
+from evaluator.errors import EdlError, ResultError
+from evaluator.report.categories import category_for
+from evaluator.report.integrity import seal_holds
+from evaluator.report.result import RESULT_NAME, Result, read_result
+
+TIE_RULE = "lower total energy first; equal to the millijoule: higher accuracy, then smaller model, then name"
+
+
+@dataclass
+class Entry:
+    """One submission's line on the board."""
+
+    name: str
+    result: Result
+    category: float | None = None
+    rank: int | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.result.accuracy.accuracy if self.result.accuracy is not None else None
+
+    @property
+    def total_j(self) -> float | None:
+        return self.result.total_j
+
+    @property
+    def joules_per_image(self) -> float | None:
+        return self.result.energy.per_image_j if self.result.energy is not None else None
+
+    @property
+    def images_per_second(self) -> float | None:
+        return self.result.images_per_second
+
+    @property
+    def model_bytes(self) -> int:
+        return self.result.model.bytes
+
+    @property
+    def reason(self) -> str:
+        return self.result.reason or ("energy unavailable" if self.result.scored and self.total_j is None else "")
+
+
+@dataclass
+class Leaderboard:
+    thresholds: tuple[float, ...]
+    categories: dict[float, list[Entry]]
+    unranked: list[Entry]  # scored, below the lowest threshold
+    unmeasured: list[Entry]  # scored, but without an energy total
+    failed: list[Entry]
+    mixed: list[str]  # comparability differences that were allowed
+
+
+def load_results(results_dir: Path) -> list[Entry]:
+    """Every ``result.json`` in ``results_dir`` (itself or one folder down), named by its folder."""
+    if not results_dir.is_dir():
+        raise EdlError(f"{results_dir}: not a folder of results; run `edl score-dir` first")
+    paths = sorted(set(results_dir.glob(f"*/{RESULT_NAME}")) | set(results_dir.glob(RESULT_NAME)))
+    if not paths:
+        raise EdlError(f"{results_dir}: no {RESULT_NAME} files found")
+    entries = []
+    for path in paths:
+        result = read_result(path)
+        if not seal_holds(result):
+            raise ResultError(f"{path}: its checksum does not match: edited after it was written. Run "
+                              "`edl verify` on it, and rescore the submission (`edl score-dir --force`)")
+        entries.append(Entry(path.parent.name, result))
+    return entries
+
+
+def _flags() -> dict[str, str]:
+    return {".".join(found.path): found.flag for found in option_fields(ScoreConfig)}
+
+
+def measured_alike(result: Result) -> dict[str, str]:
+    """What must be equal for two results to be ranked together: the data, every comparable option
+    (the same rule score-dir uses to resume), and what was measured: provider, GPU model, energy domains."""
+    flags = _flags()
+    key = {"data fingerprint": result.data.fingerprint if result.data else "",
+           "provider": str(result.provider), "GPU model": str(result.gpu_model),
+           "energy domains": ",".join(sorted(result.energy.total_domains)) if result.energy else ""}
+    key |= {flags[path]: repr(value) for path, value in comparable_settings(result.config).items()}
+    return key
+
+
+def comparability_problems(entries: list[Entry]) -> list[str]:
+    """What differs between the measured results, in words: one line per differing property."""
+    keys = {e.name: measured_alike(e.result) for e in entries if e.result.scored and e.total_j is not None}
+    if not keys:
+        return []
+    problems = []
+    for prop in next(iter(keys.values())):
+        values: dict[str, list[str]] = {}
+        for name, key in keys.items():
+            values.setdefault(key[prop], []).append(name)
+        if len(values) > 1:
+            listing = "; ".join(f"{value}: {', '.join(names)}" for value, names in values.items())
+            problems.append(f"{prop} differs ({listing})")
+    return problems
+
+
+def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
+         allow_mixed: bool = False) -> Leaderboard:
+    """Place each entry in its highest category and order each category by energy."""
+    problems = comparability_problems(entries)
+    if problems and not allow_mixed:
+        raise EdlError("these results are not comparable: " + "; ".join(problems)
+                       + ". Score them alike, or pass --allow-mixed to rank them anyway")
+    board = Leaderboard(tuple(sorted(thresholds)), {t: [] for t in sorted(thresholds, reverse=True)}, [], [], [],
+                        problems)
+    for entry in entries:
+        if not entry.result.scored:
+            board.failed.append(entry)
+            continue
+        entry.category = category_for(entry.accuracy or 0.0, board.thresholds)
+        if entry.total_j is None:
+            board.unmeasured.append(entry)
+        elif entry.category is None:
+            board.unranked.append(entry)
+        else:
+            board.categories[entry.category].append(entry)
+    for members in board.categories.values():
+        members.sort(key=lambda e: (round((e.total_j or 0.0) * 1000), -(e.accuracy or 0), e.model_bytes, e.name))
+        for position, entry in enumerate(members, start=1):
+            entry.rank = position
+    board.unranked.sort(key=lambda e: -(e.accuracy or 0))
+    return board

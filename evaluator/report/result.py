@@ -1,0 +1,436 @@
+"""The result document: every key edl writes about a scored (or failed) submission, in one place.
+
+``Result`` is written by the scorer and score-dir, read by the leaderboard, verify and the CLI,
+always through ``write_result`` / ``read_result``. Its JSON Schema is generated from these
+classes (``edl schema``). A failed submission is the same type with ``status == "failed"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from evaluator.config import BatchConfig, ScoreConfig
+from evaluator.errors import ResultError
+from evaluator.fileio import atomic_write_bytes
+from evaluator.typedjson import JsonObject, TypedJsonError, doc, from_json, json_schema, to_json
+
+SCHEMA_VERSION = 2
+RESULT_KIND = "edl-result"
+RESULT_NAME = "result.json"
+SCHEMA_ID = "https://edl.invalid/schema/result-2.json"
+Status = Literal["scored", "failed"]
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class ModelRecord:
+    """The submission file that was scored."""
+
+    name: str = field(metadata=doc("the submission's name: its file stem, or the folder holding it"))
+    path: str = field(metadata=doc("where it was read, as given to edl"))
+    sha256: str = ""
+    bytes: int = 0
+    parameters: int | None = None
+    opsets: dict[str, int] = field(default_factory=dict)
+    producer: str = ""
+
+
+@dataclass
+class DataRecord:
+    """The test set the submission saw."""
+
+    fingerprint: str = field(metadata=doc("SHA-256 of the canonical uint8 NHWC images and labels"))
+    images: int
+    official: bool = field(metadata=doc("verified against the official archive's md5s"))
+    source: str
+
+
+@dataclass
+class ContractRecord:
+    """How the evaluator fed the model and read its answer."""
+
+    input_name: str
+    input_dtype: str
+    layout: str
+    output_name: str
+    output_kind: str
+    fixed_batch: int | None
+    metadata_batch: int | None
+
+
+@dataclass
+class ProviderRecord:
+    """What onnxruntime actually ran, with every option it was given."""
+
+    name: str = field(metadata=doc("the provider that ran: tensorrt, cuda or cpu"))
+    requested: str
+    selection: str = field(metadata=doc("why this provider, and any setting onnxruntime refused"))
+    providers: list[str]
+    gpu: int | None
+    provider_options: dict[str, dict[str, str]]
+    session_options: dict[str, str | int]
+    placement: dict[str, int] = field(metadata=doc("nodes per provider"))
+    nodes_off_provider: list[str]
+    cuda_graph: bool = field(metadata=doc("CUDA graphs were captured and replayed"))
+    overlap_batches: bool
+    environment: dict[str, str | None]
+
+
+@dataclass
+class BatchRecord:
+    size: int
+    rule: str = field(metadata=doc("which rule chose the size: graph, metadata, option, default or --tune"))
+    padded_images: int = 0
+
+
+@dataclass
+class TuningCandidate:
+    batch_size: int
+    prefer_nhwc: bool
+    cuda_graph: bool
+    cudnn_search: str
+    error: str | None = None
+    cuda_graph_ran: bool | None = None
+    passes: int | None = None
+    seconds: float | None = None
+    images_per_second: float | None = None
+    joules_per_image: float | None = None
+    seconds_per_image: float | None = None
+
+
+@dataclass
+class Tuning:
+    """The --tune search: every candidate measured, and the winner that was then measured in full."""
+
+    criterion: str
+    search: str
+    window_s: float
+    order: list[str]
+    candidates: list[TuningCandidate]
+    winner: TuningCandidate
+
+
+@dataclass
+class DomainEnergy:
+    joules: float | None
+    method: str = ""
+    integrated_power_j: float | None = None
+    counter_vs_integral: float | None = None
+    peak_w: float | None = None
+    mean_w: float | None = None
+    reason: str = ""
+
+
+@dataclass
+class IdleRecord:
+    seconds: float
+    watts: dict[str, float | None]
+    total_w: float | None
+
+
+@dataclass
+class RunEnergy:
+    """Joules of one run's measured window (CPU package + GPU), with breakdowns and quality checks."""
+
+    total_j: float | None = field(metadata=doc("CPU package + GPU joules over the measured passes"))
+    total_domains: list[str] = field(default_factory=list)
+    missing_domains: dict[str, str] = field(default_factory=dict)
+    gpu_j: float | None = None
+    cpu_j: float | None = None
+    dram_j: float | None = field(default=None, metadata=doc("reported apart, never in the total"))
+    per_pass_j: float | None = None
+    per_image_j: float | None = None
+    mean_w: float | None = None
+    window_s: float | None = None
+    domains: dict[str, DomainEnergy] = field(default_factory=dict)
+    sample_period_s: float | None = None
+    samples_in_window: int | None = None
+    largest_gap_s: float | None = None
+    gpu_counter_quantisation_bound: float | None = None
+    idle: IdleRecord | None = None
+    above_idle_j: float | None = None
+    passes_j: list[float | None] = field(default_factory=list)
+    reason: str = field(default="", metadata=doc("why total_j is null, when it is"))
+
+
+@dataclass
+class GpuState:
+    index: int | None = None
+    name: str | None = None
+    temperature_c: float | None = None
+    sm_clock_mhz: float | None = None
+    memory_clock_mhz: float | None = None
+    power_limit_w: float | None = None
+    clock_event_reasons: int | None = None
+    other_compute_pids: list[int] = field(default_factory=list)
+    memory_used_mib: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Cooldown:
+    start_c: float | None = None
+    end_c: float | None = None
+    target_c: float | None = None
+    band_c: float | None = None
+    reached: bool = False
+    waited_s: float = 0.0
+    skipped: str = ""
+
+
+@dataclass
+class Fairness:
+    """The GPU's state around the run: clocks, temperature, power limit, other processes."""
+
+    gpu_start: GpuState | None
+    gpu_end: GpuState | None
+    gpu_unavailable: str | None
+    cooldown: Cooldown
+
+
+@dataclass
+class WindowRecord:
+    name: str
+    start_s: float
+    end_s: float
+
+
+@dataclass
+class FileRecord:
+    name: str = field(metadata=doc("the file's name in the result's folder"))
+    sha256: str | None = None
+
+
+@dataclass
+class HostRecord:
+    hostname: str
+    os: str
+    cpu: str
+    cpu_count: int | None
+    gpu: str | None = field(default=None, metadata=doc("the GPU's model name, from NVML"))
+
+
+@dataclass
+class Versions:
+    evaluator: str
+    python: str = ""
+    onnxruntime: str = ""
+    onnxruntime_distribution: str = ""
+    onnx: str = ""
+    numpy: str = ""
+    nvidia_ml_py: str | None = None
+    gpu_driver: str | None = None
+
+
+@dataclass
+class Run:
+    """One measured repeat: cool-down, idle baseline, warm-up, then the measured passes."""
+
+    index: int
+    started_utc: str
+    host: HostRecord
+    provider: ProviderRecord
+    batch: BatchRecord
+    warmup_passes: int
+    passes: int
+    seconds: float = field(metadata=doc("the measured window"))
+    images_per_second: float
+    correct: int = field(metadata=doc("correct answers in the first measured pass"))
+    prediction_mismatch_passes: list[int] = field(metadata=doc("passes that predicted differently from the first"))
+    energy: RunEnergy
+    fairness: Fairness
+    windows: list[WindowRecord]
+    samples: FileRecord | None = None
+    timeline: FileRecord | None = None
+    tuning: Tuning | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Accuracy:
+    correct: int
+    images: int
+    accuracy: float
+    category: float | None = field(metadata=doc("the highest accuracy threshold reached (null: none)"))
+    thresholds: list[float]
+
+
+@dataclass
+class Energy:
+    """The submission's energy over all runs: what the leaderboard ranks."""
+
+    total_j: float | None = field(metadata=doc("the median over runs of CPU package + GPU joules"))
+    per_image_j: float | None
+    repeats_j: list[float | None] = field(metadata=doc("each run's total_j, in run order"))
+    total_domains: list[str]
+    missing_domains: dict[str, str]
+    reason: str = ""
+
+
+@dataclass
+class Failure:
+    reason: str = field(metadata=doc("one line: what went wrong"))
+    elapsed_s: float = 0.0
+    timeout_s: float | None = None
+
+
+@dataclass
+class Integrity:
+    algorithm: str
+    sha256: str
+
+
+@dataclass
+class Result:
+    """One submission's result: its identity, what it was scored with, and every measured run."""
+
+    status: Status
+    created_utc: str
+    model: ModelRecord
+    data: DataRecord | None
+    config: ScoreConfig = field(metadata=doc("every scoring option (see edl score --help)"))
+    versions: Versions
+    host: HostRecord
+    contract: ContractRecord | None = None
+    accuracy: Accuracy | None = None
+    energy: Energy | None = None
+    runs: list[Run] = field(default_factory=list)
+    failure: Failure | None = None
+    warnings: list[str] = field(default_factory=list)
+    integrity: Integrity | None = None
+    kind: Literal["edl-result"] = "edl-result"
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def scored(self) -> bool:
+        return self.status == "scored"
+
+    @property
+    def total_j(self) -> float | None:
+        return self.energy.total_j if self.energy is not None else None
+
+    @property
+    def images_per_second(self) -> float | None:
+        return statistics.median(run.images_per_second for run in self.runs) if self.runs else None
+
+    @property
+    def passes(self) -> int | None:
+        return self.runs[0].passes if self.runs else None
+
+    @property
+    def gpu_model(self) -> str | None:
+        return self.runs[0].host.gpu if self.runs else self.host.gpu
+
+    @property
+    def provider(self) -> str | None:
+        return self.runs[0].provider.name if self.runs else None
+
+    @property
+    def reason(self) -> str:
+        """Why a failed result failed, or why a scored one has no energy; empty otherwise."""
+        if self.failure is not None:
+            return self.failure.reason
+        return self.energy.reason if self.energy is not None else ""
+
+
+@dataclass
+class MeterReport:
+    """What ``edl meter`` measured around a command (or around nothing)."""
+
+    command: list[str] | None
+    seconds: float | None = field(metadata=doc("the idle time asked for, without a command"))
+    exit_code: int
+    window: WindowRecord
+    energy: RunEnergy
+    samples: FileRecord
+    kind: Literal["edl-meter"] = "edl-meter"
+
+
+@dataclass
+class BatchItem:
+    """What score-dir did with one submission."""
+
+    name: str
+    outcome: Literal["scored", "failed", "skipped"]
+    reason: str = ""
+    seconds: float | None = None
+    status: str = field(default="", metadata=doc("a skipped submission's standing result status"))
+
+
+@dataclass
+class ChildLimitsRecord:
+    """The limits every scoring child of a batch ran under."""
+
+    timeout_s: float
+    cpu_seconds: int | None
+    address_space_bytes: int | None
+
+
+@dataclass
+class BatchSummary:
+    """``batch.json``: one score-dir run over a folder of submissions."""
+
+    directory: str
+    data: DataRecord
+    config: ScoreConfig
+    batch: BatchConfig
+    limits: ChildLimitsRecord
+    counts: dict[str, int]
+    submissions: list[BatchItem]
+    started_utc: str
+    wall_s: float
+    kind: Literal["edl-batch"] = "edl-batch"
+
+
+def result_schema() -> JsonObject:
+    """The JSON Schema of the result document (``edl schema``)."""
+    return json_schema(Result, "edl result document", SCHEMA_ID)
+
+
+def result_json(result: Result) -> JsonObject:
+    document = to_json(result)
+    assert isinstance(document, dict)
+    return document
+
+
+def write_document(path: Path, document: object) -> None:
+    """Write a dataclass document atomically (temp file, fsync, rename): readers see the old or the new."""
+    atomic_write_bytes(path, (json.dumps(to_json(document), indent=2) + "\n").encode())
+
+
+def write_result(path: Path, result: Result) -> None:
+    write_document(path, result)
+
+
+def parse_result(document: object, where: str) -> Result:
+    """A ``Result`` from parsed JSON; a foreign or outdated document is a ResultError saying what to do."""
+    if not isinstance(document, dict) or document.get("kind") != RESULT_KIND:
+        raise ResultError(f"{where}: not an edl result document")
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultError(f"{where}: result schema {version} is not this edl's schema {SCHEMA_VERSION}; rescore "
+                          "the submission with this version (edl score-dir --force)")
+    try:
+        return from_json(Result, document, "result")
+    except TypedJsonError as exc:
+        raise ResultError(f"{where}: malformed result ({exc}); rescore the submission") from None
+
+
+def read_result(path: Path) -> Result:
+    """Read a result written by ``write_result`` (or the result.json inside a result folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULT_NAME
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"{path}: not a readable JSON result ({exc})") from None
+    return parse_result(document, str(path))

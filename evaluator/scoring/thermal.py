@@ -1,0 +1,91 @@
+"""The GPU's thermal state before a measurement: a fair start means the same temperature for everyone.
+
+The cool-down waits, bounded by ``cooldown_s``, until the GPU is within ``temp_band_c`` of the
+target temperature; with no target, until the temperature has held steady (within half the band)
+for ``SETTLE_S``. NVML is opened in the scoring process for this and for the fairness record; the
+energy itself is read by the sampler process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+from evaluator.config import MeterConfig
+from evaluator.power.base import MeterUnavailable
+from evaluator.power.nvml import GpuSnapshot, driver_version, gpu_state, load_nvml, nvml_index
+from evaluator.report.result import Cooldown, GpuState
+from evaluator.scoring.records import gpu_record
+
+SETTLE_S = 10.0
+POLL_S = 1.0
+
+
+class GpuWatch:
+    """NVML in the scoring process, for the fairness record and the cool-down (not for energy)."""
+
+    def __init__(self, cuda_device: int) -> None:
+        self.index = nvml_index(cuda_device)
+        self.nvml: ModuleType | None
+        try:
+            self.nvml = load_nvml()
+            self.reason = ""
+        except MeterUnavailable as exc:
+            self.nvml = None
+            self.reason = str(exc)
+
+    def snapshot(self) -> GpuSnapshot | None:
+        """The GPU's state now; None without NVML. Raises when the GPU cannot be read (lost, wrong index)."""
+        return None if self.nvml is None else gpu_state(self.nvml, self.index)
+
+    def record(self) -> GpuState | None:
+        """The GPU's state now, for the result: a failure to read it is recorded, not raised."""
+        try:
+            return gpu_record(self.snapshot())
+        except Exception as exc:  # noqa: BLE001 - a missing index or a lost GPU
+            return gpu_record(None, str(exc))
+
+    def temperature_c(self) -> float | None:
+        try:
+            snapshot = self.snapshot()
+        except Exception:  # noqa: BLE001 - a GPU that cannot be read has no temperature
+            return None
+        return None if snapshot is None else snapshot.temperature_c
+
+    def driver(self) -> str | None:
+        return driver_version(self.nvml) if self.nvml is not None else None
+
+
+def settled(history: list[tuple[float, float]], band_c: float, target_c: float | None) -> bool:
+    """Within the band of the target; or, without one, steady within half the band over the last SETTLE_S."""
+    now, temperature = history[-1]
+    if target_c is not None:
+        return temperature <= target_c + band_c
+    recent = [t for s, t in history if s >= now - SETTLE_S]
+    return now - history[0][0] >= SETTLE_S and max(recent) - min(recent) <= band_c / 2
+
+
+def cool_down(watch: GpuWatch, meter: MeterConfig, on_start: Callable[[], None] | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> Cooldown:
+    """Wait (bounded) until the GPU temperature settles within the band of the target; say how it went."""
+    if watch.nvml is None:
+        return Cooldown(skipped=f"no GPU temperature: {watch.reason}")
+    first = watch.temperature_c()
+    if first is None or meter.cooldown_s <= 0:
+        return Cooldown(start_c=first, skipped="cool-down disabled" if first is not None else
+                        "temperature not readable")
+    if on_start is not None:
+        on_start()
+    deadline = time.monotonic() + meter.cooldown_s
+    history: list[tuple[float, float]] = []
+    reached = False
+    while (temperature := watch.temperature_c()) is not None:
+        history.append((time.monotonic(), float(temperature)))
+        reached = settled(history, meter.temp_band_c, meter.target_temp_c)
+        if reached or history[-1][0] >= deadline:
+            break
+        sleep(POLL_S)
+    return Cooldown(start_c=first, end_c=history[-1][1] if history else first, target_c=meter.target_temp_c,
+                    band_c=meter.temp_band_c, reached=reached,
+                    waited_s=(history[-1][0] - history[0][0]) if history else 0.0)

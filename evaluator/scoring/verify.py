@@ -1,0 +1,144 @@
+"""``edl verify``: re-check a result from its own evidence, independently of the run that made it.
+
+Checks the document's seal, the model and samples files against their recorded sha256, the
+internal arithmetic (energy per pass times passes, accuracy against correct answers, category,
+throughput), and recomputes every run's energy from its stored samples and windows.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluator.errors import MeterError
+from evaluator.fileio import sha256_file
+from evaluator.power.analysis import Window, load_samples
+from evaluator.report.categories import category_for
+from evaluator.report.energy import run_energy
+from evaluator.report.integrity import seal_holds
+from evaluator.report.result import RESULT_NAME, Result, Run, read_result
+
+REL_TOL = 1e-9
+
+
+@dataclass
+class Check:
+    name: str
+    outcome: str  # pass | fail | skip
+    detail: str = ""
+
+
+@dataclass
+class Checks:
+    items: list[Check] = field(default_factory=list)
+
+    def add(self, name: str, ok: bool | None, detail: str = "") -> None:
+        """``ok`` None records a check that could not be made (skip)."""
+        self.items.append(Check(name, "skip" if ok is None else ("pass" if ok else "fail"), detail))
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-9)
+
+
+def _check_model(result: Result, model: Path | None, checks: Checks) -> None:
+    model_path = model or Path(result.model.path)
+    if model_path.is_file():
+        digest = sha256_file(model_path)
+        checks.add("model sha256", digest == result.model.sha256, f"{model_path}: {digest[:16]}…")
+    else:
+        checks.add("model sha256", None, f"{model_path} not found; pass --model PATH")
+
+
+def _check_accuracy(result: Result, checks: Checks) -> None:
+    accuracy = result.accuracy
+    assert accuracy is not None
+    checks.add("accuracy = correct / images", _close(accuracy.accuracy, accuracy.correct / accuracy.images),
+               f"{accuracy.correct}/{accuracy.images}")
+    checks.add("category", accuracy.category == category_for(accuracy.accuracy, tuple(accuracy.thresholds)),
+               f"{accuracy.category}")
+    checks.add("correct = first run's correct", bool(result.runs) and result.runs[0].correct == accuracy.correct)
+
+
+def _check_run_arithmetic(run: Run, images: int, checks: Checks) -> Window | None:
+    windows = {w.name: Window(w.name, w.start_s, w.end_s) for w in run.windows}
+    measured = windows.get("measured")
+    label = f"run {run.index}"
+    checks.add(f"{label}: seconds = measured window", measured is not None and _close(run.seconds, measured.seconds))
+    checks.add(f"{label}: images/s = passes x images / seconds",
+               _close(run.images_per_second, run.passes * images / run.seconds))
+    energy = run.energy
+    if energy.total_j is not None:
+        checks.add(f"{label}: per_pass_j x passes = total_j", _close((energy.per_pass_j or 0) * run.passes,
+                                                                     energy.total_j))
+        checks.add(f"{label}: total_j = sum of counted domains",
+                   _close(energy.total_j, sum(getattr(energy, f"{d}_j") or 0.0 for d in energy.total_domains)))
+    return measured
+
+
+def _check_run_samples(run: Run, measured: Window | None, images: int, folder: Path, checks: Checks) -> None:
+    label = f"run {run.index}"
+    if run.samples is None:
+        checks.add(f"{label}: samples file", None, "metering was off: nothing to recompute")
+        return
+    samples_path = folder / run.samples.name
+    if not samples_path.is_file():
+        checks.add(f"{label}: samples sha256", False, f"{samples_path} is missing")
+        return
+    digest = sha256_file(samples_path)
+    checks.add(f"{label}: samples sha256", digest == run.samples.sha256, f"{digest[:16]}…")
+    try:
+        samples = load_samples(samples_path)
+        windows = {w.name: Window(w.name, w.start_s, w.end_s) for w in run.windows}
+        passes = sorted((w for name, w in windows.items() if name.startswith("pass")), key=lambda w: w.start_s)
+        if measured is None:
+            raise MeterError("no measured window in the result")
+        again, _ = run_energy(samples, measured, run.passes, images, windows.get("idle"), passes)
+    except MeterError as exc:
+        checks.add(f"{label}: energy recomputed", False, str(exc))
+        return
+    checks.add(f"{label}: samples complete", samples.complete, "ends with the sampler's orderly end"
+               if samples.complete else "the sampler did not finish: an interrupted run")
+    pairs = {"energy.total_j": (run.energy.total_j, again.total_j), "energy.gpu_j": (run.energy.gpu_j, again.gpu_j),
+             "energy.cpu_j": (run.energy.cpu_j, again.cpu_j), "energy.dram_j": (run.energy.dram_j, again.dram_j),
+             "energy.above_idle_j": (run.energy.above_idle_j, again.above_idle_j)}
+    for name, (recorded, recomputed) in pairs.items():
+        checks.add(f"{label}: {name} recomputed from samples", _close(recomputed, recorded),
+                   f"recorded {recorded}, recomputed {recomputed}")
+
+
+def _check_summary(result: Result, checks: Checks) -> None:
+    energy = result.energy
+    assert energy is not None
+    repeats = [run.energy.total_j for run in result.runs]
+    checks.add("energy.repeats_j = each run's total_j", energy.repeats_j == repeats)
+    known = [value for value in repeats if value is not None]
+    median = statistics.median(known) if known and len(known) == len(repeats) else None
+    checks.add("energy.total_j = median of runs", _close(energy.total_j, median), f"{energy.total_j}")
+
+
+def verify_result(path: Path, model: Path | None = None) -> list[Check]:
+    """Every check on the result at ``path`` (or the result.json in that folder); raises only for a non-result."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULT_NAME
+    result = read_result(path)
+    checks = Checks()
+    checks.add("document checksum", seal_holds(result),
+               "matches" if seal_holds(result) else "the document was edited after it was written"
+               if result.integrity else "no integrity field")
+    if not result.scored:
+        checks.add("status", None, f"{result.status}: {result.reason}")
+        return checks.items
+    assert result.data is not None
+    _check_model(result, model, checks)
+    _check_accuracy(result, checks)
+    for run in result.runs:
+        measured = _check_run_arithmetic(run, result.data.images, checks)
+        _check_run_samples(run, measured, result.data.images, path.parent, checks)
+    _check_summary(result, checks)
+    return checks.items

@@ -1,0 +1,171 @@
+"""`edl score-dir` on real submissions: good, broken, crashing, endless, memory-hungry, and an interrupted batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from builders import (
+    conv_model,
+    endless_loop_model,
+    fast_config,
+    memory_hog_model,
+    oracle_images,
+    oracle_model,
+    save_npz,
+)
+
+from evaluator.batch.directory import score_directory
+from evaluator.config import BatchConfig, RuntimeConfig
+from evaluator.report.result import RESULT_NAME, read_result
+
+
+@pytest.fixture
+def data(tmp_path):
+    images, labels = oracle_images(1000, correct=960)
+    return save_npz(tmp_path / "data.npz", images, labels)
+
+
+def _results(out: Path) -> dict:
+    return {p.parent.name: read_result(p) for p in out.glob(f"*/{RESULT_NAME}")}
+
+
+def test_mixed_folder_scores_the_good_and_records_the_bad(tmp_path, data):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    oracle_model(subs / "good.onnx", "uint8", "NHWC")
+    (subs / "folder_team").mkdir()
+    oracle_model(subs / "folder_team" / "model.onnx", "float16", "NCHW", "labels")
+    (subs / "garbage.onnx").write_bytes(b"\x00\x01 not a model")
+    (subs / "two_models").mkdir()
+    oracle_model(subs / "two_models" / "a.onnx")
+    oracle_model(subs / "two_models" / "b.onnx")
+    summary = score_directory(subs, tmp_path / "out", fast_config(data))
+    assert summary.counts == {"scored": 2, "failed": 2, "skipped": 0}
+    results = _results(tmp_path / "out")
+    assert results["good"].scored and results["good"].accuracy.correct == 960
+    assert results["folder_team"].accuracy.correct == 960 and results["folder_team"].model.name == "folder_team"
+    assert "not an ONNX model" in results["garbage"].reason and "\n" not in results["garbage"].reason
+    assert "2 .onnx files" in results["two_models"].reason
+    assert not list((tmp_path / "out").glob("*/.job.json")) and not list((tmp_path / "out").glob("*/.outcome.json"))
+    again = score_directory(subs, tmp_path / "out", fast_config(data))
+    assert again.counts["skipped"] == 3  # a failure stands too; the ambiguous folder is re-examined
+    other = score_directory(subs, tmp_path / "out", fast_config(data, passes=3))
+    assert other.counts["skipped"] == 0  # other comparable settings: nothing stands
+    plot_only = score_directory(subs, tmp_path / "out", fast_config(data, passes=3, plot=True))
+    assert plot_only.counts["skipped"] == 3  # where files go and what is drawn do not change a measurement
+
+
+def test_a_hang_is_killed_at_the_timeout_and_retried_only_under_a_longer_one(tmp_path, data):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    endless_loop_model(subs / "endless.onnx")
+    started = time.monotonic()
+    first = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=4))
+    assert time.monotonic() - started < 20
+    assert first.counts["failed"] == 1
+    failure = _results(tmp_path / "out")["endless"].failure
+    assert "timed out after 4 s" in failure.reason and failure.timeout_s == 4
+    same = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=4))
+    assert same.counts["skipped"] == 1
+    longer = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=5))
+    assert [item.outcome for item in longer.submissions] == ["failed"]
+    assert "timed out after 5 s" in _results(tmp_path / "out")["endless"].reason
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_crashing_child_is_recorded_and_the_batch_goes_on(tmp_path, data):
+    """The child of the endless submission is killed with SIGKILL, as the OOM killer would."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    endless_loop_model(subs / "a_crashes.onnx")
+    oracle_model(subs / "b_fine.onnx")
+
+    def killer() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            kids = [k for k in _children(os.getpid()) if b"evaluator.batch.child" in Path(f"/proc/{k}/cmdline")
+                    .read_bytes()]
+            if kids:
+                time.sleep(1.5)
+                os.kill(kids[0], signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    summary = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=60))
+    thread.join()
+    results = _results(tmp_path / "out")
+    assert "died with SIGKILL" in results["a_crashes"].reason
+    assert results["b_fine"].scored and summary.counts["failed"] == 1
+
+
+def test_memory_exhaustion_is_contained_by_the_child_limit(tmp_path, data):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    memory_hog_model(subs / "hog.onnx", gigabytes=8)
+    oracle_model(subs / "ok.onnx")
+    summary = score_directory(subs, tmp_path / "out", fast_config(data, runtime=RuntimeConfig(provider="cpu")),
+                              BatchConfig(timeout_s=120, max_memory_gb=4))
+    results = _results(tmp_path / "out")
+    assert results["hog"].status == "failed" and results["ok"].scored
+    assert "onnxruntime" in results["hog"].reason and "\n" not in results["hog"].reason
+    assert summary.limits.address_space_bytes == 4 << 30
+
+
+def test_an_interrupted_batch_resumes_and_scores_each_once(tmp_path, data):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("s1", "s2", "s3"):
+        conv_model(subs / f"{name}.onnx", seed=int(name[1]))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "evaluator", "score-dir", str(subs), "--data", str(data), "--out", str(out),
+               "--passes", "60", "--idle-seconds", "0", "--cooldown", "0", "--no-plot"]
+    batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "s1" / RESULT_NAME).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    batch.kill()  # kill -9 while s2 is being scored
+    batch.wait()
+    first = _results(out)
+    assert set(first) == {"s1"}
+    created = first["s1"].created_utc
+    resumed = subprocess.run([*command, "--json"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    outcomes = {s["name"]: s["outcome"] for s in json.loads(resumed.stdout)["submissions"]}
+    assert outcomes == {"s1": "skipped", "s2": "scored", "s3": "scored"}
+    final = _results(out)
+    assert {r.status for r in final.values()} == {"scored"}
+    assert final["s1"].created_utc == created
+
+
+def test_a_batch_where_nothing_scored_exits_non_zero(tmp_path, data, cli):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = cli("score-dir", empty, "--data", data, "--out", tmp_path / "o1")
+    assert run.exit_code == 1 and "no submissions found" in run.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bad.onnx").write_bytes(b"junk")
+    run = cli("score-dir", broken, "--data", data, "--out", tmp_path / "o2")
+    assert run.exit_code == 1 and "every submission failed" in run.stderr and "failed   bad" in run.stdout

@@ -1,0 +1,137 @@
+"""The commands, run as a user runs them (in process, with typer's runner; a real process where one matters)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import subprocess
+import sys
+
+import pytest
+from builders import PowercapTree, conv_model, make_tarball, oracle_images, oracle_model, python_batch_bytes, save_npz
+
+from evaluator.data import dataset as ds
+from evaluator.data import formats, store
+from evaluator.report.result import result_schema
+
+
+@pytest.fixture
+def data(tmp_path):
+    images, labels = oracle_images(1000, correct=917)
+    return save_npz(tmp_path / "set.npz", images, labels)
+
+
+def test_data_info_and_fetch_from_a_local_copy(tmp_path, cli):
+    images, labels = oracle_images(20, correct=20)
+    tarball = make_tarball(tmp_path / "cifar-10-python.tar.gz", formats.PY_MEMBER, python_batch_bytes(images, labels))
+    info = cli("data", "info", tarball, "--json")
+    assert info.exit_code == 0, info.stderr
+    document = json.loads(info.stdout)
+    assert document["images"] == 20 and document["official"] is False
+    assert document["fingerprint"] == ds.fingerprint(images, labels)
+    refused = cli("data", "fetch", "--from", tarball)
+    assert refused.exit_code == 1 and "not the official CIFAR-10 test set" in refused.stderr
+    missing = cli("data", "info")
+    assert missing.exit_code == 1 and "edl data fetch" in missing.stderr
+
+
+def test_env_says_what_is_missing_and_why(cli):
+    run = cli("env", "--json")
+    assert run.exit_code == 0, run.stderr
+    rows = {row["item"]: row for row in json.loads(run.stdout)["rows"]}
+    assert rows["gpu energy (nvml)"]["status"] == "unavailable"
+    assert "NVML cannot initialise" in rows["gpu energy (nvml)"]["detail"]
+    assert rows["cpu energy (rapl)"]["status"] == "unavailable"
+    assert "EDL_POWERCAP_ROOT" in rows["cpu energy (rapl)"]["detail"]
+    assert "cuda provider" in rows
+
+
+def test_env_with_a_gpu_and_rapl(tmp_path, fake_gpu, monkeypatch, cli):
+    fake_gpu()
+    PowercapTree(tmp_path / "pc", package_watts=[10.0], dram_watts=1.0)
+    monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
+    rows = {row["item"]: row for row in json.loads(cli("env", "--json").stdout)["rows"]}
+    assert rows["gpu 0"]["detail"].startswith("Fake GPU")
+    assert rows["nvml energy counter"]["status"] == "ok"
+    assert "package0" in rows["cpu energy (rapl)"]["detail"] and "dram0" in rows["cpu energy (rapl)"]["detail"]
+
+
+def test_score_json_is_the_only_stdout_and_records_every_setting(tmp_path, data, cli):
+    run = cli("score", oracle_model(tmp_path / "m.onnx"), "--data", data, "--passes", "2", "--idle-seconds", "0",
+              "--cooldown", "0", "--no-prefer-nhwc", "--cudnn-search", "HEURISTIC", "--no-tf32",
+              "--no-overlap-batches", "--sample-ms", "5", "--temp-band", "3", "--out", tmp_path / "o", "--json")
+    assert run.exit_code == 0, run.stderr
+    document = json.loads(run.stdout)
+    assert document["accuracy"]["correct"] == 917
+    runtime, meter = document["config"]["runtime"], document["config"]["meter"]
+    assert (runtime["prefer_nhwc"], runtime["cudnn_search"], runtime["tf32"], runtime["cuda_graph"],
+            runtime["overlap_batches"]) == (False, "HEURISTIC", False, True, False)
+    assert (meter["sample_period_ms"], meter["temp_band_c"]) == (5.0, 3.0)
+    assert (tmp_path / "o" / "samples-1.csv").is_file()
+
+
+def test_score_prints_a_summary_and_where_the_result_is(tmp_path, data, cli):
+    run = cli("score", oracle_model(tmp_path / "m.onnx"), "--data", data, "--passes", "1", "--idle-seconds", "0",
+              "--cooldown", "0", "--out", tmp_path / "o")
+    assert run.exit_code == 0, run.stderr
+    assert "91.70% (917/1000)" in run.stdout and f"result: {tmp_path / 'o' / 'result.json'}" in run.stdout
+    assert "unavailable: NVML cannot initialise" in run.stdout
+
+
+@pytest.mark.parametrize(("args", "message", "code"), [
+    (("missing.onnx",), "no such file", 2),
+    ((".",), "a folder, not a .onnx file; to score every submission in a folder use `edl score-dir`", 2),
+    (("m.onnx", "--cudnn-search", "FASTEST"), "--cudnn-search 'FASTEST': choose EXHAUSTIVE, HEURISTIC or DEFAULT", 1),
+    (("m.onnx", "--passes", "0"), "--passes 0: must be 1 or more", 1),
+])
+def test_score_errors_are_one_line(tmp_path, data, cli, monkeypatch, args, message, code):
+    monkeypatch.chdir(tmp_path)
+    oracle_model(tmp_path / "m.onnx")
+    run = cli("score", *args, "--data", data)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert run.exit_code == code and len(errors) == 1 and message in errors[0]
+
+
+def test_read_only_results_folder_fails_before_measuring(tmp_path, data, cli):
+    target = tmp_path / "file-not-folder"
+    target.write_text("x")
+    run = cli("score", conv_model(tmp_path / "m.onnx"), "--data", data, "--out", target / "sub")
+    assert run.exit_code == 1 and "cannot write results" in run.stderr
+
+
+def test_full_disk_fails_before_measuring(tmp_path, data):
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    run = subprocess.run([sys.executable, "-B", "-m", "evaluator", "score", str(oracle_model(tmp_path / "m.onnx")),
+                          "--data", str(data), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, preexec_fn=small_files)
+    assert run.returncode == 1
+    assert "cannot write results" in run.stderr and "Traceback" not in run.stderr
+    assert not list((tmp_path / "o").glob("samples*"))
+
+
+def test_score_uses_the_verified_cache_without_data_option(tmp_path, cli):
+    """What `edl data fetch` leaves behind is what `edl score` uses by default, marked official."""
+    images, labels = oracle_images(300, correct=270)
+    store.store_cache(images, labels, "test archive", True, store.default_cache_dir())
+    info = cli("data", "info", "--json")
+    assert info.exit_code == 0 and json.loads(info.stdout)["official"] is True
+    run = cli("score", conv_model(tmp_path / "m.onnx"), "--passes", "1", "--idle-seconds", "0", "--cooldown", "0",
+              "--out", tmp_path / "o", "--json")
+    assert run.exit_code == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["data"]["official"] is True and result["data"]["images"] == 300
+
+
+def test_help_shows_no_type_placeholders_for_flags(cli):
+    for command in ("score", "score-dir", "leaderboard", "check"):
+        text = cli(command, "--help").stdout
+        assert ("<bool>" not in text and "--prefer-nhwc" in text) or command in ("leaderboard", "check")
+    assert "--tune-seconds NUMBER" in cli("score", "--help").stdout
+
+
+def test_schema_prints_the_result_schema(cli):
+    assert json.loads(cli("schema").stdout) == result_schema()

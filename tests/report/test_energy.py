@@ -1,0 +1,56 @@
+"""The energy sections of a result, from samples of known power."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluator.errors import MeterError
+from evaluator.power.analysis import Samples, Window
+from evaluator.report.energy import run_energy
+
+
+def _samples(columns: dict[str, np.ndarray], t: np.ndarray, channels, unavailable=None) -> Samples:
+    return Samples(t, columns, channels, unavailable or {}, 0.01, True)
+
+
+def test_energy_report_sums_cpu_and_gpu_and_subtracts_idle():
+    t = np.arange(0.0, 20.0, 0.01)
+    gpu_w = np.where(t < 10, 80.0, 300.0)
+    gpu_e = np.concatenate([[0], np.cumsum((gpu_w[1:] + gpu_w[:-1]) / 2 * 0.01)])
+    samples = _samples(
+        {"gpu0_energy_j": gpu_e, "gpu0_power_w": gpu_w, "cpu_package0_energy_j": 40.0 * t},
+        t,
+        [{"name": "gpu0_energy_j", "domain": "gpu", "kind": "energy_j"},
+         {"name": "gpu0_power_w", "domain": "gpu", "kind": "power_w"},
+         {"name": "cpu_package0_energy_j", "domain": "cpu", "kind": "energy_j"}],
+    )
+    report, warnings = run_energy(samples, Window("measured", 11.0, 19.0), passes=4, images_per_pass=100,
+                                  idle=Window("idle", 1.0, 9.0))
+    assert report.gpu_j == pytest.approx(2400.0)
+    assert report.cpu_j == pytest.approx(320.0)
+    assert report.total_j == pytest.approx(2720.0) and report.total_domains == ["gpu", "cpu"]
+    assert report.per_pass_j == pytest.approx(680.0)
+    assert report.per_image_j == pytest.approx(6.8)
+    assert report.dram_j is None and "dram" in report.domains["dram"].reason
+    assert report.idle is not None and report.idle.total_w == pytest.approx(120.0)
+    assert report.above_idle_j == pytest.approx(2720.0 - 120.0 * 8)
+    assert report.domains["gpu"].counter_vs_integral == pytest.approx(0.0, abs=1e-9)
+    assert warnings and "under 10 s" in warnings[0]
+
+
+def test_energy_report_with_no_sources_is_null_not_zero():
+    t = np.arange(0.0, 2.0, 0.01)
+    samples = _samples({}, t, [], {"nvml": "no GPU", "rapl": "no RAPL"})
+    report, _ = run_energy(samples, Window("measured", 0.5, 1.5), passes=1, images_per_pass=10)
+    assert report.total_j is None and report.per_pass_j is None
+    assert report.missing_domains == {"gpu": "no GPU", "cpu": "no RAPL"}
+    assert report.reason == "gpu: no GPU; cpu: no RAPL"
+
+
+def test_stalled_sampler_invalidates_the_measurement():
+    t = np.concatenate([np.arange(0.0, 1.0, 0.01), np.arange(3.0, 4.0, 0.01)])
+    samples = _samples({"cpu_package0_energy_j": 10 * t}, t,
+                       [{"name": "cpu_package0_energy_j", "domain": "cpu", "kind": "energy_j"}])
+    with pytest.raises(MeterError, match="gap"):
+        run_energy(samples, Window("measured", 0.5, 3.5), passes=1, images_per_pass=1)

@@ -1,0 +1,94 @@
+"""Ranking rules and comparability, on results written by the real scorer."""
+
+from __future__ import annotations
+
+import pytest
+from builders import PowercapTree, conv_model, failed_variant, fast_config, oracle_images, oracle_model, result_variant
+from builders import save_npz as save_data
+
+from evaluator.errors import EdlError
+from evaluator.report.leaderboard import Entry, load_results, rank
+from evaluator.report.result import RESULT_NAME, write_result
+
+
+def entry(name, template, accuracy, total_j, **changes) -> Entry:
+    return Entry(name, result_variant(template, accuracy, total_j, **changes))
+
+
+def test_the_competition_example(template):
+    """Algo1 96.5 %/150 kJ, Algo2 92.5 %/10 kJ, Algo3 98.5 %/5000 kJ."""
+    board = rank([entry("Algo1", template, 0.965, 150e3), entry("Algo2", template, 0.925, 10e3),
+                  entry("Algo3", template, 0.985, 5000e3)])
+    assert [e.name for e in board.categories[0.95]] == ["Algo1", "Algo3"]
+    assert [e.name for e in board.categories[0.90]] == ["Algo2"]
+    assert board.categories[0.99] == []
+
+
+def test_highest_category_only_and_boundaries(template):
+    board = rank([entry("exact95", template, 0.95, 5.0), entry("just_below", template, 0.9499, 1.0),
+                  entry("low", template, 0.5, 0.1), entry("top", template, 0.995, 100.0)])
+    assert [e.name for e in board.categories[0.95]] == ["exact95"]
+    assert [e.name for e in board.categories[0.90]] == ["just_below"]
+    assert [e.name for e in board.categories[0.99]] == ["top"]
+    assert [e.name for e in board.unranked] == ["low"]
+
+
+def test_tie_rule(template):
+    board = rank([entry("b", template, 0.96, 100.0004, model_bytes=10), entry("a", template, 0.96, 100.0,
+                                                                             model_bytes=10),
+                  entry("acc", template, 0.97, 100.0, model_bytes=99), entry("small", template, 0.97, 100.0,
+                                                                           model_bytes=5)])
+    assert [e.name for e in board.categories[0.95]] == ["small", "acc", "a", "b"]
+
+
+def test_incomparable_results_are_refused_with_the_difference_named(template):
+    entries = [entry("x", template, 0.95, 10.0), entry("y", template, 0.95, 9.0, passes=50),
+               entry("z", template, 0.95, 8.0, domains=("gpu",)), entry("w", template, 0.95, 7.0, gpu="A100")]
+    with pytest.raises(EdlError, match=r"GPU model differs .*energy domains differs .*--passes differs"):
+        rank(entries)
+    board = rank(entries, allow_mixed=True)
+    assert len(board.mixed) == 3 and [e.name for e in board.categories[0.95]] == ["w", "z", "y", "x"]
+
+
+def test_failed_and_unmeasured_are_listed_with_reasons(tmp_path, template):
+    for name, result in {"ok": result_variant(template, 0.93, 10.0), "broken": failed_variant(template, "timed out"),
+                         "nometer": result_variant(template, 0.97, None)}.items():
+        write_result(tmp_path / name / RESULT_NAME, result)
+    board = rank(load_results(tmp_path))
+    assert [e.name for e in board.failed] == ["broken"] and board.failed[0].reason == "timed out"
+    assert [e.name for e in board.unmeasured] == ["nometer"] and "no NVML" in board.unmeasured[0].reason
+    assert board.categories[0.90][0].name == "ok" and board.categories[0.90][0].rank == 1
+
+
+def test_an_edited_result_is_refused(tmp_path, template):
+    result = result_variant(template, 0.93, 10.0)
+    write_result(tmp_path / "a" / RESULT_NAME, result)
+    path = tmp_path / "a" / RESULT_NAME
+    path.write_text(path.read_text().replace('"accuracy": 0.93', '"accuracy": 0.995'))
+    with pytest.raises(EdlError, match="checksum does not match"):
+        load_results(tmp_path)
+
+
+def test_scored_by_the_real_scorer_and_ranked_end_to_end(tmp_path, monkeypatch, fake_gpu):
+    """Real models, real score-dir children, real meters (fake RAPL tree, fake NVML), the real output ranked."""
+    from evaluator.batch.directory import score_directory
+    from evaluator.report.render import render
+
+    fake_gpu(watts=80.0)
+    images, labels = oracle_images(1000, correct=930)
+    data = save_data(tmp_path / "d.npz", images, labels)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    oracle_model(subs / "light.onnx", "uint8", "NHWC")
+    conv_model(subs / "heavy.onnx", channels=64)  # random weights: about chance accuracy, unranked
+    monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
+    with PowercapTree(tmp_path / "pc", package_watts=[40.0]):
+        summary = score_directory(subs, tmp_path / "out", fast_config(data, passes=30))
+    assert summary.counts["scored"] == 2
+    board = rank(load_results(tmp_path / "out"))
+    (light,) = board.categories[0.90]
+    assert light.name == "light" and light.rank == 1 and light.accuracy == pytest.approx(0.93)
+    run_energy = light.result.runs[0].energy
+    assert run_energy.total_domains == ["gpu", "cpu"] and light.total_j == run_energy.cpu_j + run_energy.gpu_j > 0
+    assert [e.name for e in board.unranked] == ["heavy"]
+    assert '"name": "light"' in render(board, "json")

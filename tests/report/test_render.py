@@ -1,0 +1,80 @@
+"""Every leaderboard format, through the CLI, and the HTML page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+from builders import failed_variant, result_variant
+
+from evaluator.report.leaderboard import load_results, rank
+from evaluator.report.render import render_html
+from evaluator.report.result import RESULT_NAME, write_result
+
+
+@pytest.fixture
+def example_dir(tmp_path, template):
+    results = {"Algo1": result_variant(template, 0.965, 150e3), "Algo2": result_variant(template, 0.925, 10e3),
+               "Algo3": result_variant(template, 0.985, 5000e3), "Algo4": result_variant(template, 0.80, 1e3),
+               "Broken": failed_variant(template, "crashed")}
+    for name, result in results.items():
+        write_result(tmp_path / "results" / name / RESULT_NAME, result)
+    return tmp_path / "results"
+
+
+def test_cli_formats(example_dir, tmp_path, cli):
+    table = cli("leaderboard", example_dir)
+    assert table.exit_code == 0, table.stderr
+    assert table.stdout.index("Algo1") < table.stdout.index("Algo3") and "crashed" in table.stdout
+    parsed = list(csv.DictReader(io.StringIO(cli("leaderboard", example_dir, "--format", "csv").stdout)))
+    assert [(r["category"], r["rank"], r["name"]) for r in parsed[:3]] == [
+        (">= 95 %", "1", "Algo1"), (">= 95 %", "2", "Algo3"), (">= 90 %", "1", "Algo2")]
+    images = 200 * 2  # the template's 200 images, 2 passes
+    assert parsed[1]["energy_kj"] == "5000.0" and float(parsed[1]["j_per_image"]) == pytest.approx(5e6 / images)
+    markdown = cli("leaderboard", example_dir, "--format", "md").stdout
+    assert "| >= 95 % | 1 | Algo1 |" in markdown and "Tie rule" in markdown
+    document = json.loads(cli("leaderboard", example_dir, "--format", "json").stdout)
+    assert document["rows"][0]["name"] == "Algo1"
+    written = cli("leaderboard", example_dir, "--format", "html", "--output", tmp_path / "b.html")
+    assert written.exit_code == 0 and (tmp_path / "b.html").read_text().startswith("<!DOCTYPE html>")
+    bad = cli("leaderboard", example_dir, "--format", "pdf")
+    assert bad.exit_code == 1 and "choose one of" in bad.stderr
+    thresholds = list(csv.DictReader(io.StringIO(cli("leaderboard", example_dir, "--thresholds", "80,96",
+                                                     "--format", "csv").stdout)))
+    assert [r["name"] for r in thresholds if r["category"] == ">= 80 %"] == ["Algo4", "Algo2"]
+
+
+def test_html_is_self_contained(example_dir):
+    page = render_html(rank(load_results(example_dir)))
+    assert not re.search(r"(src|href)=\"https?://", page)
+    assert page.count('class="point"') == 4 and page.count('class="threshold"') == 3
+    assert 'class="pareto"' in page
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_html_in_headless_chromium(example_dir, tmp_path):
+    page = tmp_path / "board.html"
+    page.write_text(render_html(rank(load_results(example_dir))))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'ud'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    tables = re.findall(r'<table class="board" data-category="([^"]+)">(.*?)</table>', dom.stdout, re.S)
+    row = re.compile(r"<tr><td>(\d*)</td><td>([^<]+)</td>")
+    by_category = {html.unescape(category): row.findall(body) for category, body in tables}
+    assert by_category[">= 95 %"] == [("1", "Algo1"), ("2", "Algo3")]
+    assert by_category[">= 90 %"] == [("1", "Algo2")]
+    assert [name for _, name in by_category["failed"]] == ["Broken"]
+    shot = tmp_path / "board.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

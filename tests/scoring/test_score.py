@@ -1,0 +1,209 @@
+"""`edl score` end to end on the CPU with real onnxruntime: every contract form, exact accuracy, real meters."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import onnx
+import pytest
+from builders import (
+    PowercapTree,
+    conv_model,
+    fast_config,
+    oracle_images,
+    oracle_model,
+    passes_lasting,
+    save,
+    save_npz,
+)
+from onnx import TensorProto, helper, numpy_helper
+
+from evaluator.config import RuntimeConfig
+from evaluator.contract.check import check_submission
+from evaluator.errors import DataError, MeterError, ProviderError, SubmissionError
+from evaluator.report.integrity import seal_holds
+from evaluator.report.result import RESULT_NAME, read_result
+from evaluator.runtime.providers import cuda_unavailable_reason
+from evaluator.scoring.score import score
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    images, labels = oracle_images(1000, correct=917)
+    return save_npz(tmp_path / "set.npz", images, labels)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "layout", "output", "batch", "batch_size", "padding", "batches"),
+    [
+        ("float32", "NCHW", "scores", "N", 1000, 0, 1),
+        ("float16", "NHWC", "scores", "N", 300, 0, 4),  # dynamic batch: a last partial batch of 100
+        ("uint8", "NHWC", "labels", 300, None, 200, 4),  # fixed batch: the last batch padded
+        ("uint8", "NCHW", "scores", "N", 7, 0, 143),
+        ("float32", "NHWC", "labels", 1000, None, 0, 1),
+    ],
+)
+def test_exact_accuracy_in_every_form(tmp_path, dataset, dtype, layout, output, batch, batch_size, padding, batches):
+    model = oracle_model(tmp_path / "m.onnx", dtype, layout, output, batch=batch)
+    result = score(model, fast_config(dataset, runtime=RuntimeConfig(batch_size=batch_size)), tmp_path / "out")
+    assert result.accuracy.correct == 917 and result.accuracy.accuracy == pytest.approx(0.917)
+    assert result.accuracy.category == pytest.approx(0.90)
+    run = result.runs[0]
+    assert run.batch.padded_images == padding and -(-(1000 + padding) // run.batch.size) == batches
+    assert run.prediction_mismatch_passes == []
+    on_disk = read_result(tmp_path / "out" / RESULT_NAME)
+    assert on_disk == result and seal_holds(on_disk)
+    assert on_disk.schema_version == 2 and on_disk.config.runtime.batch_size == batch_size
+    assert run.provider.name == "cpu" and run.provider.nodes_off_provider == []
+
+
+def test_missing_meters_are_null_with_reasons_never_zero(tmp_path, dataset):
+    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset), tmp_path / "o")
+    energy = result.runs[0].energy
+    assert result.total_j is None and energy.gpu_j is None and energy.cpu_j is None
+    assert "NVML cannot initialise" in energy.missing_domains["gpu"]
+    assert "does not exist" in energy.missing_domains["cpu"]
+    assert result.energy.reason.startswith("gpu: NVML cannot initialise")
+
+
+def test_no_meter_says_so(tmp_path, dataset):
+    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, enabled=False), tmp_path / "o")
+    assert result.total_j is None and result.energy.reason == "metering was switched off (--no-meter)"
+    assert result.runs[0].samples is None and not (tmp_path / "o" / "samples-1.csv").exists()
+
+
+def test_metadata_batch_size_is_used(tmp_path, dataset):
+    result = score(oracle_model(tmp_path / "m.onnx", metadata_batch=128),
+                   fast_config(dataset, runtime=RuntimeConfig(batch_size=999)), tmp_path / "o")
+    assert (result.runs[0].batch.size, result.runs[0].batch.rule) == (128, "metadata_props edl.batch_size")
+
+
+def test_cuda_requested_but_unavailable_fails_loudly(tmp_path, dataset):
+    if cuda_unavailable_reason() is None:
+        pytest.skip("CUDA is available here; the refusal path cannot be shown")
+    with pytest.raises(ProviderError, match="--provider cuda was asked for"):
+        score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, runtime=RuntimeConfig(provider="cuda")),
+              tmp_path / "out")
+    assert not (tmp_path / "out" / RESULT_NAME).exists()
+
+
+def test_invalid_submission_is_refused_before_anything_runs(tmp_path, dataset):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"")
+    with pytest.raises(SubmissionError, match="empty"):
+        score(bad, fast_config(dataset), tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_other_data_than_the_batch_resolved_is_refused(tmp_path, dataset):
+    with pytest.raises(DataError, match="not the one the batch resolved"):
+        score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset), tmp_path / "o", data_fingerprint="0" * 64)
+
+
+def test_runtime_output_shape_is_checked(tmp_path, dataset):
+    """A model that declares (N, 10) but returns something else fails with the contract's words."""
+    model = onnx.load(oracle_model(tmp_path / "m.onnx"))
+    model.graph.initializer[3].CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 5], np.int64), "shape"))
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "K"
+    save(model, tmp_path / "lying.onnx")
+    with pytest.raises(SubmissionError, match="contract needs"):
+        score(tmp_path / "lying.onnx", fast_config(dataset), tmp_path / "o")
+
+
+def test_runtime_failure_is_a_submission_error(tmp_path, dataset):
+    """Slices 7 values and reshapes them to rows of 10: valid when loaded, fails on a batch of 3."""
+    model = onnx.load(oracle_model(tmp_path / "m.onnx"))
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array([1, 1, 7], np.int64), "ends"))
+    save(model, tmp_path / "bad.onnx")
+    assert check_submission(tmp_path / "bad.onnx").valid
+    with pytest.raises(SubmissionError, match="onnxruntime failed while running the model"):
+        score(tmp_path / "bad.onnx", fast_config(dataset, runtime=RuntimeConfig(batch_size=3)), tmp_path / "o")
+
+
+def test_nondeterministic_model_reports_differing_passes(tmp_path, dataset):
+    """Scores from RandomUniformLike: every pass predicts differently, and the result says so."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"]),
+        helper.make_node("Slice", ["flat", "s", "e", "a"], ["ten"]),
+        helper.make_node("RandomUniformLike", ["ten"], ["y"]),
+    ]
+    inits = [onnx.numpy_helper.from_array(np.array([v], np.int64), n) for n, v in (("s", 0), ("e", 10), ("a", 1))]
+    graph = helper.make_graph(nodes, "random", [x], [y], inits)
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "random.onnx")
+    result = score(path, fast_config(dataset, passes=3), tmp_path / "o")
+    assert result.runs[0].prediction_mismatch_passes == [1, 2]
+    assert any("predicted differently" in w for w in result.warnings)
+
+
+def test_score_with_fake_meters_reports_watts_times_seconds(tmp_path, fake_gpu, monkeypatch):
+    """Counters advancing at known watts while edl score runs: joules = watts x seconds."""
+    fake_gpu(watts=120.0, step_s=0.1)  # NVML-like 100 ms counter steps
+    images, labels = oracle_images(1000, correct=950)
+    data = save_npz(tmp_path / "d.npz", images, labels)
+    model = conv_model(tmp_path / "m.onnx")
+    passes = passes_lasting(model, images=1000, seconds=2.5)
+    with PowercapTree(tmp_path / "pc", package_watts=[45.0, 30.0], dram_watts=6.0):
+        monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
+        result = score(model, fast_config(data, passes=passes, idle_s=1.0, plot=True), tmp_path / "out")
+    run = result.runs[0]
+    energy, seconds = run.energy, run.seconds
+    assert seconds > 1.5, f"{passes} passes lasted {seconds:.2f} s: the window is too short to test joules"
+    # The tree's writer thread shares the GIL with the workload: a tick up to 50 ms late at an edge.
+    rapl_rel = 0.02 + 0.05 / seconds
+    assert energy.cpu_j == pytest.approx(75.0 * seconds, rel=rapl_rel)
+    assert energy.dram_j == pytest.approx(12.0 * seconds, rel=rapl_rel)
+    assert energy.gpu_j == pytest.approx(120.0 * seconds, rel=0.02 + 0.1 / seconds)
+    assert result.total_j == energy.total_j == pytest.approx(energy.cpu_j + energy.gpu_j)
+    assert energy.idle.watts["cpu"] == pytest.approx(75.0, rel=0.05)
+    assert len(energy.passes_j) == passes
+    assert run.fairness.gpu_start.name == "Fake GPU" == run.host.gpu == result.gpu_model
+    assert run.fairness.gpu_end.memory_used_mib == 1024
+    assert (tmp_path / "out" / run.timeline.name).stat().st_size > 10_000
+
+
+def test_sampler_killed_mid_run_invalidates_the_measurement(tmp_path, dataset, fake_gpu):
+    fake_gpu()
+
+    def kill_sampler() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for child in multiprocessing.active_children():
+                if child.name == "edl-sampler":
+                    time.sleep(0.5)
+                    os.kill(child.pid, signal.SIGKILL)
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_sampler)
+    killer.start()
+    with pytest.raises(MeterError, match="died during the run"):
+        score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=300), tmp_path / "o")
+    killer.join()
+    assert not (tmp_path / "o" / RESULT_NAME).exists()
+
+
+def test_exclusive_refuses_when_others_use_the_gpu(tmp_path, dataset, fake_gpu, monkeypatch):
+    fake_gpu()
+    monkeypatch.setenv("FAKE_NVML_PIDS", "4242")
+    result = score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1), tmp_path / "o")
+    assert any("pids [4242]" in w for w in result.warnings)
+    with pytest.raises(MeterError, match="--exclusive refuses"):
+        score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1, exclusive=True), tmp_path / "o2")
+
+
+def test_real_subset_with_oracle_labels(tmp_path, shared_data):
+    """Real CIFAR-10 pixels through the pipeline: the fingerprint is stable and the count exact."""
+    with np.load(shared_data) as archive:
+        images, labels = archive["x"].copy(), archive["y"]
+    images[:, 0, :10, 0] = 0
+    images[np.arange(1000), 0, labels, 0] = 255
+    path = save_npz(tmp_path / "marked.npz", images, labels)
+    result = score(oracle_model(tmp_path / "m.onnx", "uint8", "NHWC"), fast_config(path), tmp_path / "o")
+    assert result.accuracy.correct == 1000 and result.accuracy.category == pytest.approx(0.99)

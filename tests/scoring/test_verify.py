@@ -1,0 +1,69 @@
+"""`edl verify`: a result re-checked from its own evidence; every kind of edit is caught."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from builders import PowercapTree, conv_model, fast_config, oracle_images, oracle_model, save_npz
+
+from evaluator.report.integrity import seal
+from evaluator.report.result import RESULT_NAME, read_result, write_result
+from evaluator.scoring.score import score
+from evaluator.scoring.verify import verify_result
+
+
+@pytest.fixture
+def scored(tmp_path, monkeypatch):
+    images, labels = oracle_images(1000, correct=990)
+    monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
+    with PowercapTree(tmp_path / "pc", package_watts=[50.0]):
+        score(conv_model(tmp_path / "m.onnx"), fast_config(save_npz(tmp_path / "d.npz", images, labels), passes=20,
+                                                           idle_s=0.3), tmp_path / "o")
+    return tmp_path / "o" / RESULT_NAME
+
+
+def _outcomes(path, model=None) -> dict[str, str]:
+    return {c.name: c.outcome for c in verify_result(path, model)}
+
+
+def test_verify_passes_an_untouched_result(scored):
+    outcomes = _outcomes(scored)
+    assert set(outcomes.values()) == {"pass"}, outcomes
+    assert outcomes["run 1: energy.cpu_j recomputed from samples"] == "pass"
+    assert _outcomes(scored.parent) == outcomes  # the result folder names the same result
+
+
+def test_verify_catches_an_edited_field(scored):
+    doc = json.loads(scored.read_text())
+    doc["accuracy"]["accuracy"] = 0.999
+    scored.write_text(json.dumps(doc))
+    outcomes = _outcomes(scored)
+    assert outcomes["document checksum"] == "fail" and outcomes["accuracy = correct / images"] == "fail"
+
+
+def test_verify_catches_resealed_energy_and_tampered_samples(scored):
+    result = read_result(scored)
+    run = result.runs[0]
+    halved = dataclasses.replace(run.energy, total_j=run.energy.total_j / 2, cpu_j=run.energy.cpu_j / 2,
+                                 per_pass_j=run.energy.per_pass_j / 2, per_image_j=run.energy.per_image_j / 2)
+    forged = dataclasses.replace(result, runs=[dataclasses.replace(run, energy=halved)],
+                                 energy=dataclasses.replace(result.energy, total_j=halved.total_j,
+                                                            repeats_j=[halved.total_j]))
+    write_result(scored, seal(forged))  # a forger who also recomputes the checksum
+    outcomes = _outcomes(scored)
+    assert outcomes["document checksum"] == "pass"
+    assert outcomes["run 1: energy.total_j recomputed from samples"] == "fail"
+    samples = scored.parent / run.samples.name
+    samples.write_text(samples.read_text().replace(",", ";", 1))
+    assert _outcomes(scored)["run 1: samples sha256"] == "fail"
+
+
+def test_verify_cli_exit_codes_and_model_check(scored, tmp_path, cli):
+    good = cli("verify", scored)
+    assert good.exit_code == 0 and "all checks hold" in good.stdout
+    bad = cli("verify", scored, "--model", oracle_model(tmp_path / "other.onnx"))
+    assert bad.exit_code == 2 and "FAILED" in bad.stdout
+    as_json = json.loads(cli("verify", scored, "--json").stdout)
+    assert as_json["ok"] is True and {c["outcome"] for c in as_json["checks"]} == {"pass"}
