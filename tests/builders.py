@@ -273,22 +273,22 @@ def result_variant(template, accuracy: float, total_j: float | None, *, passes: 
     import dataclasses
 
     from evaluator.report.integrity import seal
-    from evaluator.report.result import Accuracy, Energy
+    from evaluator.report.result import Energy
 
     images = template.data.images
-    passes = passes or template.runs[0].passes
+    passes = passes or template.passes
     run = template.runs[0]
+    counted = list(domains) if total_j is not None else []
     run = dataclasses.replace(run, passes=passes, host=dataclasses.replace(run.host, gpu=gpu or run.host.gpu),
-                              energy=dataclasses.replace(run.energy, total_j=total_j,
-                                                         total_domains=list(domains) if total_j is not None else []))
-    config = dataclasses.replace(template.config, passes=passes)
-    energy = Energy(total_j=total_j, per_image_j=None if total_j is None else total_j / (passes * images),
-                    repeats_j=[total_j], total_domains=list(domains) if total_j is not None else [],
-                    missing_domains={} if total_j is not None else {"gpu": "no NVML"},
+                              energy=dataclasses.replace(run.energy, total_j=total_j, total_domains=counted))
+    energy = Energy(total_j=total_j, total_domains=counted,
+                    missing_domains={} if total_j is not None else {"gpu": "no NVML"}, gpu_j=total_j, cpu_j=None,
+                    dram_j=None, per_pass_j=None if total_j is None else total_j / passes,
+                    per_image_j=None if total_j is None else total_j / (passes * images), repeats_j=[total_j],
                     reason="" if total_j is not None else "gpu: no NVML")
     return seal(dataclasses.replace(
-        template, config=config, runs=[run], energy=energy,
-        accuracy=Accuracy(round(accuracy * images), images, accuracy, None, template.accuracy.thresholds),
+        template, config=dataclasses.replace(template.config, passes=passes), passes=passes, runs=[run],
+        energy=energy, correct=round(accuracy * images), accuracy=accuracy, category=None,
         model=dataclasses.replace(template.model, bytes=model_bytes or template.model.bytes),
         data=dataclasses.replace(template.data, fingerprint=fingerprint or template.data.fingerprint)))
 

@@ -88,7 +88,7 @@ def still_stands(previous: Result | None, model: Path, fingerprint: str, config:
     shorter --timeout than now deserves another try."""
     if previous is None or previous.data is None:
         return False
-    if previous.failure is not None and (previous.failure.timeout_s or timeout_s) < timeout_s:
+    if not previous.scored and (previous.timeout_s or timeout_s) < timeout_s:
         return False
     return (previous.model.sha256 == sha256_file(model) and previous.data.fingerprint == fingerprint
             and comparable_settings(previous.config) == comparable_settings(config))

@@ -39,14 +39,14 @@ def _energy_rows(table: Table, result: Result) -> None:
 
 def print_result(result: Result) -> None:
     """The summary a person reads after `edl score`."""
-    accuracy, run, data = result.accuracy, result.runs[0], result.data
-    assert accuracy is not None and data is not None
+    run, data, provider = result.runs[0], result.data, result.provider
+    assert data is not None and provider is not None and result.accuracy is not None
     table = Table(title=result.model.name, show_header=False)
-    table.add_row("accuracy", f"{accuracy.accuracy:.2%} ({accuracy.correct}/{accuracy.images})")
-    table.add_row("category", "unranked" if accuracy.category is None else f"{accuracy.category:.0%}")
-    table.add_row("provider", f"{run.provider.name} ({run.provider.selection})")
-    table.add_row("batch / passes", f"{run.batch.size} ({run.batch.rule}) / {run.passes}")
-    table.add_row("measured", f"{run.seconds:.3f} s, {run.images_per_second:,.0f} images/s")
+    table.add_row("accuracy", f"{result.accuracy:.2%} ({result.correct}/{data.images})")
+    table.add_row("category", "unranked" if result.category is None else f"{result.category:.0%}")
+    table.add_row("provider", f"{provider.name} ({provider.selection})")
+    table.add_row("batch / passes", f"{result.batch_size} ({result.batch_size_rule}) / {result.passes}")
+    table.add_row("measured", f"{result.seconds:.3f} s, {result.images_per_second:,.0f} images/s")
     _energy_rows(table, result)
     table.add_row("data", f"{data.fingerprint[:16]}… official={data.official}")
     out.print(table)

@@ -84,18 +84,21 @@ def unmeasured(reason: str) -> RunEnergy:
 
 
 def _median(values: list[float | None]) -> float | None:
+    """The median, or None when any run lacks the value (never a median of part of the runs)."""
     known = [v for v in values if v is not None]
     return statistics.median(known) if known and len(known) == len(values) else None
 
 
-def summarise(runs: list[Run], images: int) -> Energy:
-    """The submission's energy over its runs: the median total, and every run's total beside it."""
+def summarise(runs: list[Run], passes: int, images: int) -> Energy:
+    """The submission's energy over its runs: median figures, and every run's total beside them."""
     repeats = [run.energy.total_j for run in runs]
     total = _median(repeats)
     first = runs[0].energy
     return Energy(
-        total_j=total, repeats_j=repeats,
-        per_image_j=None if total is None else total / (runs[0].passes * images),
-        total_domains=first.total_domains, missing_domains=first.missing_domains,
+        total_j=total, total_domains=first.total_domains, missing_domains=first.missing_domains,
+        gpu_j=_median([run.energy.gpu_j for run in runs]), cpu_j=_median([run.energy.cpu_j for run in runs]),
+        dram_j=_median([run.energy.dram_j for run in runs]),
+        per_pass_j=None if total is None else total / passes,
+        per_image_j=None if total is None else total / (passes * images), repeats_j=repeats,
         reason="" if total is not None else (first.reason or "a run has no energy total"),
     )

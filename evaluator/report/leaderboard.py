@@ -31,7 +31,7 @@ class Entry:
 
     @property
     def accuracy(self) -> float | None:
-        return self.result.accuracy.accuracy if self.result.accuracy is not None else None
+        return self.result.accuracy
 
     @property
     def total_j(self) -> float | None:
@@ -51,7 +51,7 @@ class Entry:
 
     @property
     def reason(self) -> str:
-        return self.result.reason or ("energy unavailable" if self.result.scored and self.total_j is None else "")
+        return self.result.why or ("energy unavailable" if self.result.scored and self.total_j is None else "")
 
 
 @dataclass
@@ -90,7 +90,7 @@ def measured_alike(result: Result) -> dict[str, str]:
     (the same rule score-dir uses to resume), and what was measured: provider, GPU model, energy domains."""
     flags = _flags()
     key = {"data fingerprint": result.data.fingerprint if result.data else "",
-           "provider": str(result.provider), "GPU model": str(result.gpu_model),
+           "provider": result.provider.name if result.provider else "", "GPU model": str(result.gpu_model),
            "energy domains": ",".join(sorted(result.energy.total_domains)) if result.energy else ""}
     key |= {flags[path]: repr(value) for path, value in comparable_settings(result.config).items()}
     return key

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -82,13 +81,6 @@ class ProviderRecord:
     cuda_graph: bool = field(metadata=doc("CUDA graphs were captured and replayed"))
     overlap_batches: bool
     environment: dict[str, str | None]
-
-
-@dataclass
-class BatchRecord:
-    size: int
-    rule: str = field(metadata=doc("which rule chose the size: graph, metadata, option, default or --tune"))
-    padded_images: int = 0
 
 
 @dataclass
@@ -234,12 +226,10 @@ class Versions:
 class Run:
     """One measured repeat: cool-down, idle baseline, warm-up, then the measured passes."""
 
-    index: int
+    index: int = field(metadata=doc("1, 2, ... in the order the runs were measured"))
     started_utc: str
     host: HostRecord
-    provider: ProviderRecord
-    batch: BatchRecord
-    warmup_passes: int
+    batch_size: int
     passes: int
     seconds: float = field(metadata=doc("the measured window"))
     images_per_second: float
@@ -250,36 +240,23 @@ class Run:
     windows: list[WindowRecord]
     samples: FileRecord | None = None
     timeline: FileRecord | None = None
-    tuning: Tuning | None = None
     warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
-class Accuracy:
-    correct: int
-    images: int
-    accuracy: float
-    category: float | None = field(metadata=doc("the highest accuracy threshold reached (null: none)"))
-    thresholds: list[float]
-
-
-@dataclass
 class Energy:
-    """The submission's energy over all runs: what the leaderboard ranks."""
+    """The submission's energy over its runs: what the leaderboard ranks. Figures are medians over runs."""
 
-    total_j: float | None = field(metadata=doc("the median over runs of CPU package + GPU joules"))
+    total_j: float | None = field(metadata=doc("CPU package + GPU joules over the measured passes (median of runs)"))
+    total_domains: list[str]
+    missing_domains: dict[str, str] = field(metadata=doc("each domain not in the total, and why"))
+    gpu_j: float | None
+    cpu_j: float | None
+    dram_j: float | None = field(metadata=doc("reported apart, never in the total"))
+    per_pass_j: float | None
     per_image_j: float | None
     repeats_j: list[float | None] = field(metadata=doc("each run's total_j, in run order"))
-    total_domains: list[str]
-    missing_domains: dict[str, str]
-    reason: str = ""
-
-
-@dataclass
-class Failure:
-    reason: str = field(metadata=doc("one line: what went wrong"))
-    elapsed_s: float = 0.0
-    timeout_s: float | None = None
+    reason: str = field(default="", metadata=doc("why total_j is null, when it is"))
 
 
 @dataclass
@@ -290,7 +267,7 @@ class Integrity:
 
 @dataclass
 class Result:
-    """One submission's result: its identity, what it was scored with, and every measured run."""
+    """One submission's result: a summary of its runs (what a leaderboard reads), and every run in full."""
 
     status: Status
     created_utc: str
@@ -300,10 +277,25 @@ class Result:
     versions: Versions
     host: HostRecord
     contract: ContractRecord | None = None
-    accuracy: Accuracy | None = None
+    provider: ProviderRecord | None = None
+    tuning: Tuning | None = None
+    batch_size: int | None = None
+    batch_size_rule: str = field(default="", metadata=doc("graph, metadata, option, default or --tune"))
+    padded_images: int = 0
+    passes: int | None = None
+    warmup_passes: int | None = None
+    correct: int | None = field(default=None, metadata=doc("correct answers in one pass (the first run's)"))
+    accuracy: float | None = None
+    category: float | None = field(default=None, metadata=doc("the highest accuracy threshold reached"))
+    thresholds: list[float] = field(default_factory=list)
+    prediction_mismatch_passes: list[int] = field(default_factory=list)
+    seconds: float | None = field(default=None, metadata=doc("the measured window (median of runs)"))
+    images_per_second: float | None = None
     energy: Energy | None = None
     runs: list[Run] = field(default_factory=list)
-    failure: Failure | None = None
+    reason: str = field(default="", metadata=doc("a failed result: what went wrong, in one line"))
+    elapsed_s: float | None = None
+    timeout_s: float | None = field(default=None, metadata=doc("a time-out: the --timeout it ran under"))
     warnings: list[str] = field(default_factory=list)
     integrity: Integrity | None = None
     kind: Literal["edl-result"] = "edl-result"
@@ -318,26 +310,14 @@ class Result:
         return self.energy.total_j if self.energy is not None else None
 
     @property
-    def images_per_second(self) -> float | None:
-        return statistics.median(run.images_per_second for run in self.runs) if self.runs else None
-
-    @property
-    def passes(self) -> int | None:
-        return self.runs[0].passes if self.runs else None
-
-    @property
     def gpu_model(self) -> str | None:
         return self.runs[0].host.gpu if self.runs else self.host.gpu
 
     @property
-    def provider(self) -> str | None:
-        return self.runs[0].provider.name if self.runs else None
-
-    @property
-    def reason(self) -> str:
+    def why(self) -> str:
         """Why a failed result failed, or why a scored one has no energy; empty otherwise."""
-        if self.failure is not None:
-            return self.failure.reason
+        if self.reason:
+            return self.reason
         return self.energy.reason if self.energy is not None else ""
 
 

@@ -15,7 +15,6 @@ from evaluator.power.nvml import GpuSnapshot
 from evaluator.report.result import (
     ContractRecord,
     DataRecord,
-    Failure,
     GpuState,
     ModelRecord,
     ProviderRecord,
@@ -67,4 +66,4 @@ def failed_result(name: str, model: Path | None, reason: str, config: ScoreConfi
     if model is not None and model.is_file():
         record.sha256, record.bytes = sha256_file(model), model.stat().st_size
     return Result(status="failed", created_utc=utc_now(), model=record, data=data, config=config,
-                  versions=versions, host=host(), failure=Failure(reason, elapsed_s, timeout_s))
+                  versions=versions, host=host(), reason=reason, elapsed_s=elapsed_s, timeout_s=timeout_s)

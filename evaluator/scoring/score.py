@@ -9,6 +9,7 @@ are raised, and the CLI decides how to show them.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,6 @@ from evaluator.report.energy import run_energy, summarise, unmeasured
 from evaluator.report.integrity import seal
 from evaluator.report.result import (
     RESULT_NAME,
-    Accuracy,
-    BatchRecord,
     Cooldown,
     Fairness,
     FileRecord,
@@ -69,11 +68,13 @@ class Submission:
 
 @dataclass
 class Prepared:
-    """The submission resident on its device, ready to run passes."""
+    """The submission resident on its device, ready to run passes (and reused by every repeat)."""
 
     runner: BoundRunner
     info: SessionInfo
-    batch: BatchRecord
+    batch_size: int
+    batch_size_rule: str
+    padded_images: int
     tuning: Tuning | None
 
 
@@ -137,7 +138,7 @@ def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig,
         rule = "--tune"
     batches, padding = make_batches(dataset.images, submission.contract, size)
     runner = prime_runner(submission.path, session, info, submission.contract, batches, runtime, dataset.count)
-    return Prepared(runner, info, BatchRecord(size, rule, padding), tuning)
+    return Prepared(runner, info, size, rule, padding, tuning)
 
 
 # --- one measured run ----------------------------------------------------------------------------------
@@ -211,8 +212,8 @@ def _energy(measured: _Measured, meter: Meter, config: ScoreConfig, dataset: Dat
 
 
 def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path, run_index: int,
-                progress: Progress) -> Run:
-    """One run: session (and --tune), fairness record, cool-down, idle, warm-up, passes, energy."""
+                progress: Progress, prepared: Prepared | None = None) -> tuple[Run, Prepared]:
+    """One run: fairness record, (session and --tune on the first run), cool-down, idle, warm-up, passes, energy."""
     started, warnings = utc_now(), list[str]()
     watch = GpuWatch(config.runtime.gpu)
     gpu_start = watch.record()
@@ -220,11 +221,9 @@ def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, o
     meter = Meter(out_dir / samples_name(run_index), (config.runtime.gpu,), config.meter.sample_period_s,
                   enabled=config.meter.enabled)
     with meter:
-        prepared = session_phase(submission, dataset, config, out_dir, meter.samples_path if meter.enabled else None,
-                                 progress)
-        if prepared.info.nodes_off_provider:
-            warnings.append(f"{len(prepared.info.nodes_off_provider)} node(s) run outside "
-                            f"{prepared.info.providers[0]}: " + ", ".join(prepared.info.nodes_off_provider[:10]))
+        if prepared is None:
+            prepared = session_phase(submission, dataset, config, out_dir,
+                                     meter.samples_path if meter.enabled else None, progress)
         measured = _measure(prepared, watch, meter, config, dataset.count, progress)
     energy, energy_warnings, samples_file, timeline = _energy(measured, meter, config, dataset, out_dir, run_index,
                                                              submission.path.name)
@@ -235,15 +234,15 @@ def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, o
                         f"{mismatched[:10]}")
     window = meter.find("measured")
     assert window is not None
-    return Run(
+    run = Run(
         index=run_index, started_utc=started, host=host(gpu_start.name if gpu_start else None),
-        provider=provider_record(prepared.info, config.runtime.provider, config.runtime.gpu), batch=prepared.batch,
-        warmup_passes=config.warmup_passes, passes=config.passes, seconds=window.seconds,
+        batch_size=prepared.batch_size, passes=config.passes, seconds=window.seconds,
         images_per_second=config.passes * dataset.count / window.seconds,
         correct=int(np.count_nonzero(first == dataset.labels)), prediction_mismatch_passes=mismatched,
         energy=energy, fairness=_fairness(watch, gpu_start, measured.cooldown),
         windows=window_records(meter.windows + measured.pass_windows), samples=samples_file, timeline=timeline,
-        tuning=prepared.tuning, warnings=warnings + energy_warnings)
+        warnings=warnings + energy_warnings)
+    return run, prepared
 
 
 def _fairness(watch: GpuWatch, gpu_start: GpuState | None, cooldown: Cooldown) -> Fairness:
@@ -254,20 +253,32 @@ def _fairness(watch: GpuWatch, gpu_start: GpuState | None, cooldown: Cooldown) -
 # --- the result ----------------------------------------------------------------------------------------
 
 
-def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, runs: list[Run],
+def _session_warnings(prepared: Prepared) -> list[str]:
+    off = prepared.info.nodes_off_provider
+    if not off:
+        return []
+    return [f"{len(off)} node(s) run outside {prepared.info.providers[0]}: " + ", ".join(off[:10])]
+
+
+def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prepared: Prepared, runs: list[Run],
              warnings: list[str]) -> Result:
-    """The result document of a scored submission (unsealed)."""
-    correct = runs[0].correct
-    accuracy = correct / dataset.count
+    """The result document of a scored submission (unsealed): a summary of the runs, and the runs."""
+    first = runs[0]
+    accuracy = first.correct / dataset.count
     return Result(
-        status="scored", created_utc=utc_now(), model=model_record(submission.name, submission.path,
-                                                                   submission.report),
-        data=data_record(dataset), config=config, versions=versions(GpuWatch(config.runtime.gpu).driver()),
-        host=runs[0].host, contract=contract_record(submission.contract),
-        accuracy=Accuracy(correct=correct, images=dataset.count, accuracy=accuracy,
-                          category=category_for(accuracy, DEFAULT_THRESHOLDS), thresholds=list(DEFAULT_THRESHOLDS)),
-        energy=summarise(runs, dataset.count), runs=runs,
-        warnings=warnings + [w for run in runs for w in run.warnings])
+        status="scored", created_utc=utc_now(),
+        model=model_record(submission.name, submission.path, submission.report), data=data_record(dataset),
+        config=config, versions=versions(GpuWatch(config.runtime.gpu).driver()), host=first.host,
+        contract=contract_record(submission.contract),
+        provider=provider_record(prepared.info, config.runtime.provider, config.runtime.gpu), tuning=prepared.tuning,
+        batch_size=prepared.batch_size, batch_size_rule=prepared.batch_size_rule,
+        padded_images=prepared.padded_images, passes=config.passes, warmup_passes=config.warmup_passes,
+        correct=first.correct, accuracy=accuracy, category=category_for(accuracy, DEFAULT_THRESHOLDS),
+        thresholds=list(DEFAULT_THRESHOLDS), prediction_mismatch_passes=first.prediction_mismatch_passes,
+        seconds=statistics.median(run.seconds for run in runs),
+        images_per_second=statistics.median(run.images_per_second for run in runs),
+        energy=summarise(runs, config.passes, dataset.count), runs=runs,
+        warnings=warnings + _session_warnings(prepared) + [w for run in runs for w in run.warnings])
 
 
 def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, progress: Progress | None = None,
@@ -280,7 +291,7 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
     warnings = list(submission.report.warnings)
     if not dataset.official:
         warnings.append(f"data: {dataset.note or 'not the official test set'}")
-    run = measure_run(submission, dataset, config, out_dir, 1, progress)
-    result = seal(assemble(submission, dataset, config, [run], warnings))
+    run, prepared = measure_run(submission, dataset, config, out_dir, 1, progress)
+    result = seal(assemble(submission, dataset, config, prepared, [run], warnings))
     write_result(out_dir / RESULT_NAME, result)
     return result

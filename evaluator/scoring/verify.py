@@ -54,14 +54,11 @@ def _check_model(result: Result, model: Path | None, checks: Checks) -> None:
         checks.add("model sha256", None, f"{model_path} not found; pass --model PATH")
 
 
-def _check_accuracy(result: Result, checks: Checks) -> None:
-    accuracy = result.accuracy
-    assert accuracy is not None
-    checks.add("accuracy = correct / images", _close(accuracy.accuracy, accuracy.correct / accuracy.images),
-               f"{accuracy.correct}/{accuracy.images}")
-    checks.add("category", accuracy.category == category_for(accuracy.accuracy, tuple(accuracy.thresholds)),
-               f"{accuracy.category}")
-    checks.add("correct = first run's correct", bool(result.runs) and result.runs[0].correct == accuracy.correct)
+def _check_accuracy(result: Result, images: int, checks: Checks) -> None:
+    correct, accuracy = result.correct or 0, result.accuracy or 0.0
+    checks.add("accuracy = correct / images", _close(accuracy, correct / images), f"{correct}/{images}")
+    checks.add("category", result.category == category_for(accuracy, tuple(result.thresholds)), f"{result.category}")
+    checks.add("correct = first run's correct", bool(result.runs) and result.runs[0].correct == correct)
 
 
 def _check_run_arithmetic(run: Run, images: int, checks: Checks) -> Window | None:
@@ -114,6 +111,7 @@ def _check_run_samples(run: Run, measured: Window | None, images: int, folder: P
 def _check_summary(result: Result, checks: Checks) -> None:
     energy = result.energy
     assert energy is not None
+    checks.add("seconds = median of runs", _close(result.seconds, statistics.median(r.seconds for r in result.runs)))
     repeats = [run.energy.total_j for run in result.runs]
     checks.add("energy.repeats_j = each run's total_j", energy.repeats_j == repeats)
     known = [value for value in repeats if value is not None]
@@ -132,11 +130,11 @@ def verify_result(path: Path, model: Path | None = None) -> list[Check]:
                "matches" if seal_holds(result) else "the document was edited after it was written"
                if result.integrity else "no integrity field")
     if not result.scored:
-        checks.add("status", None, f"{result.status}: {result.reason}")
+        checks.add("status", None, f"{result.status}: {result.why}")
         return checks.items
     assert result.data is not None
     _check_model(result, model, checks)
-    _check_accuracy(result, checks)
+    _check_accuracy(result, result.data.images, checks)
     for run in result.runs:
         measured = _check_run_arithmetic(run, result.data.images, checks)
         _check_run_samples(run, measured, result.data.images, path.parent, checks)

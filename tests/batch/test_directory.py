@@ -50,8 +50,8 @@ def test_mixed_folder_scores_the_good_and_records_the_bad(tmp_path, data):
     summary = score_directory(subs, tmp_path / "out", fast_config(data))
     assert summary.counts == {"scored": 2, "failed": 2, "skipped": 0}
     results = _results(tmp_path / "out")
-    assert results["good"].scored and results["good"].accuracy.correct == 960
-    assert results["folder_team"].accuracy.correct == 960 and results["folder_team"].model.name == "folder_team"
+    assert results["good"].scored and results["good"].correct == 960
+    assert results["folder_team"].correct == 960 and results["folder_team"].model.name == "folder_team"
     assert "not an ONNX model" in results["garbage"].reason and "\n" not in results["garbage"].reason
     assert "2 .onnx files" in results["two_models"].reason
     assert not list((tmp_path / "out").glob("*/.job.json")) and not list((tmp_path / "out").glob("*/.outcome.json"))
@@ -71,7 +71,7 @@ def test_a_hang_is_killed_at_the_timeout_and_retried_only_under_a_longer_one(tmp
     first = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=4))
     assert time.monotonic() - started < 20
     assert first.counts["failed"] == 1
-    failure = _results(tmp_path / "out")["endless"].failure
+    failure = _results(tmp_path / "out")["endless"]
     assert "timed out after 4 s" in failure.reason and failure.timeout_s == 4
     same = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=4))
     assert same.counts["skipped"] == 1

@@ -63,7 +63,7 @@ def test_score_json_is_the_only_stdout_and_records_every_setting(tmp_path, data,
               "--no-overlap-batches", "--sample-ms", "5", "--temp-band", "3", "--out", tmp_path / "o", "--json")
     assert run.exit_code == 0, run.stderr
     document = json.loads(run.stdout)
-    assert document["accuracy"]["correct"] == 917
+    assert document["correct"] == 917
     runtime, meter = document["config"]["runtime"], document["config"]["meter"]
     assert (runtime["prefer_nhwc"], runtime["cudnn_search"], runtime["tf32"], runtime["cuda_graph"],
             runtime["overlap_batches"]) == (False, "HEURISTIC", False, True, False)

@@ -110,7 +110,7 @@ def test_resnet20_from_shared_weights_scores_915_of_1000(tmp_path, shared_data):
                       verify_data=shared_data)
     assert reports[0].argmax_agreement["real"] >= 0.999  # verified on real images, not only random ones
     result = score(tmp_path / "resnet20.onnx", fast_config(shared_data, passes=1), tmp_path / "o")
-    assert result.accuracy.correct == 915
+    assert result.correct == 915
 
 
 def test_committed_sample_is_what_the_readme_says(tmp_path, shared_data):
@@ -120,4 +120,4 @@ def test_committed_sample_is_what_the_readme_says(tmp_path, shared_data):
     from evaluator.scoring.score import score
 
     result = score(ROOT / "samples" / "small_cnn.onnx", fast_config(shared_data, passes=1), tmp_path / "o")
-    assert result.accuracy.correct == 743
+    assert result.correct == 743

@@ -70,4 +70,4 @@ def test_a_failure_is_the_same_type_with_a_reason(scored, tmp_path):
     write_result(tmp_path / RESULT_NAME, failed)
     again = read_result(tmp_path)
     assert isinstance(again, Result) and again.status == "failed" and again.reason == "timed out after 5 s"
-    assert again.failure.timeout_s == 5.0 and again.accuracy is None and again.runs == [] and seal_holds(again)
+    assert again.timeout_s == 5.0 and again.accuracy is None and again.runs == [] and seal_holds(again)

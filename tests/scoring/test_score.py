@@ -51,15 +51,15 @@ def dataset(tmp_path):
 def test_exact_accuracy_in_every_form(tmp_path, dataset, dtype, layout, output, batch, batch_size, padding, batches):
     model = oracle_model(tmp_path / "m.onnx", dtype, layout, output, batch=batch)
     result = score(model, fast_config(dataset, runtime=RuntimeConfig(batch_size=batch_size)), tmp_path / "out")
-    assert result.accuracy.correct == 917 and result.accuracy.accuracy == pytest.approx(0.917)
-    assert result.accuracy.category == pytest.approx(0.90)
+    assert result.correct == 917 and result.accuracy == pytest.approx(0.917)
+    assert result.category == pytest.approx(0.90)
     run = result.runs[0]
-    assert run.batch.padded_images == padding and -(-(1000 + padding) // run.batch.size) == batches
+    assert result.padded_images == padding and -(-(1000 + padding) // result.batch_size) == batches
     assert run.prediction_mismatch_passes == []
     on_disk = read_result(tmp_path / "out" / RESULT_NAME)
     assert on_disk == result and seal_holds(on_disk)
     assert on_disk.schema_version == 2 and on_disk.config.runtime.batch_size == batch_size
-    assert run.provider.name == "cpu" and run.provider.nodes_off_provider == []
+    assert result.provider.name == "cpu" and result.provider.nodes_off_provider == []
 
 
 def test_missing_meters_are_null_with_reasons_never_zero(tmp_path, dataset):
@@ -80,7 +80,7 @@ def test_no_meter_says_so(tmp_path, dataset):
 def test_metadata_batch_size_is_used(tmp_path, dataset):
     result = score(oracle_model(tmp_path / "m.onnx", metadata_batch=128),
                    fast_config(dataset, runtime=RuntimeConfig(batch_size=999)), tmp_path / "o")
-    assert (result.runs[0].batch.size, result.runs[0].batch.rule) == (128, "metadata_props edl.batch_size")
+    assert (result.batch_size, result.batch_size_rule) == (128, "metadata_props edl.batch_size")
 
 
 def test_cuda_requested_but_unavailable_fails_loudly(tmp_path, dataset):
@@ -206,4 +206,4 @@ def test_real_subset_with_oracle_labels(tmp_path, shared_data):
     images[np.arange(1000), 0, labels, 0] = 255
     path = save_npz(tmp_path / "marked.npz", images, labels)
     result = score(oracle_model(tmp_path / "m.onnx", "uint8", "NHWC"), fast_config(path), tmp_path / "o")
-    assert result.accuracy.correct == 1000 and result.accuracy.category == pytest.approx(0.99)
+    assert result.correct == 1000 and result.category == pytest.approx(0.99)

@@ -21,12 +21,12 @@ def test_tune_searches_batch_sizes_and_measures_the_winner(tmp_path, monkeypatch
     with PowercapTree(tmp_path / "pc", package_watts=[60.0]):
         result = score(conv_model(tmp_path / "m.onnx"), fast_config(data, passes=3, runtime=CPU, tune=True,
                                                                     tune_window_s=0.3), tmp_path / "o")
-    tuning = result.runs[0].tuning
+    tuning = result.tuning
     assert tuning.criterion == "joules per image"
     assert [c.batch_size for c in tuning.candidates] == [250, 500, 1000, 2000]
     best = min(tuning.candidates, key=lambda c: c.joules_per_image)
-    assert tuning.winner.batch_size == best.batch_size == result.runs[0].batch.size
-    assert result.runs[0].batch.rule == "--tune" and result.config.tune is True
+    assert tuning.winner.batch_size == best.batch_size == result.batch_size
+    assert result.batch_size_rule == "--tune" and result.config.tune is True
     assert all(c.joules_per_image > 0 for c in tuning.candidates)
 
 
@@ -35,10 +35,10 @@ def test_tune_respects_a_fixed_batch_and_falls_back_to_time_without_meters(tmp_p
     result = score(oracle_model(tmp_path / "m.onnx", batch=200),
                    fast_config(save_npz(tmp_path / "d.npz", images, labels), passes=1, runtime=CPU, tune=True,
                                tune_window_s=0.1), tmp_path / "o")
-    tuning = result.runs[0].tuning
+    tuning = result.tuning
     assert tuning.criterion == "seconds per image (no meter)"
     assert [c.batch_size for c in tuning.candidates] == [200]
-    assert result.runs[0].batch.rule == "fixed batch dimension in the graph"
+    assert result.batch_size_rule == "fixed batch dimension in the graph"
 
 
 def test_the_search_space_on_cuda_starts_at_the_defaults_and_covers_every_setting(tmp_path):
