@@ -204,7 +204,7 @@ class Check:
             log(self.out, f"EDL {name} FAILED rc={run.returncode}: {run.stderr.strip()[-1500:]}")
             self.save()
             return None
-        from evaluator.report.result import parse_result
+        from evaluator.report.reader import parse_result
         from evaluator.typedjson import to_json
 
         result = parse_result(json.loads(run.stdout), name)

@@ -144,6 +144,26 @@ class Limits(Options):
 
 
 @dataclass(frozen=True)
+class AuditConfig(Options):
+    """The generalization audit: the submission also classifies copies of the test set it cannot have memorised.
+
+    Defaults chosen from measurements (bench/audit_strength.py, README "Generalization audit"): real
+    models lose at most ~1 point on flipped and 2-pixel-shifted copies, a lookup of the test set ~87.
+    """
+
+    audit_copies: int = option(2, "Audit copies of the test set (flips, shifts), run outside the measured "
+                               "window; 0 switches the audit off and the result is not ranked", minimum=0)
+    audit_shift_px: int = option(2, "Largest translation of an audit copy (pixels, reflect padding)", minimum=1,
+                                 flag="--audit-shift")
+    audit_tolerance_points: float = option(3.0, "Largest accuracy drop on the audit copies that still passes "
+                                           "(percentage points)", minimum=0, flag="--audit-tolerance")
+    private_data: Path | None = option(None, "The organiser's held-back labelled images (any --data form), scored "
+                                       "beside the test set, outside the measured window", comparable=False)
+    private_tolerance_points: float = option(10.0, "Largest gap between test-set and private accuracy that still "
+                                             "passes (percentage points)", minimum=0, flag="--private-tolerance")
+
+
+@dataclass(frozen=True)
 class ScoreConfig(Options):
     """Everything that decides how a submission is scored; all of it is recorded in its result."""
 
@@ -155,7 +175,17 @@ class ScoreConfig(Options):
     tune_window_s: float = option(2.0, "Window per --tune candidate (s)", flag="--tune-seconds", above=0)
     runtime: RuntimeConfig = group(RuntimeConfig)
     meter: MeterConfig = group(MeterConfig)
+    audit: AuditConfig = group(AuditConfig)
     limits: Limits = group(Limits)
+
+
+@dataclass(frozen=True)
+class Secrets(Options):
+    """What the organiser keeps to itself: used by a scoring, never recorded in a result or printed."""
+
+    audit_secret: str | None = option(None, "Secret that draws the audit copies (only its hash is recorded) "
+                                      "[default: a random one for this run]", envvar="EDL_AUDIT_SECRET",
+                                      comparable=False, commands=(SCORE, SCORE_DIR, "verify"))
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-augment", action="store_true", help="train without flips and crops (for the audit bench)")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -80,7 +81,8 @@ def main() -> None:
         correct = 0
         for start in range(0, len(order), args.batch_size):
             index = order[start : start + args.batch_size]
-            inputs = (augment(x_all[index]) - mean) / std
+            batch = x_all[index] if args.no_augment else augment(x_all[index])
+            inputs = (batch - mean) / std
             logits = model(inputs)
             loss = nn.functional.cross_entropy(logits, y_all[index], label_smoothing=0.1)
             optimiser.zero_grad(set_to_none=True)

@@ -286,9 +286,11 @@ def result_variant(template, accuracy: float, total_j: float | None, *, passes: 
                     dram_j=None, per_pass_j=None if total_j is None else total_j / passes,
                     per_image_j=None if total_j is None else total_j / (passes * images), repeats_j=[total_j],
                     reason="" if total_j is not None else "gpu: no NVML")
+    audit = dataclasses.replace(template.audit, accuracy=accuracy, drop_points=0.0,
+                                correct=[round(accuracy * images)] * template.audit.copies)
     return seal(dataclasses.replace(
         template, config=dataclasses.replace(template.config, passes=passes), passes=passes, runs=[run],
-        energy=energy, correct=round(accuracy * images), accuracy=accuracy, category=None,
+        energy=energy, correct=round(accuracy * images), accuracy=accuracy, category=None, audit=audit,
         model=dataclasses.replace(template.model, bytes=model_bytes or template.model.bytes),
         data=dataclasses.replace(template.data, fingerprint=fingerprint or template.data.fingerprint)))
 
@@ -299,3 +301,68 @@ def failed_variant(template, reason: str):
     from evaluator.scoring.records import failed_result
 
     return seal(failed_result("x", None, reason, template.config, template.data, versions()))
+
+
+def memorizing_model(path: Path, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Path:
+    """The cheat the audit must catch: a lookup of the public test set in six standard operators.
+
+    Each image (uint8 NHWC) is projected onto one fixed random vector; the nearest stored key of a
+    memorised image gives its label. Exact on the images it memorised, chance on anything else.
+    """
+    rng = np.random.default_rng(seed)
+    direction = rng.standard_normal((32 * 32 * 3, 1)).astype(np.float32)
+    keys = (images.reshape(len(images), -1).astype(np.float32) @ direction).reshape(1, -1)
+    x = helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", 32, 32, 3])
+    y = helper.make_tensor_value_info("labels", TensorProto.INT64, ["N"])
+    nodes = [
+        helper.make_node("Cast", ["pixels"], ["as_float"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["as_float", "flat_shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "direction"], ["key"]),
+        helper.make_node("Sub", ["key", "keys"], ["difference"]),
+        helper.make_node("Abs", ["difference"], ["distance"]),
+        helper.make_node("ArgMin", ["distance"], ["nearest"], axis=1, keepdims=0),
+        helper.make_node("Gather", ["labels_table", "nearest"], ["labels"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array([-1, 32 * 32 * 3], np.int64), "flat_shape"),
+        numpy_helper.from_array(direction, "direction"),
+        numpy_helper.from_array(keys.astype(np.float32), "keys"),
+        numpy_helper.from_array(labels.astype(np.int64), "labels_table"),
+    ]
+    graph = helper.make_graph(nodes, "lookup", [x], [y], initializers)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [20, 20, 20], [250, 190, 212]], np.float32)
+
+
+def colour_images(count: int, correct: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is their colour (plus noise); the first ``correct`` labels agree with it.
+
+    A model that reads the mean colour generalizes over flips and shifts, as a real CIFAR model does.
+    """
+    rng = np.random.default_rng(seed)
+    classes = rng.integers(0, 10, size=count)
+    noise = rng.normal(0, 12, size=(count, 32, 32, 3))
+    images = np.clip(PALETTE[classes][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    labels = classes.copy()
+    labels[correct:] = (labels[correct:] + 1) % 10
+    return images, labels.astype(np.uint8)
+
+
+def colour_model(path: Path, batch: int | str = "N") -> Path:
+    """A generalizing classifier for ``colour_images``: the nearest palette colour to the image's mean colour."""
+    palette = PALETTE / 255.0
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 3, 32, 32])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 10])
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["pixels"], ["mean"]),
+        helper.make_node("Flatten", ["mean"], ["colour"]),
+        helper.make_node("MatMul", ["colour", "weights"], ["dot"]),
+        helper.make_node("Add", ["dot", "bias"], ["scores"]),  # -|c - p|^2 up to a constant: 2 c.p - |p|^2
+    ]
+    initializers = [numpy_helper.from_array((2 * palette.T).astype(np.float32), "weights"),
+                    numpy_helper.from_array(-(palette**2).sum(1).astype(np.float32), "bias")]
+    graph = helper.make_graph(nodes, "colour", [x], [y], initializers)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

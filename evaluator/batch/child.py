@@ -8,11 +8,12 @@ parent never has to read the child's stderr to learn why it failed.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluator.config import ScoreConfig
+from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import EdlError, SubmissionError
 from evaluator.fileio import atomic_write_bytes
 from evaluator.typedjson import from_json, to_json
@@ -30,6 +31,7 @@ class Job:
     out_dir: Path
     config: ScoreConfig
     data_fingerprint: str  # what the parent resolved: the child refuses other data
+    secrets: Secrets = field(default_factory=Secrets)  # never recorded; the job file is owner-only
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,12 @@ class Outcome:
 
 
 def write_job(job: Job) -> Path:
-    """The job file, readable by its owner only (it may carry secrets in later versions)."""
+    """The job file, created readable by its owner only: it carries the organiser's secrets."""
     path = job.out_dir / JOB_NAME
-    atomic_write_bytes(path, json.dumps(to_json(job)).encode())
-    path.chmod(0o600)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(to_json(job)))
     return path
 
 
@@ -62,7 +66,8 @@ def run_job(job: Job) -> Outcome:
     from evaluator.scoring.score import score
 
     try:
-        score(job.model, job.config, job.out_dir, name=job.name, data_fingerprint=job.data_fingerprint)
+        score(job.model, job.config, job.out_dir, name=job.name, data_fingerprint=job.data_fingerprint,
+              secrets=job.secrets)
     except SubmissionError as exc:
         return Outcome(False, "; ".join(exc.problems))
     except EdlError as exc:

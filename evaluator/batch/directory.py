@@ -19,11 +19,12 @@ from pathlib import Path
 
 from evaluator.batch.child import OUTCOME_NAME, Job, read_outcome, write_job
 from evaluator.batch.limits import ChildLimits, child_limits
-from evaluator.config import BatchConfig, ScoreConfig, comparable_settings
+from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_settings
 from evaluator.data.store import resolve
 from evaluator.errors import EdlError, ResultError
 from evaluator.fileio import sha256_file
 from evaluator.report.integrity import seal
+from evaluator.report.reader import read_result
 from evaluator.report.result import (
     RESULT_NAME,
     BatchItem,
@@ -31,7 +32,6 @@ from evaluator.report.result import (
     ChildLimitsRecord,
     DataRecord,
     Result,
-    read_result,
     utc_now,
     write_document,
     write_result,
@@ -134,8 +134,9 @@ def run_child(job: Job, timeout_s: float, limits: ChildLimits) -> tuple[str | No
 class _Batch:
     """One score-dir run: the submissions in turn, their outcomes, the summary."""
 
-    def __init__(self, out_root: Path, config: ScoreConfig, batch: BatchConfig, data: DataRecord) -> None:
-        self.out_root, self.config, self.batch, self.data = out_root, config, batch, data
+    def __init__(self, out_root: Path, config: ScoreConfig, batch: BatchConfig, data: DataRecord,
+                 secrets: Secrets) -> None:
+        self.out_root, self.config, self.batch, self.data, self.secrets = out_root, config, batch, data, secrets
         self.limits = child_limits(config.runtime.provider, batch.timeout_s, batch.max_memory_gb)
         self.versions = versions()
         self.items: list[BatchItem] = []
@@ -161,7 +162,8 @@ class _Batch:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        job = Job(submission.model.resolve(), submission.name, out_dir, self.config, self.data.fingerprint)
+        job = Job(submission.model.resolve(), submission.name, out_dir, self.config, self.data.fingerprint,
+                  self.secrets)
         reason, timed_out = run_child(job, self.batch.timeout_s, self.limits)
         elapsed = time.monotonic() - started
         if reason is not None:
@@ -179,13 +181,13 @@ class _Batch:
 
 
 def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig | None = None,
-                    progress: ProgressHook | None = None) -> BatchSummary:
+                    progress: ProgressHook | None = None, secrets: Secrets | None = None) -> BatchSummary:
     """Score every submission in ``directory``; returns the batch summary (also written as batch.json)."""
     batch = batch or BatchConfig()
     started_utc, started = utc_now(), time.monotonic()
     submissions = discover(directory)
     prepare_out_dir(out_root)
-    runner = _Batch(out_root, config, batch, data_record(resolve(config.data)))
+    runner = _Batch(out_root, config, batch, data_record(resolve(config.data)), secrets or Secrets())
     for index, submission in enumerate(submissions):
         if progress:
             progress(submission.name, index, len(submissions))

@@ -8,14 +8,15 @@ same way are refused together unless the caller allows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, comparable_settings, option_fields
 from evaluator.errors import EdlError, ResultError
 from evaluator.report.categories import category_for
 from evaluator.report.integrity import seal_holds
-from evaluator.report.result import RESULT_NAME, Result, read_result
+from evaluator.report.reader import read_result
+from evaluator.report.result import RESULT_NAME, Result
 
 TIE_RULE = "lower total energy first; equal to the millijoule: higher accuracy, then smaller model, then name"
 
@@ -50,7 +51,13 @@ class Entry:
         return self.result.model.bytes
 
     @property
+    def audit_accuracy(self) -> float | None:
+        return self.result.audit.accuracy if self.result.audit is not None else None
+
+    @property
     def reason(self) -> str:
+        if self.result.suspect and self.result.audit is not None:
+            return self.result.audit.reason
         return self.result.why or ("energy unavailable" if self.result.scored and self.total_j is None else "")
 
 
@@ -62,6 +69,8 @@ class Leaderboard:
     unmeasured: list[Entry]  # scored, but without an energy total
     failed: list[Entry]
     mixed: list[str]  # comparability differences that were allowed
+    under_review: list[Entry] = field(default_factory=list)  # the generalization audit found them suspect
+    unaudited: list[Entry] = field(default_factory=list)  # no audit, and --allow-unaudited was not given
 
 
 def load_results(results_dir: Path) -> list[Entry]:
@@ -91,7 +100,8 @@ def measured_alike(result: Result) -> dict[str, str]:
     flags = _flags()
     key = {"data fingerprint": result.data.fingerprint if result.data else "",
            "provider": result.provider.name if result.provider else "", "GPU model": str(result.gpu_model),
-           "energy domains": ",".join(sorted(result.energy.total_domains)) if result.energy else ""}
+           "energy domains": ",".join(sorted(result.energy.total_domains)) if result.energy else "",
+           "private data": result.audit.private.fingerprint if result.audit and result.audit.private else "none"}
     key |= {flags[path]: repr(value) for path, value in comparable_settings(result.config).items()}
     return key
 
@@ -112,8 +122,25 @@ def comparability_problems(entries: list[Entry]) -> list[str]:
     return problems
 
 
-def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
-         allow_mixed: bool = False) -> Leaderboard:
+UNAUDITED_NOTE = ("no generalization audit (an older result, or --audit-copies 0): not ranked; rescore it, or pass "
+                  "--allow-unaudited")
+
+
+def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool) -> bool:
+    """Failed, suspect and (unless allowed) unaudited results are listed apart, never ranked."""
+    if not entry.result.scored:
+        board.failed.append(entry)
+    elif entry.result.suspect:
+        board.under_review.append(entry)
+    elif entry.result.audit is None and not allow_unaudited:
+        board.unaudited.append(entry)
+    else:
+        return False
+    return True
+
+
+def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS, allow_mixed: bool = False,
+         allow_unaudited: bool = False) -> Leaderboard:
     """Place each entry in its highest category and order each category by energy."""
     problems = comparability_problems(entries)
     if problems and not allow_mixed:
@@ -122,8 +149,7 @@ def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLD
     board = Leaderboard(tuple(sorted(thresholds)), {t: [] for t in sorted(thresholds, reverse=True)}, [], [], [],
                         problems)
     for entry in entries:
-        if not entry.result.scored:
-            board.failed.append(entry)
+        if _set_apart(entry, board, allow_unaudited):
             continue
         entry.category = category_for(entry.accuracy or 0.0, board.thresholds)
         if entry.total_j is None:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from evaluator.config import BatchConfig, ScoreConfig
-from evaluator.errors import ResultError
 from evaluator.fileio import atomic_write_bytes
-from evaluator.typedjson import JsonObject, TypedJsonError, doc, from_json, json_schema, to_json
+from evaluator.typedjson import JsonObject, doc, json_schema, to_json
 
 SCHEMA_VERSION = 2
 RESULT_KIND = "edl-result"
@@ -260,6 +259,38 @@ class Energy:
 
 
 @dataclass
+class PrivateCheck:
+    """The submission on the organiser's held-back images, beside its test-set accuracy."""
+
+    fingerprint: str
+    images: int
+    correct: int
+    accuracy: float
+    gap_points: float = field(metadata=doc("test-set accuracy minus private accuracy, in percentage points"))
+    tolerance_points: float
+
+
+@dataclass
+class Audit:
+    """The generalization audit: accuracy on secret flipped and shifted copies of the test set, and the verdict."""
+
+    verdict: Literal["pass", "suspect"]
+    reason: str = field(metadata=doc("one line: why suspect (empty on pass)"))
+    family: str = field(metadata=doc("the transforms, in words"))
+    copies: int
+    shift_px: int
+    seed_commitment: str = field(metadata=doc("sha256 of the audit secret (never the secret itself)"))
+    organiser_secret: bool = field(metadata=doc("drawn from the organiser's secret (re-checkable by edl verify) "
+                                                "rather than a one-off random one"))
+    correct: list[int] = field(metadata=doc("correct answers on each copy"))
+    accuracy: float = field(metadata=doc("mean accuracy over the copies"))
+    drop_points: float = field(metadata=doc("test-set accuracy minus audit accuracy, in percentage points"))
+    tolerance_points: float
+    private: PrivateCheck | None = None
+    provider: str = field(default="", metadata=doc("where the audit ran: the scoring's provider"))
+
+
+@dataclass
 class Integrity:
     algorithm: str
     sha256: str
@@ -292,6 +323,7 @@ class Result:
     seconds: float | None = field(default=None, metadata=doc("the measured window (median of runs)"))
     images_per_second: float | None = None
     energy: Energy | None = None
+    audit: Audit | None = field(default=None, metadata=doc("null: the audit was switched off (--audit-copies 0)"))
     runs: list[Run] = field(default_factory=list)
     reason: str = field(default="", metadata=doc("a failed result: what went wrong, in one line"))
     elapsed_s: float | None = None
@@ -308,6 +340,10 @@ class Result:
     @property
     def total_j(self) -> float | None:
         return self.energy.total_j if self.energy is not None else None
+
+    @property
+    def suspect(self) -> bool:
+        return self.audit is not None and self.audit.verdict == "suspect"
 
     @property
     def gpu_model(self) -> str | None:
@@ -388,29 +424,3 @@ def write_document(path: Path, document: object) -> None:
 
 def write_result(path: Path, result: Result) -> None:
     write_document(path, result)
-
-
-def parse_result(document: object, where: str) -> Result:
-    """A ``Result`` from parsed JSON; a foreign or outdated document is a ResultError saying what to do."""
-    if not isinstance(document, dict) or document.get("kind") != RESULT_KIND:
-        raise ResultError(f"{where}: not an edl result document")
-    version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultError(f"{where}: result schema {version} is not this edl's schema {SCHEMA_VERSION}; rescore "
-                          "the submission with this version (edl score-dir --force)")
-    try:
-        return from_json(Result, document, "result")
-    except TypedJsonError as exc:
-        raise ResultError(f"{where}: malformed result ({exc}); rescore the submission") from None
-
-
-def read_result(path: Path) -> Result:
-    """Read a result written by ``write_result`` (or the result.json inside a result folder)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / RESULT_NAME
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ResultError(f"{path}: not a readable JSON result ({exc})") from None
-    return parse_result(document, str(path))

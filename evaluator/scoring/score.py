@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig
+from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, Secrets
 from evaluator.contract.check import CheckReport, check_submission
 from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
-from evaluator.data.store import resolve
+from evaluator.data.store import load_path, resolve
 from evaluator.errors import DataError, MeterError, ResultError, SubmissionError
 from evaluator.fileio import sha256_file
 from evaluator.power.analysis import Samples, Window
@@ -30,6 +30,7 @@ from evaluator.report.energy import run_energy, summarise, unmeasured
 from evaluator.report.integrity import seal
 from evaluator.report.result import (
     RESULT_NAME,
+    Audit,
     Cooldown,
     Fairness,
     FileRecord,
@@ -43,6 +44,7 @@ from evaluator.report.result import (
 )
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
 from evaluator.runtime.session import SessionInfo, create_session
+from evaluator.scoring.audit import run_audit
 from evaluator.scoring.hostinfo import host, versions
 from evaluator.scoring.progress import Progress, Silent
 from evaluator.scoring.records import (
@@ -260,11 +262,31 @@ def _session_warnings(prepared: Prepared) -> list[str]:
     return [f"{len(off)} node(s) run outside {prepared.info.providers[0]}: " + ", ".join(off[:10])]
 
 
+def private_phase(config: ScoreConfig) -> Dataset | None:
+    """The organiser's held-back images, read before anything is measured (a bad path fails early)."""
+    return load_path(config.audit.private_data) if config.audit.private_data is not None else None
+
+
+def audit_phase(prepared: Prepared, dataset: Dataset, private: Dataset | None, config: ScoreConfig,
+                secret: str | None, progress: Progress, first: Run) -> Audit | None:
+    """The generalization audit, outside every window: audit copies and private images, same session."""
+    if config.audit.audit_copies == 0:
+        return None
+    progress.phase("audit")
+    return run_audit(prepared.runner.predict, dataset, first.correct / dataset.count, config.audit, secret, private,
+                     prepared.info.provider)
+
+
 def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prepared: Prepared, runs: list[Run],
-             warnings: list[str]) -> Result:
+             audit: Audit | None, warnings: list[str]) -> Result:
     """The result document of a scored submission (unsealed): a summary of the runs, and the runs."""
     first = runs[0]
     accuracy = first.correct / dataset.count
+    if audit is None:
+        warnings = [*warnings, "the generalization audit was switched off (--audit-copies 0): this result is not "
+                    "ranked unless the leaderboard is given --allow-unaudited"]
+    elif audit.verdict == "suspect":
+        warnings = [*warnings, f"generalization audit: suspect: {audit.reason}"]
     return Result(
         status="scored", created_utc=utc_now(),
         model=model_record(submission.name, submission.path, submission.report), data=data_record(dataset),
@@ -277,21 +299,24 @@ def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prep
         thresholds=list(DEFAULT_THRESHOLDS), prediction_mismatch_passes=first.prediction_mismatch_passes,
         seconds=statistics.median(run.seconds for run in runs),
         images_per_second=statistics.median(run.images_per_second for run in runs),
-        energy=summarise(runs, config.passes, dataset.count), runs=runs,
+        energy=summarise(runs, config.passes, dataset.count), audit=audit, runs=runs,
         warnings=warnings + _session_warnings(prepared) + [w for run in runs for w in run.warnings])
 
 
 def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, progress: Progress | None = None,
-          name: str = "", data_fingerprint: str = "") -> Result:
+          name: str = "", data_fingerprint: str = "", secrets: Secrets | None = None) -> Result:
     """Score ``model_path``; write the sealed result into ``out_dir`` and return it."""
+    secrets = secrets or Secrets()
     progress = progress or Silent()
     submission = check_phase(model_path, config, progress, name)
     dataset = data_phase(config, progress, data_fingerprint)
+    private = private_phase(config)
     out_dir = prepare_out_dir(Path(out_dir) if out_dir is not None else default_out_dir(model_path))
     warnings = list(submission.report.warnings)
     if not dataset.official:
         warnings.append(f"data: {dataset.note or 'not the official test set'}")
     run, prepared = measure_run(submission, dataset, config, out_dir, 1, progress)
-    result = seal(assemble(submission, dataset, config, prepared, [run], warnings))
+    audit = audit_phase(prepared, dataset, private, config, secrets.audit_secret, progress, run)
+    result = seal(assemble(submission, dataset, config, prepared, [run], audit, warnings))
     write_result(out_dir / RESULT_NAME, result)
     return result

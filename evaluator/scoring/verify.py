@@ -12,15 +12,25 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from evaluator.config import RuntimeConfig
+from evaluator.contract.check import check_submission
+from evaluator.data.store import resolve
 from evaluator.errors import MeterError
 from evaluator.fileio import sha256_file
 from evaluator.power.analysis import Window, load_samples
 from evaluator.report.categories import category_for
 from evaluator.report.energy import run_energy
 from evaluator.report.integrity import seal_holds
-from evaluator.report.result import RESULT_NAME, Result, Run, read_result
+from evaluator.report.reader import read_result
+from evaluator.report.result import RESULT_NAME, Result, Run
+from evaluator.runtime.runner import BoundRunner, make_batches
+from evaluator.runtime.session import create_session
+from evaluator.scoring.audit import audit_copies, commitment, verdict
 
 REL_TOL = 1e-9
+REAUDIT_TOLERANCE = 0.002  # a share of the images that another provider's numerics may classify differently
 
 
 @dataclass
@@ -119,7 +129,59 @@ def _check_summary(result: Result, checks: Checks) -> None:
     checks.add("energy.total_j = median of runs", _close(energy.total_j, median), f"{energy.total_j}")
 
 
-def verify_result(path: Path, model: Path | None = None) -> list[Check]:
+def _audit_figures(result: Result, checks: Checks) -> None:
+    """The verdict follows from the recorded figures (whatever the secret)."""
+    audit, accuracy = result.audit, result.accuracy
+    assert audit is not None and accuracy is not None and result.data is not None
+    mean = sum(audit.correct) / (len(audit.correct) * result.data.images)
+    checks.add("audit accuracy = mean of its copies", _close(audit.accuracy, mean), f"{audit.correct}")
+    expected, _ = verdict(accuracy, audit.accuracy, audit.private, result.config.audit)
+    checks.add("audit verdict follows from its figures", expected == audit.verdict, audit.verdict)
+
+
+def _audit_again(result: Result, model_path: Path, secret: str, data: Path | None, checks: Checks) -> None:
+    """Re-derive the audit copies from the secret and classify them again, on the CPU."""
+    audit = result.audit
+    assert audit is not None and result.data is not None
+    dataset = resolve(data if data is not None else result.config.data, allow_download=False)
+    if dataset.fingerprint != result.data.fingerprint:
+        checks.add("audit copies re-derived", False, f"the test set at hand ({dataset.fingerprint[:16]}…) is not the "
+                   "one scored; pass --data with the scored test set")
+        return
+    contract = check_submission(model_path, result.config.limits).contract
+    if contract is None:
+        checks.add("audit copies re-derived", False, f"{model_path} no longer passes edl check")
+        return
+    session, info = create_session(model_path, RuntimeConfig(provider="cpu"))
+    batches, _ = make_batches(dataset.images, contract, result.batch_size or contract.batch_size(None)[0])
+    runner = BoundRunner(session, contract, batches, info, 0, dataset.count)
+    again = [int(np.count_nonzero(runner.predict(copy) == dataset.labels))
+             for copy in audit_copies(dataset, secret, result.config.audit)]
+    allowed = max(2, int(REAUDIT_TOLERANCE * dataset.count))  # another provider may flip a few predictions
+    close = all(abs(a - b) <= allowed for a, b in zip(again, audit.correct, strict=True))
+    checks.add("audit copies re-derived and classified again", close,
+               f"recorded {audit.correct}, on the CPU now {again} (allowed difference {allowed} per copy)")
+
+
+def _check_audit(result: Result, model_path: Path, secret: str | None, data: Path | None, checks: Checks) -> None:
+    if result.audit is None:
+        checks.add("generalization audit", None, "this result has no audit (--audit-copies 0, or an older result)")
+        return
+    _audit_figures(result, checks)
+    if secret is None:
+        why = ("pass --audit-secret (or EDL_AUDIT_SECRET) to re-derive the audit copies"
+               if result.audit.organiser_secret
+               else "the audit used a one-off secret that was never kept: it cannot be re-derived")
+        checks.add("audit secret", None, why)
+        return
+    checks.add("audit secret matches the recorded commitment", commitment(secret) == result.audit.seed_commitment)
+    if commitment(secret) != result.audit.seed_commitment or not model_path.is_file():
+        return
+    _audit_again(result, model_path, secret, data, checks)
+
+
+def verify_result(path: Path, model: Path | None = None, audit_secret: str | None = None,
+                  data: Path | None = None) -> list[Check]:
     """Every check on the result at ``path`` (or the result.json in that folder); raises only for a non-result."""
     path = Path(path)
     if path.is_dir():
@@ -139,4 +201,5 @@ def verify_result(path: Path, model: Path | None = None) -> list[Check]:
         measured = _check_run_arithmetic(run, result.data.images, checks)
         _check_run_samples(run, measured, result.data.images, path.parent, checks)
     _check_summary(result, checks)
+    _check_audit(result, model or Path(result.model.path), audit_secret, data, checks)
     return checks.items

@@ -24,7 +24,8 @@ from builders import (
 
 from evaluator.batch.directory import score_directory
 from evaluator.config import BatchConfig, RuntimeConfig
-from evaluator.report.result import RESULT_NAME, read_result
+from evaluator.report.reader import read_result
+from evaluator.report.result import RESULT_NAME
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from builders import fast_config, oracle_images, oracle_model, save_npz
+from builders import colour_images, colour_model, fast_config, save_npz
 
 
 @pytest.fixture(scope="session")
@@ -10,10 +10,12 @@ def template(tmp_path_factory):
     from evaluator.scoring.score import score
 
     folder = tmp_path_factory.mktemp("template")
-    images, labels = oracle_images(200, correct=190)
+    images, labels = colour_images(200, correct=190)
     with pytest.MonkeyPatch.context() as patch:  # session-scoped: the autouse isolation has not run yet
         patch.setenv("EDL_NVML_MODULE", "fake_pynvml")
         patch.setenv("FAKE_NVML_MODE", "absent")
         patch.setenv("EDL_POWERCAP_ROOT", str(folder / "no-powercap"))
-        return score(oracle_model(folder / "m.onnx"), fast_config(save_npz(folder / "d.npz", images, labels)),
-                     folder / "o")
+        result = score(colour_model(folder / "m.onnx"), fast_config(save_npz(folder / "d.npz", images, labels)),
+                       folder / "o")
+    assert result.audit.verdict == "pass"
+    return result

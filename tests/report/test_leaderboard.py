@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from builders import PowercapTree, conv_model, failed_variant, fast_config, oracle_images, oracle_model, result_variant
+from builders import PowercapTree, colour_images, colour_model, conv_model, failed_variant, fast_config, result_variant
 from builders import save_npz as save_data
 
 from evaluator.errors import EdlError
@@ -75,11 +75,11 @@ def test_scored_by_the_real_scorer_and_ranked_end_to_end(tmp_path, monkeypatch, 
     from evaluator.report.render import render
 
     fake_gpu(watts=80.0)
-    images, labels = oracle_images(1000, correct=930)
+    images, labels = colour_images(1000, correct=930)
     data = save_data(tmp_path / "d.npz", images, labels)
     subs = tmp_path / "subs"
     subs.mkdir()
-    oracle_model(subs / "light.onnx", "uint8", "NHWC")
+    colour_model(subs / "light.onnx")
     conv_model(subs / "heavy.onnx", channels=64)  # random weights: about chance accuracy, unranked
     monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
     with PowercapTree(tmp_path / "pc", package_watts=[40.0]):

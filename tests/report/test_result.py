@@ -11,7 +11,8 @@ from builders import fast_config, oracle_images, oracle_model, save_npz
 
 from evaluator.errors import ResultError
 from evaluator.report.integrity import canonical_bytes, seal, seal_holds
-from evaluator.report.result import RESULT_NAME, Result, read_result, result_json, result_schema, write_result
+from evaluator.report.reader import read_result
+from evaluator.report.result import RESULT_NAME, Result, result_json, result_schema, write_result
 from evaluator.scoring.score import score
 
 SCHEMA_FILE = Path(__file__).parents[2] / "evaluator" / "report" / "result.schema.json"
@@ -47,7 +48,8 @@ def test_the_seal_covers_every_field_but_itself(scored):
 
 @pytest.mark.parametrize(("document", "message"), [
     ({"kind": "something-else"}, "not an edl result document"),
-    ({"kind": "edl-result", "schema_version": 1}, "result schema 1 is not this edl's schema 2"),
+    ({"kind": "edl-result", "schema_version": 7}, "result schema 7 is not one this edl reads"),
+    ({"kind": "edl-result", "schema_version": 1}, "malformed result"),
     ({"kind": "edl-result", "schema_version": 2, "status": "scored"}, "malformed result"),
 ])
 def test_foreign_old_and_broken_documents_are_refused_with_a_reason(tmp_path, document, message):

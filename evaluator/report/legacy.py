@@ -1,0 +1,100 @@
+"""Results written by edl 0.1 (schema 1), read into today's Result so a past round's results stay usable.
+
+A schema-1 result is checked against its own seal first (sha256 of its canonical JSON), then mapped
+field by field. It carries no generalization audit (``audit`` is null), so the leaderboard ranks it
+only with ``--allow-unaudited``, and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
+from evaluator.report.integrity import seal
+from evaluator.report.result import Result
+from evaluator.typedjson import from_json, to_json
+
+LEGACY_VERSION = 1
+LEGACY_NOTE = "read from a schema-1 result (edl 0.1): it has no generalization audit"
+# schema 1's settings -> (group, option) of today's ScoreConfig
+_SETTINGS = {"provider": ("runtime", "provider"), "gpu": ("runtime", "gpu"), "batch_size": ("runtime", "batch_size"),
+             "prefer_nhwc": ("runtime", "prefer_nhwc"), "cuda_graph": ("runtime", "cuda_graph"),
+             "overlap_batches": ("runtime", "overlap_batches"), "cudnn_search": ("runtime", "cudnn_search"),
+             "tf32": ("runtime", "tf32"), "meter": ("meter", "enabled"), "idle_seconds": ("meter", "idle_s"),
+             "sample_ms": ("meter", "sample_period_ms"), "cooldown_seconds": ("meter", "cooldown_s"),
+             "target_temp_c": ("meter", "target_temp_c"), "temp_band_c": ("meter", "temp_band_c"),
+             "passes": ("", "passes"), "warmup_passes": ("", "warmup_passes"), "tune": ("", "tune"),
+             "tune_seconds": ("", "tune_window_s")}
+
+
+def seal_held(document: dict[str, Any]) -> bool:
+    """Schema 1's seal: sha256 of the JSON without its integrity field, keys sorted, no spaces."""
+    body = {key: value for key, value in document.items() if key != "integrity"}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return (document.get("integrity") or {}).get("sha256") == digest
+
+
+def _config(settings: dict[str, Any]) -> ScoreConfig:
+    groups: dict[str, dict[str, Any]] = {"": {}, "runtime": {}, "meter": {}}
+    for old, (group, name) in _SETTINGS.items():
+        if settings.get(old) is not None:
+            groups[group][name] = settings[old]
+    return ScoreConfig(**groups[""], runtime=RuntimeConfig(**groups["runtime"]), meter=MeterConfig(**groups["meter"]))
+
+
+def _known(cls: type, values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Only the keys today's ``cls`` knows (schema 1 had a few more, e.g. per-domain peaks)."""
+    if values is None:
+        return None
+    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    return {key: value for key, value in values.items() if key in names}
+
+
+def _run(document: dict[str, Any]) -> dict[str, Any]:
+    from evaluator.report.result import GpuState, RunEnergy
+
+    energy = _known(RunEnergy, document["energy"]) or {}
+    energy["domains"] = {name: {key: value for key, value in domain.items() if key != "reason" or value}
+                         for name, domain in (energy.get("domains") or {}).items()}
+    fairness = dict(document["fairness"])
+    fairness["gpu_start"], fairness["gpu_end"] = (_known(GpuState, fairness.get(k)) for k in ("gpu_start", "gpu_end"))
+    windows = document.get("windows", [])
+    measured = next(w for w in windows if w["name"] == "measured")
+    return {"index": 1, "started_utc": document["created_utc"], "host": document["host"],
+            "batch_size": document["batch_size"], "passes": document["passes"],
+            "seconds": measured["end_s"] - measured["start_s"], "images_per_second": document["images_per_second"],
+            "correct": document["correct"], "prediction_mismatch_passes": document["prediction_mismatch_passes"],
+            "energy": energy, "fairness": fairness, "windows": windows,
+            "samples": (document.get("files") or {}).get("samples"), "warnings": []}
+
+
+def _scored(document: dict[str, Any]) -> dict[str, Any]:
+    energy = document["energy"]
+    summary = {key: energy.get(key) for key in ("total_j", "gpu_j", "cpu_j", "dram_j", "per_pass_j", "per_image_j")}
+    summary |= {"total_domains": energy.get("total_domains", []), "missing_domains": energy.get("missing_domains", {}),
+                "repeats_j": [energy.get("total_j")], "reason": energy.get("reason", "")}
+    keep = ("contract", "provider", "tuning", "batch_size", "batch_size_rule", "padded_images", "passes",
+            "warmup_passes", "correct", "accuracy", "category", "thresholds", "prediction_mismatch_passes", "seconds",
+            "images_per_second")
+    return {key: document[key] for key in keep if key in document} | {"energy": summary, "runs": [_run(document)]}
+
+
+def upgrade(document: dict[str, Any], where: str) -> Result:
+    """Today's Result from a schema-1 document; sealed anew only when its own seal held."""
+    model = dict(document["model"])
+    model.setdefault("name", model["path"].rsplit("/", 1)[-1].removesuffix(".onnx"))
+    upgraded: dict[str, Any] = {
+        "status": document["status"], "created_utc": document["created_utc"], "model": model,
+        "config": to_json(_config(document.get("settings") or {})), "versions": document["versions"],
+        "host": document.get("host") or {"hostname": "", "os": "", "cpu": "", "cpu_count": None},
+        "warnings": [*document.get("warnings", []), LEGACY_NOTE],
+        "data": document["data"] if "images" in document.get("data", {}) else None,
+    }
+    if document["status"] == "scored":
+        upgraded |= _scored(document)
+    else:
+        upgraded |= {key: document.get(key) for key in ("reason", "elapsed_s", "timeout_s")}
+    result = from_json(Result, upgraded, where)
+    return seal(result) if seal_held(document) else result

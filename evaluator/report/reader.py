@@ -1,0 +1,39 @@
+"""The one reader of result documents: today's schema, and schema 1 upgraded (see ``legacy``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from evaluator.errors import ResultError
+from evaluator.report.legacy import LEGACY_VERSION, upgrade
+from evaluator.report.result import RESULT_KIND, RESULT_NAME, SCHEMA_VERSION, Result
+from evaluator.typedjson import TypedJsonError, from_json
+
+
+def parse_result(document: object, where: str) -> Result:
+    """A ``Result`` from parsed JSON; a foreign or outdated document is a ResultError saying what to do."""
+    if not isinstance(document, dict) or document.get("kind") != RESULT_KIND:
+        raise ResultError(f"{where}: not an edl result document")
+    version = document.get("schema_version")
+    if version not in (SCHEMA_VERSION, LEGACY_VERSION):
+        raise ResultError(f"{where}: result schema {version} is not one this edl reads ({LEGACY_VERSION}, "
+                          f"{SCHEMA_VERSION}); rescore the submission with this version (edl score-dir --force)")
+    try:
+        if version == LEGACY_VERSION:
+            return upgrade(document, "result")
+        return from_json(Result, document, "result")
+    except (TypedJsonError, KeyError, StopIteration, TypeError) as exc:
+        raise ResultError(f"{where}: malformed result ({type(exc).__name__}: {exc}); rescore the submission") from None
+
+
+def read_result(path: Path) -> Result:
+    """Read a result written by ``write_result`` (or the result.json inside a result folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULT_NAME
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"{path}: not a readable JSON result ({exc})") from None
+    return parse_result(document, str(path))
