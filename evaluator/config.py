@@ -170,9 +170,15 @@ class ScoreConfig(Options):
     data: Path | None = option(None, "Test set: cifar-10-python.tar.gz, cifar-10-batches-py/, the binary version, "
                                "or .npz [default: the cached official set]", comparable=False)
     passes: int = option(200, "Measured passes over the whole test set", minimum=1)
-    warmup_passes: int = option(1, "Warm-up passes, outside the measured window", flag="--warmup", minimum=0)
+    repeat: int = option(1, "Measured runs of the same passes: the result reports their median and a 95 % interval",
+                         minimum=1, comparable=False, command_defaults=((SCORE_DIR, 3),))
+    warmup_passes: int = option(1, "Warm-up passes (at least), outside the measured window", flag="--warmup",
+                                minimum=0)
+    warmup_s: float = option(0.25, "Warm-up time (at least): passes continue until both minimums are met (s)",
+                             flag="--warmup-seconds", minimum=0)
     tune: bool = option(False, "Search the allowed runtime settings first; measure the winner in full")
-    tune_window_s: float = option(2.0, "Window per --tune candidate (s)", flag="--tune-seconds", above=0)
+    tune_window_s: float = option(2.0, "Window per --tune candidate and round (s)", flag="--tune-seconds", above=0)
+    tune_rounds: int = option(2, "Rounds of --tune measurements, candidates interleaved", minimum=1)
     runtime: RuntimeConfig = group(RuntimeConfig)
     meter: MeterConfig = group(MeterConfig)
     audit: AuditConfig = group(AuditConfig)
@@ -197,6 +203,14 @@ class BatchConfig(Options):
     force: bool = option(False, "Rescore submissions that already have a matching result", commands=(SCORE_DIR,))
     max_memory_gb: float = option(16.0, "Address-space limit of each CPU scoring child (GiB)", above=0,
                                   commands=(SCORE_DIR,))
+    reference: Path | None = option(None, "A reference submission scored before the first submission, every "
+                                    "--reference-every submissions and after the last: its drift is recorded",
+                                    commands=(SCORE_DIR,))
+    reference_every: int = option(10, "Submissions between two reference runs", minimum=1, commands=(SCORE_DIR,))
+    rematch: tuple[str, ...] = option((), "Submissions (names, comma-separated) to give --repeat more runs each, "
+                                      "interleaved: how a tie is broken", commands=(SCORE_DIR,),
+                                      parse=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
+                                      show=lambda names: ",".join(names))
 
 
 # --- walking the options ----------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from evaluator.report.result import (
 )
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.records import data_record, failed_result
-from evaluator.scoring.score import prepare_out_dir
+from evaluator.scoring.phases import prepare_out_dir
 
 BATCH_NAME = "batch.json"
 ProgressHook = Callable[[str, int, int], None]

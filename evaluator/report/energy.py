@@ -15,6 +15,7 @@ from evaluator.power.analysis import (
     domain_reading,
 )
 from evaluator.report.result import DomainEnergy, Energy, IdleRecord, Run, RunEnergy
+from evaluator.report.uncertainty import interval
 
 SHORT_WINDOW_S = 10.0
 
@@ -89,16 +90,29 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(known) if known and len(known) == len(values) else None
 
 
+def counter_step_bound_j(run: Run) -> float:
+    """The joules one NVML counter step can hide in this run's window (0 without a GPU counter)."""
+    energy = run.energy
+    if energy.gpu_counter_quantisation_bound is None or energy.gpu_j is None:
+        return 0.0
+    return energy.gpu_counter_quantisation_bound * energy.gpu_j
+
+
 def summarise(runs: list[Run], passes: int, images: int) -> Energy:
-    """The submission's energy over its runs: median figures, and every run's total beside them."""
+    """The submission's energy over its runs: median figures, a 95 % interval, and every run's total."""
     repeats = [run.energy.total_j for run in runs]
     total = _median(repeats)
     first = runs[0].energy
+    low_high, method = None, ""
+    if total is not None:
+        low, high, method = interval([t for t in repeats if t is not None], [counter_step_bound_j(r) for r in runs])
+        low_high = [low, high]
     return Energy(
         total_j=total, total_domains=first.total_domains, missing_domains=first.missing_domains,
         gpu_j=_median([run.energy.gpu_j for run in runs]), cpu_j=_median([run.energy.cpu_j for run in runs]),
         dram_j=_median([run.energy.dram_j for run in runs]),
         per_pass_j=None if total is None else total / passes,
         per_image_j=None if total is None else total / (passes * images), repeats_j=repeats,
+        total_j_interval=low_high, interval_method=method,
         reason="" if total is not None else (first.reason or "a run has no energy total"),
     )

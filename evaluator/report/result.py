@@ -229,6 +229,9 @@ class Run:
     started_utc: str
     host: HostRecord
     batch_size: int
+    warmup_passes: int = field(metadata=doc("warm-up passes run: at least --warmup, and at least --warmup-seconds"))
+    warmup_s: float
+    start_temp_c: float | None = field(metadata=doc("GPU temperature when the idle baseline began"))
     passes: int
     seconds: float = field(metadata=doc("the measured window"))
     images_per_second: float
@@ -255,6 +258,9 @@ class Energy:
     per_pass_j: float | None
     per_image_j: float | None
     repeats_j: list[float | None] = field(metadata=doc("each run's total_j, in run order"))
+    total_j_interval: list[float] | None = field(default=None, metadata=doc(
+        "[low, high]: a 95 % interval for total_j from the repeat spread and the counter-step bound"))
+    interval_method: str = ""
     reason: str = field(default="", metadata=doc("why total_j is null, when it is"))
 
 

@@ -1,0 +1,66 @@
+"""Before anything is measured: the submission checked, the test set (and private images) loaded, the result
+folder writable. Each phase refuses early with a clear reason, so nothing half-measured is ever written."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluator.config import ScoreConfig
+from evaluator.contract.check import CheckReport, check_submission
+from evaluator.contract.spec import Contract
+from evaluator.data.dataset import Dataset
+from evaluator.data.store import load_path, resolve
+from evaluator.errors import DataError, ResultError, SubmissionError
+from evaluator.scoring.progress import Progress
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submission that passed its checks: what it is and how to feed it."""
+
+    name: str
+    path: Path
+    report: CheckReport
+    contract: Contract
+
+
+def default_out_dir(model_path: Path) -> Path:
+    return Path("results") / Path(model_path).stem
+
+
+def check_phase(model_path: Path, config: ScoreConfig, progress: Progress, name: str = "") -> Submission:
+    """The same checks as ``edl check``; an invalid submission is refused before anything runs."""
+    progress.phase("check")
+    report = check_submission(model_path, config.limits)
+    if not report.valid or report.contract is None:
+        raise SubmissionError(report.problems)
+    return Submission(name or Path(model_path).stem, Path(model_path), report, report.contract)
+
+
+def data_phase(config: ScoreConfig, progress: Progress, fingerprint: str = "") -> Dataset:
+    """The test set; with ``fingerprint``, exactly that one (a batch's children see what the batch resolved)."""
+    progress.phase("data")
+    dataset = resolve(config.data)
+    if fingerprint and dataset.fingerprint != fingerprint:
+        raise DataError(f"the test set here ({dataset.source}, fingerprint {dataset.fingerprint[:16]}…) is not the "
+                        f"one the batch resolved ({fingerprint[:16]}…); give every host the same --data")
+    return dataset
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Fail before measuring if results cannot be written (read-only folder, full disk)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"\0" * 65536)
+        probe.unlink()
+    except OSError as exc:
+        raise ResultError(f"cannot write results to {out_dir} ({exc.strerror or exc}); pass a writable --out") from None
+    return out_dir
+
+
+def private_phase(config: ScoreConfig) -> Dataset | None:
+    """The organiser's held-back images, read before anything is measured (a bad path fails early)."""
+    return load_path(config.audit.private_data) if config.audit.private_data is not None else None

@@ -1,0 +1,197 @@
+"""One measured run: the session (and --tune) on the first, the GPU's fairness record, cool-down, idle
+baseline, a warm-up of at least ``warmup_s``, the measured passes, and the run's energy from its samples."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.config import MeterConfig, ScoreConfig
+from evaluator.data.dataset import Dataset
+from evaluator.errors import MeterError
+from evaluator.fileio import sha256_file
+from evaluator.power.analysis import Samples, Window
+from evaluator.power.meter import Meter
+from evaluator.report.energy import run_energy, unmeasured
+from evaluator.report.result import Cooldown, Fairness, FileRecord, GpuState, Run, RunEnergy, Tuning, utc_now
+from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
+from evaluator.runtime.session import SessionInfo, create_session
+from evaluator.scoring.hostinfo import host
+from evaluator.scoring.phases import Submission
+from evaluator.scoring.progress import Progress
+from evaluator.scoring.records import window_records
+from evaluator.scoring.thermal import GpuWatch, cool_down
+from evaluator.scoring.tune import run_tuning
+
+
+@dataclass
+class Prepared:
+    """The submission resident on its device, ready to run passes (and reused by every repeat)."""
+
+    runner: BoundRunner
+    info: SessionInfo
+    batch_size: int
+    batch_size_rule: str
+    padded_images: int
+    tuning: Tuning | None
+
+
+def samples_name(run_index: int) -> str:
+    return f"samples-{run_index}.csv"
+
+
+def timeline_name(run_index: int) -> str:
+    return f"timeline-{run_index}.png"
+
+
+def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path,
+                  samples_path: Path | None, progress: Progress) -> Prepared:
+    """Search the runtime settings (with --tune), open the session, upload the batches, capture graphs."""
+    runtime, tuning = config.runtime, None
+    if config.tune:
+        runtime, tuning = run_tuning(submission.path, submission.contract, dataset, config, samples_path, progress)
+    progress.phase("session")
+    trt_cache = str((out_dir / "trt-cache").resolve()) if runtime.provider == "tensorrt" else ""
+    session, info = create_session(submission.path, runtime, trt_cache)
+    size, rule = submission.contract.batch_size(runtime.batch_size)
+    if tuning is not None and submission.contract.batch_is_free:
+        rule = "--tune"
+    batches, padding = make_batches(dataset.images, submission.contract, size)
+    runner = prime_runner(submission.path, session, info, submission.contract, batches, runtime, dataset.count)
+    return Prepared(runner, info, size, rule, padding, tuning)
+
+
+def _run_passes(runner: BoundRunner, count: int, name: str, progress: Progress, images: int
+                ) -> tuple[list[Window], list[np.ndarray]]:
+    progress.phase(name, count * images if count else None)
+    windows, predictions = [], []
+    for index in range(count):
+        start = time.monotonic()
+        predictions.append(runner.run_pass())
+        windows.append(Window(f"{name}{index}", start, time.monotonic()))
+        progress.advance(images)
+    return windows, predictions
+
+
+def _exclusive_check(gpu_start: GpuState | None, config: ScoreConfig, warnings: list[str]) -> None:
+    others = gpu_start.other_compute_pids if gpu_start is not None else []
+    if others:
+        message = f"other processes compute on GPU {config.runtime.gpu}: pids {others}"
+        if config.meter.exclusive:
+            raise MeterError(f"{message}; --exclusive refuses to measure. Stop them, or drop --exclusive")
+        warnings.append(message + " (their power is counted)")
+
+
+def _warm_up(runner: BoundRunner, config: ScoreConfig, progress: Progress, images: int) -> tuple[Window | None, int]:
+    """Passes until both minimums are met: ``warmup_passes`` and ``warmup_s`` of work.
+
+    A short warm-up right after the idle baseline leaves the GPU's clocks and power still rising when
+    the measured window opens; a quarter second of work removes that bias from the window's start.
+    """
+    progress.phase("warmup")
+    start, count = time.monotonic(), 0
+    while count < config.warmup_passes or time.monotonic() - start < config.warmup_s:
+        runner.run_pass()
+        count += 1
+        progress.advance(images)
+    return (Window("warmup", start, time.monotonic()) if count else None), count
+
+
+@dataclass
+class _Measured:
+    """What one metered run saw, before the arithmetic."""
+
+    cooldown: Cooldown
+    start_temp_c: float | None
+    warmup: Window | None
+    warmup_passes: int
+    pass_windows: list[Window]
+    predictions: list[np.ndarray]
+    samples: Samples | None
+
+
+def _measure(prepared: Prepared, watch: GpuWatch, meter: Meter, config: ScoreConfig, thermal: MeterConfig,
+             images: int, progress: Progress) -> _Measured:
+    """Cool-down, idle baseline, warm-up and measured passes, each window marked on the meter."""
+    with meter.window("cooldown"):
+        cooldown = cool_down(watch, thermal, on_start=lambda: progress.phase("cool-down"))
+    start_temp_c = watch.temperature_c()
+    if meter.enabled and config.meter.idle_s > 0:
+        progress.phase("idle baseline")
+        with meter.window("idle"):
+            time.sleep(config.meter.idle_s)
+    warmup, warm_count = _warm_up(prepared.runner, config, progress, images)
+    if warmup is not None:
+        meter.mark(warmup)
+    pass_windows, predictions = _run_passes(prepared.runner, config.passes, "pass", progress, images)
+    meter.mark(Window("measured", pass_windows[0].start_s, pass_windows[-1].end_s))
+    return _Measured(cooldown, start_temp_c, warmup, warm_count, pass_windows, predictions, meter.stop())
+
+
+def _energy(measured: _Measured, meter: Meter, config: ScoreConfig, dataset: Dataset, out_dir: Path,
+            run_index: int, title: str) -> tuple[RunEnergy, list[str], FileRecord | None, FileRecord | None]:
+    """The run's energy from its samples, and the samples and timeline files that back it."""
+    if measured.samples is None:
+        return unmeasured("metering was switched off (--no-meter)"), [], None, None
+    window = meter.find("measured")
+    assert window is not None
+    energy, warnings = run_energy(measured.samples, window, config.passes, dataset.count,
+                                  meter.find("idle"), measured.pass_windows)
+    samples_file = FileRecord(samples_name(run_index), sha256_file(meter.samples_path))
+    timeline = None
+    if config.meter.plot:
+        from evaluator.power.timeline import plot_timeline
+
+        plot_timeline(measured.samples, meter.windows, out_dir / timeline_name(run_index), f"{title}: power")
+        timeline = FileRecord(timeline_name(run_index))
+    return energy, warnings, samples_file, timeline
+
+
+def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path, run_index: int,
+                progress: Progress, prepared: Prepared | None = None, target_temp_c: float | None = None
+                ) -> tuple[Run, Prepared]:
+    """One run: fairness record, (session and --tune on the first run), cool-down, idle, warm-up, passes, energy.
+
+    ``target_temp_c`` is a batch's common temperature: it replaces the configured cool-down target.
+    """
+    thermal = config.meter if target_temp_c is None else dataclasses.replace(config.meter, target_temp_c=target_temp_c)
+    started, warnings = utc_now(), list[str]()
+    watch = GpuWatch(config.runtime.gpu)
+    gpu_start = watch.record()
+    _exclusive_check(gpu_start, config, warnings)
+    meter = Meter(out_dir / samples_name(run_index), (config.runtime.gpu,), config.meter.sample_period_s,
+                  enabled=config.meter.enabled)
+    with meter:
+        if prepared is None:
+            prepared = session_phase(submission, dataset, config, out_dir,
+                                     meter.samples_path if meter.enabled else None, progress)
+        measured = _measure(prepared, watch, meter, config, thermal, dataset.count, progress)
+    energy, energy_warnings, samples_file, timeline = _energy(measured, meter, config, dataset, out_dir, run_index,
+                                                             submission.path.name)
+    first = measured.predictions[0]
+    mismatched = [i for i, p in enumerate(measured.predictions) if not np.array_equal(p, first)]
+    if mismatched:
+        warnings.append(f"{len(mismatched)} measured pass(es) predicted differently from the first: "
+                        f"{mismatched[:10]}")
+    window = meter.find("measured")
+    assert window is not None
+    run = Run(
+        index=run_index, started_utc=started, host=host(gpu_start.name if gpu_start else None),
+        batch_size=prepared.batch_size, warmup_passes=measured.warmup_passes,
+        warmup_s=measured.warmup.seconds if measured.warmup else 0.0, start_temp_c=measured.start_temp_c,
+        passes=config.passes, seconds=window.seconds,
+        images_per_second=config.passes * dataset.count / window.seconds,
+        correct=int(np.count_nonzero(first == dataset.labels)), prediction_mismatch_passes=mismatched,
+        energy=energy, fairness=_fairness(watch, gpu_start, measured.cooldown),
+        windows=window_records(meter.windows + measured.pass_windows), samples=samples_file, timeline=timeline,
+        warnings=warnings + energy_warnings)
+    return run, prepared
+
+
+def _fairness(watch: GpuWatch, gpu_start: GpuState | None, cooldown: Cooldown) -> Fairness:
+    return Fairness(gpu_start=gpu_start, gpu_end=watch.record(), gpu_unavailable=watch.reason or None,
+                    cooldown=cooldown)
