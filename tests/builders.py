@@ -366,3 +366,25 @@ def colour_model(path: Path, batch: int | str = "N") -> Path:
                     numpy_helper.from_array(-(palette**2).sum(1).astype(np.float32), "bias")]
     graph = helper.make_graph(nodes, "colour", [x], [y], initializers)
     return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def busy_colour_model(path: Path, channels: int, seed: int = 0) -> Path:
+    """``colour_model``'s answers, plus a convolution of ``channels`` filters whose result is added times zero:
+    the work (and so the time and energy) grows with ``channels``, the predictions do not change."""
+    model = onnx.load(colour_model(path))
+    rng = np.random.default_rng(seed)
+    graph = model.graph
+    graph.node[-1].output[0] = "clean_scores"
+    graph.initializer.extend([
+        numpy_helper.from_array(rng.standard_normal((channels, 3, 3, 3)).astype(np.float32), "busy_w"),
+        numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+    ])
+    graph.node.extend([
+        helper.make_node("Conv", ["pixels", "busy_w"], ["busy"], pads=[1, 1, 1, 1]),
+        helper.make_node("ReduceMean", ["busy"], ["busy_mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Unsqueeze", ["busy_mean", "one_axis"], ["busy_column"]),
+        helper.make_node("Mul", ["busy_column", "zero"], ["nothing"]),
+        helper.make_node("Add", ["clean_scores", "nothing"], ["scores"]),
+    ])
+    graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "one_axis"))
+    return save(model, path)

@@ -1,81 +1,56 @@
-"""``edl score-dir``: score every submission in a folder, one child process each, one after another.
+"""``edl score-dir``: score every submission in a folder, each run in its own child process, round robin.
 
-A child per submission means a crash, hang or out-of-memory costs only that submission: the
-failure is recorded as its result and the batch goes on. Energy windows never overlap because the
-children run in turn. Results are written atomically, so an interrupted batch resumes cleanly:
-a submission already scored with the same model, data and comparable settings is skipped.
+A child per run means a crash, hang or out-of-memory costs only that submission: the failure is
+recorded as its result and the batch goes on. Repeats are interleaved across submissions (A B C,
+A B C, ...) so that slow drift of the machine hits every submission alike, and every run cools the
+GPU to the batch's one target temperature first. An optional reference submission is scored
+before the first scoring, every ``--reference-every`` scorings and after the last: its drift is
+recorded. Results are written atomically and a batch resumes: a result (or a single run) already
+measured with the same model, data and comparable settings stands.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluator.batch.child import OUTCOME_NAME, Job, read_outcome, write_job
-from evaluator.batch.limits import ChildLimits, child_limits
+from evaluator.batch.child import Job
+from evaluator.batch.discover import Submission, discover
+from evaluator.batch.limits import child_limits
+from evaluator.batch.local import ChildOutcome, LocalBackend
+from evaluator.batch.reference import ReferenceRuns
+from evaluator.batch.thermal import batch_target
 from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_settings
 from evaluator.data.store import resolve
-from evaluator.errors import EdlError, ResultError
+from evaluator.errors import ResultError
 from evaluator.fileio import sha256_file
 from evaluator.report.integrity import seal
 from evaluator.report.reader import read_result
 from evaluator.report.result import (
+    BATCH_NAME,
     RESULT_NAME,
     BatchItem,
     BatchSummary,
     ChildLimitsRecord,
     DataRecord,
     Result,
+    ThermalRecord,
     utc_now,
     write_document,
     write_result,
 )
 from evaluator.scoring.hostinfo import versions
-from evaluator.scoring.records import data_record, failed_result
 from evaluator.scoring.phases import prepare_out_dir
+from evaluator.scoring.records import data_record, failed_result
+from evaluator.scoring.score import Plan, combine, run_name
 
-BATCH_NAME = "batch.json"
 ProgressHook = Callable[[str, int, int], None]
-"""Called with (submission name, index done, total)."""
+"""Called with (what is being scored, scorings done, scorings in all)."""
 
 
-@dataclass(frozen=True)
-class Submission:
-    name: str
-    model: Path | None  # None when the entry is not a usable submission
-    problem: str = ""
-
-
-def discover(directory: Path) -> list[Submission]:
-    """Each ``*.onnx`` file in ``directory``, and each sub-folder holding exactly one ``.onnx``."""
-    if not directory.is_dir():
-        raise EdlError(f"{directory}: not a folder of submissions")
-    found: list[Submission] = []
-    for entry in sorted(directory.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file() and entry.suffix == ".onnx":
-            found.append(Submission(entry.stem, entry))
-        elif entry.is_dir():
-            models = sorted(entry.glob("*.onnx"))
-            if len(models) == 1:
-                found.append(Submission(entry.name, models[0]))
-            else:
-                found.append(Submission(entry.name, None, f"the folder holds {len(models)} .onnx files; it needs one"))
-    names = [s.name for s in found]
-    duplicates = {name for name in names if names.count(name) > 1}
-    if duplicates:
-        raise EdlError(f"{directory}: several submissions are named {sorted(duplicates)} (a file and a folder?)")
-    return found
-
-
-def _previous(path: Path) -> Result | None:
+def _read(path: Path) -> Result | None:
     try:
         return read_result(path)
     except ResultError:
@@ -94,90 +69,115 @@ def still_stands(previous: Result | None, model: Path, fingerprint: str, config:
             and comparable_settings(previous.config) == comparable_settings(config))
 
 
-def _failure_reason(returncode: int, stderr: str) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        hint = {"SIGKILL": " (killed: out of memory?)", "SIGXCPU": " (its CPU-time limit ran out)"}.get(name, "")
-        return f"the scoring process died with {name}{hint}"
-    tail = [line for line in stderr.strip().splitlines() if line.strip()]
-    return f"the scoring process exited with code {returncode}" + (f": {tail[-1]}" if tail else "")
+@dataclass
+class Entry:
+    """One submission's part in the batch: what stands already, the runs still to measure, how it went."""
 
-
-def run_child(job: Job, timeout_s: float, limits: ChildLimits) -> tuple[str | None, bool]:
-    """Run one job in its own process group; the failure reason (None: scored) and whether it timed out."""
-    for stale in (RESULT_NAME, OUTCOME_NAME):
-        (job.out_dir / stale).unlink(missing_ok=True)  # a stale result must never stand for this run
-    job_path = write_job(job)
-    child = subprocess.Popen([sys.executable, "-m", "evaluator.batch.child", str(job_path)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env=os.environ | {"PYTHONUNBUFFERED": "1"}, preexec_fn=limits.apply)
-    try:
-        _, stderr = child.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.communicate()
-        return f"timed out after {timeout_s:g} s (--timeout); the scoring process was killed", True
-    finally:
-        job_path.unlink(missing_ok=True)
-    outcome = read_outcome(job.out_dir)
-    (job.out_dir / OUTCOME_NAME).unlink(missing_ok=True)
-    if outcome is None:
-        return _failure_reason(child.returncode, stderr), False
-    if outcome.ok and not (job.out_dir / RESULT_NAME).is_file():
-        return "the scoring process exited cleanly but wrote no result", False
-    return (None if outcome.ok else outcome.reason), False
+    submission: Submission
+    out_dir: Path
+    kept: list[Result] = field(default_factory=list)
+    complete: bool = False  # kept is the standing result.json itself (not runs left by an interrupted batch)
+    pending: list[int] = field(default_factory=list)
+    measured: list[int] = field(default_factory=list)
+    failure: tuple[str, float | None] | None = None
+    seconds: float = 0.0
 
 
 class _Batch:
-    """One score-dir run: the submissions in turn, their outcomes, the summary."""
+    """One score-dir run: what to measure, the children's outcomes, the results and the summary."""
 
     def __init__(self, out_root: Path, config: ScoreConfig, batch: BatchConfig, data: DataRecord,
                  secrets: Secrets) -> None:
         self.out_root, self.config, self.batch, self.data, self.secrets = out_root, config, batch, data, secrets
         self.limits = child_limits(config.runtime.provider, batch.timeout_s, batch.max_memory_gb)
         self.versions = versions()
-        self.items: list[BatchItem] = []
+        self.entries: list[Entry] = []
+        self.thermal = ThermalRecord(None, "not fixed yet", config.meter.temp_band_c)
 
-    def record_failure(self, submission: Submission, reason: str, elapsed_s: float = 0.0,
-                       timeout_s: float | None = None) -> None:
-        out_dir = self.out_root / submission.name
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result = failed_result(submission.name, submission.model, reason, self.config, self.data, self.versions,
-                               elapsed_s, timeout_s)
-        write_result(out_dir / RESULT_NAME, seal(result))
-        self.items.append(BatchItem(submission.name, "failed", reason=reason, seconds=elapsed_s))
-
-    def score(self, submission: Submission) -> None:
+    def plan(self, submission: Submission) -> Entry:
+        """What stands for ``submission`` and which runs remain: all, the missing ones, or a rematch's more."""
+        entry = Entry(submission, self.out_root / submission.name)
         if submission.model is None:
-            self.record_failure(submission, submission.problem)
-            return
-        out_dir = self.out_root / submission.name
-        previous = None if self.batch.force else _previous(out_dir / RESULT_NAME)
-        if still_stands(previous, submission.model, self.data.fingerprint, self.config, self.batch.timeout_s):
-            assert previous is not None
-            self.items.append(BatchItem(submission.name, "skipped", status=previous.status))
-            return
-        out_dir.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        job = Job(submission.model.resolve(), submission.name, out_dir, self.config, self.data.fingerprint,
-                  self.secrets)
-        reason, timed_out = run_child(job, self.batch.timeout_s, self.limits)
-        elapsed = time.monotonic() - started
-        if reason is not None:
-            self.record_failure(submission, reason, elapsed, self.batch.timeout_s if timed_out else None)
-        else:
-            self.items.append(BatchItem(submission.name, "scored", seconds=elapsed))
+            return entry
+        standing = None if self.batch.force else _read(entry.out_dir / RESULT_NAME)
+        if self._stands(standing, submission.model):
+            assert standing is not None
+            entry.kept, entry.complete = [standing], True
+            if submission.name in self.batch.rematch and standing.scored:
+                last = max(run.index for run in standing.runs)
+                entry.pending = list(range(last + 1, last + 1 + self.config.repeat))
+            return entry
+        candidates = [] if self.batch.force else [_read(path) for path in sorted(entry.out_dir.glob("run-*.json"))]
+        parts = [part for part in candidates if part is not None and self._stands(part, submission.model)]
+        done = {run.index for part in parts for run in part.runs}
+        entry.kept = parts if 1 in done else []  # run 1 carries the audit: without it, start again
+        entry.pending = [i for i in range(1, self.config.repeat + 1) if i not in done or not entry.kept]
+        return entry
 
-    def summary(self, directory: Path, started_utc: str, wall_s: float) -> BatchSummary:
-        counts = {kind: sum(1 for item in self.items if item.outcome == kind) for kind in ("scored", "failed",
-                                                                                            "skipped")}
+    def _stands(self, result: Result | None, model: Path) -> bool:
+        return still_stands(result, model, self.data.fingerprint, self.config, self.batch.timeout_s)
+
+    def jobs(self, references: ReferenceRuns | None) -> Iterator[Job]:
+        """Round robin over the pending runs, reference runs between; a failed submission gets no more runs."""
+        rounds = max((len(entry.pending) for entry in self.entries), default=0)
+        scorings = 0
+        if references is not None and rounds:
+            yield references.job(scorings)
+        for position in range(rounds):
+            for entry in self.entries:
+                if position < len(entry.pending) and entry.failure is None:
+                    yield self._job(entry, entry.pending[position])
+                    scorings += 1
+                    if references is not None and scorings % self.batch.reference_every == 0:
+                        yield references.job(scorings)
+        if references is not None and rounds and scorings % self.batch.reference_every:
+            yield references.job(scorings)
+
+    def _job(self, entry: Entry, index: int) -> Job:
+        assert entry.submission.model is not None
+        entry.out_dir.mkdir(parents=True, exist_ok=True)
+        plan = Plan(first_run=index, runs=1, audit=index == 1, target_temp_c=self.thermal.target_c,
+                    result_name=run_name(index))
+        return Job(entry.submission.model.resolve(), entry.submission.name, entry.out_dir, self.config,
+                   self.data.fingerprint, plan, self.secrets)
+
+    def done(self, job: Job, outcome: ChildOutcome) -> None:
+        entry = next(e for e in self.entries if e.submission.name == job.name and e.out_dir == job.out_dir)
+        entry.seconds += outcome.elapsed_s
+        if outcome.reason is not None:
+            entry.failure = (outcome.reason, self.batch.timeout_s if outcome.timed_out else None)
+        else:
+            entry.measured.append(job.plan.first_run)
+
+    def finish(self, entry: Entry) -> BatchItem:
+        """The submission's result from what stood and what was measured, written; its partial runs removed."""
+        name = entry.submission.name
+        if entry.submission.model is None or entry.failure is not None:
+            reason, timeout_s = entry.failure or (entry.submission.problem, None)
+            self._write(entry, failed_result(name, entry.submission.model, reason, self.config, self.data,
+                                             self.versions, entry.seconds, timeout_s))
+            return BatchItem(name, "failed", reason=reason, seconds=entry.seconds, runs=entry.measured)
+        if entry.complete and not entry.measured:
+            return BatchItem(name, "skipped", status=entry.kept[0].status)
+        parts = entry.kept + [result for index in entry.measured
+                              if (result := _read(entry.out_dir / run_name(index))) is not None]
+        self._write(entry, combine(parts))
+        return BatchItem(name, "scored", seconds=entry.seconds, runs=entry.measured)
+
+    def _write(self, entry: Entry, result: Result) -> None:
+        entry.out_dir.mkdir(parents=True, exist_ok=True)
+        write_result(entry.out_dir / RESULT_NAME, seal(result) if result.integrity is None else result)
+        for partial in entry.out_dir.glob("run-*.json"):
+            partial.unlink()
+
+    def summary(self, directory: Path, items: list[BatchItem], started_utc: str, wall_s: float,
+                references: ReferenceRuns | None) -> BatchSummary:
+        counts = {kind: sum(1 for item in items if item.outcome == kind) for kind in ("scored", "failed", "skipped")}
         return BatchSummary(
             directory=str(directory), data=self.data, config=self.config, batch=self.batch,
             limits=ChildLimitsRecord(self.batch.timeout_s, self.limits.cpu_seconds, self.limits.address_space_bytes),
-            counts=counts, submissions=self.items, started_utc=started_utc, wall_s=wall_s)
+            counts=counts, submissions=items, started_utc=started_utc, wall_s=wall_s, thermal=self.thermal,
+            reference=references.record() if references is not None else None)
 
 
 def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig | None = None,
@@ -187,14 +187,30 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
     started_utc, started = utc_now(), time.monotonic()
     submissions = discover(directory)
     prepare_out_dir(out_root)
-    runner = _Batch(out_root, config, batch, data_record(resolve(config.data)), secrets or Secrets())
-    for index, submission in enumerate(submissions):
+    state = _Batch(out_root, config, batch, data_record(resolve(config.data)), secrets or Secrets())
+    state.entries = [state.plan(submission) for submission in submissions]
+    references = ReferenceRuns(batch.reference, out_root, config, state.data.fingerprint, secrets or Secrets()) \
+        if batch.reference is not None else None
+    if any(entry.pending for entry in state.entries):
+        state.thermal = batch_target(config)
+    if references is not None:
+        references.target_temp_c = state.thermal.target_c
+    total = sum(len(entry.pending) for entry in state.entries)
+    finished = 0
+
+    def done(job: Job, outcome: ChildOutcome) -> None:
+        nonlocal finished
+        if references is not None and references.owns(job):
+            references.done(job, outcome)
+            return
+        state.done(job, outcome)
+        finished += 1
         if progress:
-            progress(submission.name, index, len(submissions))
-        runner.score(submission)
-    if progress:
-        progress("", len(submissions), len(submissions))
-    summary = runner.summary(directory, started_utc, time.monotonic() - started)
+            progress(f"{job.name} run {job.plan.first_run}", finished, total)
+
+    LocalBackend(batch.timeout_s, state.limits).run(state.jobs(references), done)
+    items = [state.finish(entry) for entry in state.entries]
+    summary = state.summary(directory, items, started_utc, time.monotonic() - started, references)
     write_document(out_root / BATCH_NAME, summary)
     return summary
 

@@ -8,6 +8,8 @@ same way are refused together unless the caller allows it.
 
 from __future__ import annotations
 
+import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +18,13 @@ from evaluator.errors import EdlError, ResultError
 from evaluator.report.categories import category_for
 from evaluator.report.integrity import seal_holds
 from evaluator.report.reader import read_result
-from evaluator.report.result import RESULT_NAME, Result
+from evaluator.report.result import BATCH_NAME, RESULT_NAME, BatchSummary, Result
+from evaluator.typedjson import TypedJsonError, from_json
 
-TIE_RULE = "lower total energy first; equal to the millijoule: higher accuracy, then smaller model, then name"
+TIE_RULE = ("lower total energy (the median of the repeats) first; results whose 95 % intervals overlap share a rank "
+            "and are tied: for a prize, a rematch (edl score-dir --rematch NAMES) adds repeats of just those, "
+            "interleaved, until their intervals part; within a shared rank: higher accuracy, smaller model, name")
+START_TEMP_SPREAD_C = 2.0  # ranked results that started further apart than this were not measured alike
 
 
 @dataclass
@@ -29,6 +35,7 @@ class Entry:
     result: Result
     category: float | None = None
     rank: int | None = None
+    tied_with: list[str] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float | None:
@@ -51,6 +58,20 @@ class Entry:
         return self.result.model.bytes
 
     @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95 % interval of the total (a point where none was recorded)."""
+        energy = self.result.energy
+        if energy is None or energy.total_j is None:
+            return None
+        low_high = energy.total_j_interval or [energy.total_j, energy.total_j]
+        return low_high[0], low_high[1]
+
+    @property
+    def start_temp_c(self) -> float | None:
+        temps = [run.start_temp_c for run in self.result.runs if run.start_temp_c is not None]
+        return statistics.median(temps) if temps else None
+
+    @property
     def audit_accuracy(self) -> float | None:
         return self.result.audit.accuracy if self.result.audit is not None else None
 
@@ -71,6 +92,7 @@ class Leaderboard:
     mixed: list[str]  # comparability differences that were allowed
     under_review: list[Entry] = field(default_factory=list)  # the generalization audit found them suspect
     unaudited: list[Entry] = field(default_factory=list)  # no audit, and --allow-unaudited was not given
+    warnings: list[str] = field(default_factory=list)  # what a reader of the board must know
 
 
 def load_results(results_dir: Path) -> list[Entry]:
@@ -88,6 +110,19 @@ def load_results(results_dir: Path) -> list[Entry]:
                               "`edl verify` on it, and rescore the submission (`edl score-dir --force`)")
         entries.append(Entry(path.parent.name, result))
     return entries
+
+
+def batch_warnings(results_dir: Path) -> list[str]:
+    """What the batch that wrote ``results_dir`` found about the measurement itself (its reference's drift)."""
+    path = results_dir / BATCH_NAME
+    if not path.is_file():
+        return []
+    try:
+        summary = from_json(BatchSummary, json.loads(path.read_text()), "batch")
+    except (OSError, ValueError, TypedJsonError) as exc:
+        return [f"{path} cannot be read ({exc}): the batch's reference drift is unknown"]
+    reference = summary.reference
+    return [reference.warning] if reference is not None and reference.warning else []
 
 
 def _flags() -> dict[str, str]:
@@ -159,8 +194,43 @@ def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLD
         else:
             board.categories[entry.category].append(entry)
     for members in board.categories.values():
-        members.sort(key=lambda e: (round((e.total_j or 0.0) * 1000), -(e.accuracy or 0), e.model_bytes, e.name))
-        for position, entry in enumerate(members, start=1):
-            entry.rank = position
+        _rank_category(members)
     board.unranked.sort(key=lambda e: -(e.accuracy or 0))
+    board.warnings += _temperature_warnings(board)
     return board
+
+
+def _rank_category(members: list[Entry]) -> None:
+    """Order by the median total; results whose intervals overlap (in a chain) share a rank and are tied."""
+    members.sort(key=lambda e: (e.total_j or 0.0, -(e.accuracy or 0), e.model_bytes, e.name))
+    groups: list[list[Entry]] = []
+    reach = float("-inf")
+    for entry in members:
+        low, high = entry.interval or (0.0, 0.0)
+        if groups and low <= reach:
+            groups[-1].append(entry)
+            reach = max(reach, high)
+        else:
+            groups.append([entry])
+            reach = high
+    members.clear()
+    for group in groups:
+        group.sort(key=lambda e: (-(e.accuracy or 0), e.model_bytes, e.name))
+        for entry in group:
+            entry.rank = len(members) + 1
+            entry.tied_with = [other.name for other in group if other is not entry]
+        members.extend(group)
+
+
+def _temperature_warnings(board: Leaderboard) -> list[str]:
+    ranked = [e for members in board.categories.values() for e in members if e.start_temp_c is not None]
+    if len(ranked) < 2:
+        return []
+    coolest = min(ranked, key=lambda e: e.start_temp_c or 0.0)
+    warmest = max(ranked, key=lambda e: e.start_temp_c or 0.0)
+    spread = (warmest.start_temp_c or 0.0) - (coolest.start_temp_c or 0.0)
+    if spread <= START_TEMP_SPREAD_C:
+        return []
+    return [f"ranked results started {spread:.1f} C apart ({coolest.name} at {coolest.start_temp_c:.0f} C, "
+            f"{warmest.name} at {warmest.start_temp_c:.0f} C; limit {START_TEMP_SPREAD_C:g} C): score them in one "
+            "batch, which cools every run to one temperature"]

@@ -20,6 +20,7 @@ from evaluator.typedjson import JsonObject, doc, json_schema, to_json
 SCHEMA_VERSION = 2
 RESULT_KIND = "edl-result"
 RESULT_NAME = "result.json"
+BATCH_NAME = "batch.json"  # score-dir's summary, beside the result folders
 SCHEMA_ID = "https://edl.invalid/schema/result-2.json"
 Status = Literal["scored", "failed"]
 
@@ -93,19 +94,31 @@ class TuningCandidate:
     passes: int | None = None
     seconds: float | None = None
     images_per_second: float | None = None
-    joules_per_image: float | None = None
+    joules_per_image: float | None = field(default=None, metadata=doc("the median over rounds"))
     seconds_per_image: float | None = None
+    rounds: list[float] = field(default_factory=list, metadata=doc("the criterion in each round's window"))
+
+
+@dataclass
+class TuningDecision:
+    setting: str
+    chosen: str
+    margin: float = field(metadata=doc("relative difference a challenger had to beat: the counter-step bound of a "
+                                       "window, or the rounds' spread, whichever is larger"))
+    changed: bool = field(metadata=doc("the setting left its default (or the previous winner)"))
 
 
 @dataclass
 class Tuning:
-    """The --tune search: every candidate measured, and the winner that was then measured in full."""
+    """The --tune search: every candidate measured in interleaved rounds, each setting's decision, the winner."""
 
     criterion: str
     search: str
     window_s: float
+    rounds: int
     order: list[str]
     candidates: list[TuningCandidate]
+    decisions: list[TuningDecision]
     winner: TuningCandidate
 
 
@@ -383,8 +396,41 @@ class BatchItem:
     name: str
     outcome: Literal["scored", "failed", "skipped"]
     reason: str = ""
-    seconds: float | None = None
+    seconds: float | None = field(default=None, metadata=doc("time spent scoring it in this batch, all runs"))
     status: str = field(default="", metadata=doc("a skipped submission's standing result status"))
+    runs: list[int] = field(default_factory=list, metadata=doc("the run indices measured in this batch"))
+
+
+@dataclass
+class ThermalRecord:
+    """The one thermal state of a batch: every run cools to this GPU temperature before its idle baseline."""
+
+    target_c: float | None
+    source: str = field(metadata=doc("--target-temp, the settled idle temperature, or why there is none"))
+    band_c: float
+
+
+@dataclass
+class ReferenceRun:
+    index: int
+    after_scorings: int = field(metadata=doc("scorings done in this batch before this reference run"))
+    started_utc: str
+    total_j: float | None
+    seconds: float | None
+    start_temp_c: float | None
+    reason: str = ""
+
+
+@dataclass
+class ReferenceRecord:
+    """A fixed reference submission scored through the batch: how far the measurement drifted."""
+
+    model: str
+    sha256: str
+    runs: list[ReferenceRun]
+    drift_pct: float | None = field(metadata=doc("(largest - smallest) / median of the reference's totals, in %"))
+    drift_limit_pct: float
+    warning: str = ""
 
 
 @dataclass
@@ -409,6 +455,8 @@ class BatchSummary:
     submissions: list[BatchItem]
     started_utc: str
     wall_s: float
+    thermal: ThermalRecord | None = None
+    reference: ReferenceRecord | None = None
     kind: Literal["edl-batch"] = "edl-batch"
 
 

@@ -1,17 +1,20 @@
 """``edl score --tune``: the same bounded search for every submission over the allowed runtime settings.
 
-A coordinate search: starting from the pinned defaults, one setting at a time (batch size from a
-fixed set when the graph leaves it free; on CUDA then NHWC, CUDA graphs, cuDNN algorithm search),
-every value is measured with the others at their best so far, and the best value is kept. That is
-at most 7 candidates instead of the 32 of a full grid, in a fixed order, so every submission gets
-the same search. Each candidate runs its warm-up (and graph capture), then passes for a short
-window on the same sampler as the final measurement; the lowest energy per image wins (time per
-image when no meter is available, and the record says which). The winner is then measured in full.
+A coordinate search from the pinned defaults, one setting at a time (batch size from a fixed set
+when the graph leaves it free; on CUDA then NHWC, CUDA graphs, cuDNN algorithm search). For each
+setting, every value is measured with the others at their best so far: all its candidates are
+prepared (session, resident batches, graph capture, warm-up), then measured in ``tune_rounds``
+interleaved rounds (A B C, A B C) of ``tune_window_s`` each, so that the chip warming up during the
+search favours none of them. The energy per image is read from the same sampler as the final
+measurement (time per image when there is no meter, said so). A value replaces the current one
+only if it is better by more than the measurement can resolve: the counter-step bound of a
+window and the spread between rounds. A smaller difference never decides, and the default stays.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 import typing
 from collections.abc import Callable
@@ -22,17 +25,18 @@ from evaluator.config import CUDNN_SEARCHES, RuntimeConfig, ScoreConfig
 from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.errors import MeterError, SubmissionError
-from evaluator.power.analysis import TOTAL_DOMAINS, Window, domain_reading, load_samples
-from evaluator.report.result import Tuning, TuningCandidate
+from evaluator.power.analysis import NVML_COUNTER_PERIOD_S, TOTAL_DOMAINS, Window, domain_reading, load_samples
+from evaluator.report.result import Tuning, TuningCandidate, TuningDecision
 from evaluator.runtime.providers import uses_gpu
-from evaluator.runtime.runner import make_batches, prime_runner
+from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
 from evaluator.runtime.session import create_session
 from evaluator.scoring.progress import Progress
 
 BATCH_SIZES = (250, 500, 1000, 2000)
-BY_ENERGY, BY_TIME = "joules per image", "seconds per image (no meter)"
 SEARCHED_CUDNN = ("EXHAUSTIVE", "HEURISTIC")
+BY_ENERGY, BY_TIME = "joules per image", "seconds per image (no meter)"
 Dimensions = list[tuple[str, tuple[object, ...]]]
+Measure = Callable[[list[RuntimeConfig]], dict[RuntimeConfig, list[float]]]
 
 
 def search_space(contract: Contract, config: RuntimeConfig) -> tuple[RuntimeConfig, Dimensions]:
@@ -49,18 +53,43 @@ def search_space(contract: Contract, config: RuntimeConfig) -> tuple[RuntimeConf
     return start, dimensions
 
 
-def coordinate_search(start: RuntimeConfig, dimensions: Dimensions,
-                      cost: Callable[[RuntimeConfig], float]) -> RuntimeConfig:
-    """Best value of each setting in turn, the others held at their best so far; one cost call per candidate."""
-    costs: dict[RuntimeConfig, float] = {}
-    best = start
+def _replace(config: RuntimeConfig, name: str, value: object) -> RuntimeConfig:
+    return dataclasses.replace(config, **typing.cast(dict[str, Any], {name: value}))
+
+
+def decide(incumbent: RuntimeConfig, costs: dict[RuntimeConfig, list[float]], bound: float
+           ) -> tuple[RuntimeConfig, float]:
+    """The cheapest candidate, if it beats ``incumbent`` by more than the margin; else ``incumbent``.
+
+    The margin (relative) is the larger of ``bound`` and the rounds' own spread for the two.
+    """
+    def centre(candidate: RuntimeConfig) -> float:
+        return statistics.median(costs[candidate]) if costs[candidate] else float("inf")
+
+    def spread(candidate: RuntimeConfig) -> float:
+        values = costs[candidate]
+        return (max(values) - min(values)) / centre(candidate) if len(values) > 1 and centre(candidate) else 0.0
+
+    best = min(costs, key=centre)
+    if best == incumbent or centre(incumbent) == float("inf"):
+        return best, bound
+    margin = max(bound, spread(best), spread(incumbent))
+    return (best if centre(best) < centre(incumbent) * (1 - margin) else incumbent), margin
+
+
+def coordinate_search(start: RuntimeConfig, dimensions: Dimensions, measure: Measure, bound: float
+                      ) -> tuple[RuntimeConfig, list[TuningDecision]]:
+    """Each setting in turn: its values measured together, the winner kept only past the margin."""
+    best, decisions = start, []
     for name, values in dimensions:
-        tried = [dataclasses.replace(best, **typing.cast(dict[str, Any], {name: value})) for value in values]
-        for candidate in tried:
-            if candidate not in costs:
-                costs[candidate] = cost(candidate)
-        best = min(tried, key=costs.__getitem__)  # a tie keeps the value listed first
-    return best
+        candidates = [_replace(best, name, value) for value in values]
+        candidates.sort(key=lambda c: c != best)  # the incumbent first: it is measured first in every round
+        costs = measure(candidates)
+        chosen, margin = decide(best, costs, bound)
+        decisions.append(TuningDecision(setting=name, chosen=str(getattr(chosen, name)), margin=margin,
+                                        changed=chosen != best))
+        best = chosen
+    return best, decisions
 
 
 def _window_joules(samples_path: Path | None, window: Window) -> float | None:
@@ -75,13 +104,8 @@ def _window_joules(samples_path: Path | None, window: Window) -> float | None:
     return sum(counted) if counted else None
 
 
-def _candidate(config: RuntimeConfig) -> TuningCandidate:
-    assert config.batch_size is not None
-    return TuningCandidate(config.batch_size, config.prefer_nhwc, config.cuda_graph, config.cudnn_search)
-
-
 class _Trial:
-    """Measures one candidate: a fresh session and resident batches, a warm-up, then a short window."""
+    """Prepares candidates and measures them in interleaved rounds of short windows on the live sampler."""
 
     def __init__(self, model_path: Path, contract: Contract, dataset: Dataset, config: ScoreConfig,
                  samples_path: Path | None, progress: Progress) -> None:
@@ -89,11 +113,9 @@ class _Trial:
         self.samples_path, self.progress = samples_path, progress
         self.lag_s = max(0.05, 3 * config.meter.sample_period_s)  # the sampler has recorded past the window
         self.rows: dict[RuntimeConfig, TuningCandidate] = {}
+        self.criterion = ""
 
-    def measure(self, candidate: RuntimeConfig) -> TuningCandidate:
-        row = _candidate(candidate)
-        self.progress.phase(f"tune b{row.batch_size}{' nhwc' if row.prefer_nhwc else ''}"
-                            f"{' graph' if row.cuda_graph else ''} {row.cudnn_search.lower()}")
+    def _prepare(self, candidate: RuntimeConfig, row: TuningCandidate) -> BoundRunner | None:
         try:
             session, info = create_session(self.model_path, candidate)
             batches, _ = make_batches(self.dataset.images, self.contract, row.batch_size)
@@ -101,45 +123,73 @@ class _Trial:
                                   self.dataset.count)
             row.cuda_graph_ran = info.cuda_graph
             runner.run_pass()  # warm-up after capture
-            start, passes = time.monotonic(), 0
-            while passes == 0 or time.monotonic() - start < self.config.tune_window_s:
-                runner.run_pass()
-                passes += 1
-            window = Window(f"tune{len(self.rows)}", start, time.monotonic())
-            del runner, session, batches
+            return runner
         except SubmissionError as exc:
             row.error = "; ".join(exc.problems)
-            return row
+            return None
+
+    def _window(self, runner: BoundRunner, row: TuningCandidate) -> float:
+        start, passes = time.monotonic(), 0
+        while passes == 0 or time.monotonic() - start < self.config.tune_window_s:
+            runner.run_pass()
+            passes += 1
+        window = Window("tune", start, time.monotonic())
         time.sleep(self.lag_s)
         images = passes * self.dataset.count
         joules = _window_joules(self.samples_path, window)
-        row.passes, row.seconds = passes, window.seconds
-        row.images_per_second, row.seconds_per_image = images / window.seconds, window.seconds / images
-        row.joules_per_image = None if joules is None else joules / images
-        return row
+        if not self.criterion:  # decided once, by the first window: energy when a meter gave joules
+            self.criterion = BY_ENERGY if joules is not None else BY_TIME
+        cost = joules / images if self.criterion == BY_ENERGY and joules is not None else window.seconds / images
+        row.rounds.append(cost)
+        row.passes, row.seconds = (row.passes or 0) + passes, (row.seconds or 0.0) + window.seconds
+        return cost
+
+    def measure(self, candidates: list[RuntimeConfig]) -> dict[RuntimeConfig, list[float]]:
+        """Every candidate's cost per round (empty for one that cannot run)."""
+        runners = {}
+        for candidate in candidates:
+            row = self.rows.setdefault(candidate, _candidate(candidate))
+            if not row.rounds and not row.error and (runner := self._prepare(candidate, row)) is not None:
+                runners[candidate] = runner
+        for round_index in range(self.config.tune_rounds):
+            for candidate, runner in runners.items():
+                self.progress.phase(f"tune {_label(candidate)} ({round_index + 1}/{self.config.tune_rounds})")
+                self._window(runner, self.rows[candidate])
+        runners.clear()
+        for row in self.rows.values():
+            _summarise_row(row, self.dataset.count, self.criterion)
+        return {candidate: self.rows[candidate].rounds for candidate in candidates}
+
+
+def _candidate(config: RuntimeConfig) -> TuningCandidate:
+    assert config.batch_size is not None
+    return TuningCandidate(config.batch_size, config.prefer_nhwc, config.cuda_graph, config.cudnn_search)
+
+
+def _label(config: RuntimeConfig) -> str:
+    return (f"b{config.batch_size}{' nhwc' if config.prefer_nhwc else ''}{' graph' if config.cuda_graph else ''} "
+            f"{config.cudnn_search.lower()}")
+
+
+def _summarise_row(row: TuningCandidate, images: int, criterion: str) -> None:
+    if not row.rounds or row.seconds is None or row.passes is None:
+        return
+    row.images_per_second = row.passes * images / row.seconds
+    row.seconds_per_image = row.seconds / (row.passes * images)
+    row.joules_per_image = statistics.median(row.rounds) if criterion == BY_ENERGY else None
 
 
 def run_tuning(model_path: Path, contract: Contract, dataset: Dataset, config: ScoreConfig,
                samples_path: Path | None, progress: Progress) -> tuple[RuntimeConfig, Tuning]:
     """Search the settings one at a time; return the winning runtime settings and the record for the result."""
     trial = _Trial(model_path, contract, dataset, config, samples_path, progress)
-    criterion = ""
-
-    def cost(candidate: RuntimeConfig) -> float:
-        nonlocal criterion
-        row = trial.rows[candidate] = trial.measure(candidate)
-        if row.error:
-            return float("inf")
-        if not criterion:  # decided once, by the first measurement: energy when a meter gave joules
-            criterion = BY_ENERGY if row.joules_per_image is not None else BY_TIME
-        value = row.joules_per_image if criterion == BY_ENERGY else row.seconds_per_image
-        return float("inf") if value is None else float(value)
-
     start, dimensions = search_space(contract, config.runtime)
-    best = coordinate_search(start, dimensions, cost)
+    # NVML's counter moves every ~100 ms: one step at each edge of a window bounds what a window can resolve.
+    bound = 2 * NVML_COUNTER_PERIOD_S / config.tune_window_s if uses_gpu(config.runtime.provider) else 0.0
+    best, decisions = coordinate_search(start, dimensions, trial.measure, bound)
     if all(row.error for row in trial.rows.values()):
         raise SubmissionError(["no tuning candidate could run: "
                                + "; ".join(str(row.error) for row in trial.rows.values())])
-    return best, Tuning(criterion=criterion, search="coordinate", window_s=config.tune_window_s,
-                        order=[name for name, _ in dimensions], candidates=list(trial.rows.values()),
-                        winner=_candidate(best))
+    return best, Tuning(criterion=trial.criterion, search="coordinate, interleaved rounds", window_s=config.tune_window_s,
+                        rounds=config.tune_rounds, order=[name for name, _ in dimensions],
+                        candidates=list(trial.rows.values()), decisions=decisions, winner=_candidate(best))

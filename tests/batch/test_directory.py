@@ -134,30 +134,30 @@ def test_memory_exhaustion_is_contained_by_the_child_limit(tmp_path, data):
     assert summary.limits.address_space_bytes == 4 << 30
 
 
-def test_an_interrupted_batch_resumes_and_scores_each_once(tmp_path, data):
+def test_an_interrupted_batch_resumes_and_measures_each_run_once(tmp_path, data):
     subs = tmp_path / "subs"
     subs.mkdir()
     for name in ("s1", "s2", "s3"):
         conv_model(subs / f"{name}.onnx", seed=int(name[1]))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "evaluator", "score-dir", str(subs), "--data", str(data), "--out", str(out),
-               "--passes", "60", "--idle-seconds", "0", "--cooldown", "0", "--no-plot"]
+               "--passes", "30", "--repeat", "2", "--idle-seconds", "0", "--cooldown", "0", "--no-plot"]
     batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (out / "s1" / RESULT_NAME).exists() and time.monotonic() < deadline:
+    while not (out / "s1" / "run-2.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    batch.kill()  # kill -9 while s2 is being scored
+    batch.kill()  # kill -9 in the second round, while s2's second run is measured
     batch.wait()
-    first = _results(out)
-    assert set(first) == {"s1"}
-    created = first["s1"].created_utc
+    assert _results(out) == {}  # no submission has all its runs yet
+    kept = read_result(out / "s1" / "run-1.json").runs[0].started_utc
     resumed = subprocess.run([*command, "--json"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    outcomes = {s["name"]: s["outcome"] for s in json.loads(resumed.stdout)["submissions"]}
-    assert outcomes == {"s1": "skipped", "s2": "scored", "s3": "scored"}
+    measured = {s["name"]: s["runs"] for s in json.loads(resumed.stdout)["submissions"]}
+    assert measured == {"s1": [], "s2": [2], "s3": [2]}
     final = _results(out)
     assert {r.status for r in final.values()} == {"scored"}
-    assert final["s1"].created_utc == created
+    assert all([run.index for run in r.runs] == [1, 2] and len(r.energy.repeats_j) == 2 for r in final.values())
+    assert final["s1"].runs[0].started_utc == kept and not list(out.glob("*/run-*.json"))
 
 
 def test_a_batch_where_nothing_scored_exits_non_zero(tmp_path, data, cli):

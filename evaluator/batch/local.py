@@ -1,0 +1,78 @@
+"""The local backend: each scoring child in turn, on this machine, in its own process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from evaluator.batch.child import OUTCOME_NAME, Job, read_outcome, write_job
+from evaluator.batch.limits import ChildLimits
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """How one scoring child ended: ``reason`` None means it left its result; else why not, in one line."""
+
+    reason: str | None
+    timed_out: bool
+    elapsed_s: float
+    host: str = ""
+
+
+Done = Callable[[Job, ChildOutcome], None]
+
+
+def _failure_reason(returncode: int, stderr: str) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = {"SIGKILL": " (killed: out of memory?)", "SIGXCPU": " (its CPU-time limit ran out)"}.get(name, "")
+        return f"the scoring process died with {name}{hint}"
+    tail = [line for line in stderr.strip().splitlines() if line.strip()]
+    return f"the scoring process exited with code {returncode}" + (f": {tail[-1]}" if tail else "")
+
+
+def run_child(job: Job, timeout_s: float, limits: ChildLimits) -> ChildOutcome:
+    """Run one job in its own process group, killed at ``timeout_s``; the files it leaves are its outcome."""
+    started = time.monotonic()
+    for stale in (job.plan.result_name, OUTCOME_NAME):
+        (job.out_dir / stale).unlink(missing_ok=True)  # a stale result must never stand for this run
+    job_path = write_job(job)
+    child = subprocess.Popen([sys.executable, "-m", "evaluator.batch.child", str(job_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env=os.environ | {"PYTHONUNBUFFERED": "1"}, preexec_fn=limits.apply)
+    try:
+        _, stderr = child.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        return ChildOutcome(f"timed out after {timeout_s:g} s (--timeout); the scoring process was killed", True,
+                            time.monotonic() - started)
+    finally:
+        job_path.unlink(missing_ok=True)
+    elapsed = time.monotonic() - started
+    outcome = read_outcome(job.out_dir)
+    (job.out_dir / OUTCOME_NAME).unlink(missing_ok=True)
+    if outcome is None:
+        return ChildOutcome(_failure_reason(child.returncode, stderr), False, elapsed)
+    if outcome.ok and not (job.out_dir / job.plan.result_name).is_file():
+        return ChildOutcome("the scoring process exited cleanly but wrote no result", False, elapsed)
+    return ChildOutcome(None if outcome.ok else outcome.reason, False, elapsed)
+
+
+class LocalBackend:
+    """One child at a time, in the order given: energy windows never overlap on this host."""
+
+    def __init__(self, timeout_s: float, limits: ChildLimits) -> None:
+        self.timeout_s, self.limits = timeout_s, limits
+
+    def run(self, jobs: Iterable[Job], done: Done) -> None:
+        for job in jobs:
+            done(job, run_child(job, self.timeout_s, self.limits))

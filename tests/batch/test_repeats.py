@@ -1,0 +1,116 @@
+"""score-dir's repeats: interleaved across submissions, one thermal state, a reference for drift, ties, rematches."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from builders import (
+    PowercapTree,
+    busy_colour_model,
+    colour_images,
+    colour_model,
+    fast_config,
+    passes_lasting,
+    save_npz,
+)
+
+from evaluator.batch.directory import score_directory
+from evaluator.config import BatchConfig
+from evaluator.report.leaderboard import batch_warnings, load_results, rank
+from evaluator.report.reader import read_result
+from evaluator.report.result import BATCH_NAME, RESULT_NAME
+
+
+@pytest.fixture
+def metered(tmp_path, monkeypatch, fake_gpu):
+    fake_gpu(watts=60.0, temps="41")
+    monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
+    with PowercapTree(tmp_path / "pc", package_watts=[40.0]):
+        yield
+
+
+def _data(tmp_path, count=1000):
+    images, labels = colour_images(count, correct=int(count * 0.95))
+    return save_npz(tmp_path / "d.npz", images, labels)
+
+
+def test_a_model_under_two_names_ties_and_a_slower_one_does_not(tmp_path, metered):
+    """The issue's check: --repeat 3, the same model twice and a model three times slower, under fake meters."""
+    data = _data(tmp_path)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    busy_colour_model(subs / "copy_a.onnx", channels=8)
+    busy_colour_model(subs / "copy_b.onnx", channels=8)
+    busy_colour_model(subs / "slow.onnx", channels=32)  # the same answers, about three times the work
+    reference = busy_colour_model(tmp_path / "reference.onnx", channels=8)  # also warms the machine up first
+    passes = passes_lasting(subs / "copy_a.onnx", images=1000, seconds=1.0, least=5)
+    config = dataclasses.replace(fast_config(data, passes=passes), repeat=3)
+    summary = score_directory(subs, tmp_path / "out", config, BatchConfig(reference=reference, reference_every=9))
+    assert summary.counts["scored"] == 3
+    for name in ("copy_a", "copy_b", "slow"):
+        result = read_result(tmp_path / "out" / name / RESULT_NAME)
+        low, high = result.energy.total_j_interval
+        assert len(result.energy.repeats_j) == 3 and low <= result.total_j <= high
+        assert [run.index for run in result.runs] == [1, 2, 3]
+    board = rank(load_results(tmp_path / "out"))
+    ranked = {e.name: e for e in board.categories[0.95]}
+    assert ranked["copy_a"].rank == ranked["copy_b"].rank == 1
+    assert ranked["copy_a"].tied_with == ["copy_b"] and ranked["copy_b"].tied_with == ["copy_a"]
+    assert ranked["slow"].rank == 3 and ranked["slow"].tied_with == []
+    assert ranked["slow"].total_j > 1.5 * ranked["copy_a"].total_j
+
+
+def test_repeats_are_interleaved_across_submissions(tmp_path, metered):
+    data = _data(tmp_path, 300)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("a", "b", "c"):
+        colour_model(subs / f"{name}.onnx")
+    score_directory(subs, tmp_path / "out", dataclasses.replace(fast_config(data), repeat=2))
+    starts = []
+    for name in ("a", "b", "c"):
+        for run in read_result(tmp_path / "out" / name / RESULT_NAME).runs:
+            measured = next(w for w in run.windows if w.name == "measured")
+            starts.append((measured.start_s, f"{name}{run.index}"))
+    assert [label for _, label in sorted(starts)] == ["a1", "b1", "c1", "a2", "b2", "c2"]
+
+
+def test_one_thermal_state_and_a_reference_for_drift(tmp_path, metered):
+    data = _data(tmp_path, 300)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("a", "b", "c"):
+        colour_model(subs / f"{name}.onnx")
+    reference = colour_model(tmp_path / "reference.onnx")
+    config = dataclasses.replace(fast_config(data, passes=5), repeat=1)
+    config = dataclasses.replace(config, meter=dataclasses.replace(config.meter, cooldown_s=1.0))
+    summary = score_directory(subs, tmp_path / "out", config, BatchConfig(reference=reference, reference_every=2))
+    assert summary.thermal.target_c == 41 and "idle temperature" in summary.thermal.source
+    runs = read_result(tmp_path / "out" / "a" / RESULT_NAME).runs
+    assert runs[0].fairness.cooldown.target_c == 41 and runs[0].start_temp_c == 41
+    assert [run.after_scorings for run in summary.reference.runs] == [0, 2, 3]
+    assert all(run.total_j and run.total_j > 0 for run in summary.reference.runs)
+    assert summary.reference.drift_pct is not None and summary.reference.drift_limit_pct == 2.0
+    on_disk = json.loads((tmp_path / "out" / BATCH_NAME).read_text())
+    assert on_disk["reference"]["drift_pct"] == summary.reference.drift_pct
+    warned = batch_warnings(tmp_path / "out")
+    assert warned == ([summary.reference.warning] if summary.reference.warning else [])
+    assert not (tmp_path / "out" / "_reference" / RESULT_NAME).exists()  # never on the board
+
+
+def test_a_rematch_adds_runs_to_the_named_submissions_only(tmp_path, metered):
+    data = _data(tmp_path, 300)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("a", "b"):
+        colour_model(subs / f"{name}.onnx")
+    config = dataclasses.replace(fast_config(data), repeat=2)
+    score_directory(subs, tmp_path / "out", config)
+    again = score_directory(subs, tmp_path / "out", config, BatchConfig(rematch=("a",)))
+    assert {item.name: item.runs for item in again.submissions} == {"a": [3, 4], "b": []}
+    a = read_result(tmp_path / "out" / "a" / RESULT_NAME)
+    assert [run.index for run in a.runs] == [1, 2, 3, 4] and len(a.energy.repeats_j) == 4
+    assert a.audit is not None and a.audit.verdict == "pass"
+    assert len(read_result(tmp_path / "out" / "b" / RESULT_NAME).runs) == 2
