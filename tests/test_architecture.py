@@ -126,8 +126,9 @@ def test_result_keys_are_spelled_only_where_the_document_is_defined():
     option_names = {found.name for found in option_fields(ScoreConfig)}
     keys = _result_keys() - option_names
     spelled = []
+    # report.legacy is the one other place: it maps schema 1's keys to today's, so it must spell both.
     for name, tree in MODULES.items():
-        if name == "evaluator.report.result":
+        if name in ("evaluator.report.result", "evaluator.report.legacy"):
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in keys:
