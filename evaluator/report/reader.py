@@ -7,15 +7,15 @@ from pathlib import Path
 
 from evaluator.errors import ResultError
 from evaluator.report.legacy import LEGACY_VERSION, upgrade
-from evaluator.report.result import RESULT_KIND, RESULT_NAME, SCHEMA_VERSION, Result
+from evaluator.report.result import RESULT_KIND, RESULT_NAME, SCHEMA_VERSION, Result, identify
 from evaluator.typedjson import TypedJsonError, from_json
 
 
 def parse_result(document: object, where: str) -> Result:
     """A ``Result`` from parsed JSON; a foreign or outdated document is a ResultError saying what to do."""
-    if not isinstance(document, dict) or document.get("kind") != RESULT_KIND:
+    kind, version = identify(document)
+    if not isinstance(document, dict) or kind != RESULT_KIND:
         raise ResultError(f"{where}: not an edl result document")
-    version = document.get("schema_version")
     if version not in (SCHEMA_VERSION, LEGACY_VERSION):
         raise ResultError(f"{where}: result schema {version} is not one this edl reads ({LEGACY_VERSION}, "
                           f"{SCHEMA_VERSION}); rescore the submission with this version (edl score-dir --force)")

@@ -460,6 +460,13 @@ class BatchSummary:
     kind: Literal["edl-batch"] = "edl-batch"
 
 
+def identify(document: object) -> tuple[object, object]:
+    """What a JSON document says it is, before it is read as a Result: its kind and schema version."""
+    if not isinstance(document, dict):
+        return None, None
+    return document.get("kind"), document.get("schema_version")
+
+
 def result_schema() -> JsonObject:
     """The JSON Schema of the result document (``edl schema``)."""
     return json_schema(Result, "edl result document", SCHEMA_ID)
