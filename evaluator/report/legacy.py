@@ -62,8 +62,12 @@ def _run(document: dict[str, Any]) -> dict[str, Any]:
     fairness["gpu_start"], fairness["gpu_end"] = (_known(GpuState, fairness.get(k)) for k in ("gpu_start", "gpu_end"))
     windows = document.get("windows", [])
     measured = next(w for w in windows if w["name"] == "measured")
+    warmup = next((w for w in windows if w["name"] == "warmup"), None)
+    start_c = (fairness.get("cooldown") or {}).get("end_c")
     return {"index": 1, "started_utc": document["created_utc"], "host": document["host"],
-            "batch_size": document["batch_size"], "passes": document["passes"],
+            "batch_size": document["batch_size"], "warmup_passes": document["warmup_passes"],
+            "warmup_s": warmup["end_s"] - warmup["start_s"] if warmup else 0.0, "start_temp_c": start_c,
+            "passes": document["passes"],
             "seconds": measured["end_s"] - measured["start_s"], "images_per_second": document["images_per_second"],
             "correct": document["correct"], "prediction_mismatch_passes": document["prediction_mismatch_passes"],
             "energy": energy, "fairness": fairness, "windows": windows,

@@ -73,3 +73,35 @@ def test_a_failure_is_the_same_type_with_a_reason(scored, tmp_path):
     again = read_result(tmp_path)
     assert isinstance(again, Result) and again.status == "failed" and again.reason == "timed out after 5 s"
     assert again.timeout_s == 5.0 and again.accuracy is None and again.runs == [] and seal_holds(again)
+
+
+LEGACY = Path(__file__).parent / "legacy"  # written by edl 0.1 (schema 1): a scored result with its samples, a failure
+
+
+def test_schema_1_results_are_read_into_todays_type(tmp_path):
+    from evaluator.report.legacy import LEGACY_NOTE
+
+    scored = read_result(LEGACY / "small_cnn")
+    assert scored.scored and scored.schema_version == 2 and scored.audit is None and LEGACY_NOTE in scored.warnings
+    assert (scored.correct, scored.accuracy, scored.batch_size, scored.passes) == (743, 0.743, 250, 20)
+    assert scored.total_j == pytest.approx(444.8366) and scored.energy.repeats_j == [scored.total_j]
+    assert scored.runs[0].energy.cpu_j == scored.total_j and scored.runs[0].samples.name == "samples.csv"
+    assert scored.config.meter.sample_period_ms == 10.0 and scored.config.meter.idle_s == 0.5
+    assert seal_holds(scored)  # its own seal held, so it is sealed anew in today's form
+    failed = read_result(LEGACY / "bad")
+    assert failed.status == "failed" and "not an ONNX model" in failed.reason and seal_holds(failed)
+    edited = json.loads((LEGACY / "small_cnn" / RESULT_NAME).read_text())
+    edited["accuracy"] = 0.999
+    (tmp_path / RESULT_NAME).write_text(json.dumps(edited))
+    assert not seal_holds(read_result(tmp_path))
+
+
+def test_verify_rechecks_a_schema_1_result_from_its_samples(tmp_path):
+    import shutil
+
+    from evaluator.scoring.verify import verify_result
+
+    shutil.copytree(LEGACY / "small_cnn", tmp_path / "small_cnn")
+    outcomes = {c.name: c.outcome for c in verify_result(tmp_path / "small_cnn")}
+    assert outcomes["run 1: energy.cpu_j recomputed from samples"] == "pass"
+    assert outcomes["generalization audit"] == "skip" and "fail" not in outcomes.values()
