@@ -192,6 +192,8 @@ class Secrets(Options):
     audit_secret: str | None = option(None, "Secret that draws the audit copies (only its hash is recorded) "
                                       "[default: a random one for this run]", envvar="EDL_AUDIT_SECRET",
                                       comparable=False, commands=(SCORE, SCORE_DIR, "verify"))
+    signing_key: Path | None = option(None, "The organiser's private key (edl keys init): results are signed "
+                                      "with it [default: unsigned]", envvar="EDL_SIGNING_KEY", comparable=False)
 
 
 @dataclass(frozen=True)

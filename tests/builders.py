@@ -300,7 +300,7 @@ def failed_variant(template, reason: str):
     from evaluator.scoring.hostinfo import versions
     from evaluator.scoring.records import failed_result
 
-    return seal(failed_result("x", None, reason, template.config, template.data, versions()))
+    return seal(failed_result("x", None, reason, template.config, template.data, versions(), Path(".")))
 
 
 def memorizing_model(path: Path, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Path:

@@ -11,6 +11,7 @@ measured with the same model, data and comparable settings stands.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_setti
 from evaluator.data.store import resolve
 from evaluator.errors import ResultError
 from evaluator.fileio import sha256_file
-from evaluator.report.integrity import seal
 from evaluator.report.reader import read_result
 from evaluator.report.result import (
     BATCH_NAME,
@@ -41,6 +41,7 @@ from evaluator.report.result import (
     write_document,
     write_result,
 )
+from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.phases import prepare_out_dir
 from evaluator.scoring.records import data_record, failed_result
@@ -88,7 +89,9 @@ class _Batch:
 
     def __init__(self, out_root: Path, config: ScoreConfig, batch: BatchConfig, data: DataRecord,
                  secrets: Secrets) -> None:
-        self.out_root, self.config, self.batch, self.data, self.secrets = out_root, config, batch, data, secrets
+        self.out_root, self.config, self.batch, self.data = out_root, config, batch, data
+        self.key = load_private(secrets.signing_key) if secrets.signing_key is not None else None
+        self.secrets = dataclasses.replace(secrets, signing_key=None)  # the batch signs; its children need not
         self.limits = child_limits(config.runtime.provider, batch.timeout_s, batch.max_memory_gb)
         self.versions = versions()
         self.entries: list[Entry] = []
@@ -155,7 +158,7 @@ class _Batch:
         if entry.submission.model is None or entry.failure is not None:
             reason, timeout_s = entry.failure or (entry.submission.problem, None)
             self._write(entry, failed_result(name, entry.submission.model, reason, self.config, self.data,
-                                             self.versions, entry.seconds, timeout_s))
+                                             self.versions, entry.out_dir, entry.seconds, timeout_s))
             return BatchItem(name, "failed", reason=reason, seconds=entry.seconds, runs=entry.measured)
         if entry.complete and not entry.measured:
             return BatchItem(name, "skipped", status=entry.kept[0].status)
@@ -166,7 +169,7 @@ class _Batch:
 
     def _write(self, entry: Entry, result: Result) -> None:
         entry.out_dir.mkdir(parents=True, exist_ok=True)
-        write_result(entry.out_dir / RESULT_NAME, seal(result) if result.integrity is None else result)
+        write_result(entry.out_dir / RESULT_NAME, finalise(result, self.key))
         for partial in entry.out_dir.glob("run-*.json"):
             partial.unlink()
 

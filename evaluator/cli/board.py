@@ -61,9 +61,9 @@ def verify(
     """Re-check a result: checksums, internal consistency, energy recomputed from its samples."""
     from dataclasses import asdict
 
-    from evaluator.scoring.verify import verify_result
+    from evaluator.scoring.verify import VerifyOptions, verify_result
 
-    checks = verify_result(result, model)
+    checks = verify_result(result, VerifyOptions(model=model))
     failed = [c for c in checks if c.outcome == "fail"]
     if as_json:
         print_json({"result": str(result), "ok": not failed, "checks": [asdict(c) for c in checks]})

@@ -19,6 +19,7 @@ from evaluator.report.categories import category_for
 from evaluator.report.integrity import seal_holds
 from evaluator.report.reader import read_result
 from evaluator.report.result import BATCH_NAME, RESULT_NAME, BatchSummary, Result
+from evaluator.report.signing import Ed25519PublicKey, signature_problem
 from evaluator.typedjson import TypedJsonError, from_json
 
 TIE_RULE = ("lower total energy (the median of the repeats) first; results whose 95 % intervals overlap share a rank "
@@ -36,6 +37,7 @@ class Entry:
     category: float | None = None
     rank: int | None = None
     tied_with: list[str] = field(default_factory=list)
+    not_signed: str = ""  # why the organiser's key does not verify it (with --public-key)
 
     @property
     def accuracy(self) -> float | None:
@@ -77,6 +79,8 @@ class Entry:
 
     @property
     def reason(self) -> str:
+        if self.not_signed:
+            return self.not_signed
         if self.result.suspect and self.result.audit is not None:
             return self.result.audit.reason
         return self.result.why or ("energy unavailable" if self.result.scored and self.total_j is None else "")
@@ -91,12 +95,17 @@ class Leaderboard:
     failed: list[Entry]
     mixed: list[str]  # comparability differences that were allowed
     under_review: list[Entry] = field(default_factory=list)  # the generalization audit found them suspect
+    unsigned: list[Entry] = field(default_factory=list)  # not signed by the organiser's key (with --public-key)
     unaudited: list[Entry] = field(default_factory=list)  # no audit, and --allow-unaudited was not given
     warnings: list[str] = field(default_factory=list)  # what a reader of the board must know
 
 
-def load_results(results_dir: Path) -> list[Entry]:
-    """Every ``result.json`` in ``results_dir`` (itself or one folder down), named by its folder."""
+def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) -> list[Entry]:
+    """Every ``result.json`` in ``results_dir`` (itself or one folder down), named by its folder.
+
+    Without the organiser's public key, an edited result (its seal broken) stops the board; with it,
+    every result not signed by that key is set apart with the reason, edited ones among them.
+    """
     if not results_dir.is_dir():
         raise EdlError(f"{results_dir}: not a folder of results; run `edl score-dir` first")
     paths = sorted(set(results_dir.glob(f"*/{RESULT_NAME}")) | set(results_dir.glob(RESULT_NAME)))
@@ -105,6 +114,9 @@ def load_results(results_dir: Path) -> list[Entry]:
     entries = []
     for path in paths:
         result = read_result(path)
+        if public_key is not None:
+            entries.append(Entry(path.parent.name, result, not_signed=signature_problem(result, public_key)))
+            continue
         if not seal_holds(result):
             raise ResultError(f"{path}: its checksum does not match: edited after it was written. Run "
                               "`edl verify` on it, and rescore the submission (`edl score-dir --force`)")
@@ -143,7 +155,8 @@ def measured_alike(result: Result) -> dict[str, str]:
 
 def comparability_problems(entries: list[Entry]) -> list[str]:
     """What differs between the measured results, in words: one line per differing property."""
-    keys = {e.name: measured_alike(e.result) for e in entries if e.result.scored and e.total_j is not None}
+    keys = {e.name: measured_alike(e.result) for e in entries
+            if e.result.scored and e.total_j is not None and not e.not_signed}
     if not keys:
         return []
     problems = []
@@ -162,8 +175,10 @@ UNAUDITED_NOTE = ("no generalization audit (an older result, or --audit-copies 0
 
 
 def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool) -> bool:
-    """Failed, suspect and (unless allowed) unaudited results are listed apart, never ranked."""
-    if not entry.result.scored:
+    """Unsigned (with a key), failed, suspect and (unless allowed) unaudited results are listed apart, never ranked."""
+    if entry.not_signed:
+        board.unsigned.append(entry)
+    elif not entry.result.scored:
         board.failed.append(entry)
     elif entry.result.suspect:
         board.under_review.append(entry)

@@ -316,6 +316,15 @@ class Integrity:
 
 
 @dataclass
+class Signature:
+    """The organiser's signature over the canonical document (all but integrity and signature)."""
+
+    algorithm: str
+    public_key_sha256: str = field(metadata=doc("sha256 of the raw public key that verifies it"))
+    signature: str = field(metadata=doc("base64"))
+
+
+@dataclass
 class Result:
     """One submission's result: a summary of its runs (what a leaderboard reads), and every run in full."""
 
@@ -349,6 +358,7 @@ class Result:
     timeout_s: float | None = field(default=None, metadata=doc("a time-out: the --timeout it ran under"))
     warnings: list[str] = field(default_factory=list)
     integrity: Integrity | None = None
+    signature: Signature | None = field(default=None, metadata=doc("null: unsigned (no --signing-key)"))
     kind: Literal["edl-result"] = "edl-result"
     schema_version: int = SCHEMA_VERSION
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from evaluator.config import ScoreConfig
@@ -27,8 +28,13 @@ from evaluator.runtime.session import SessionInfo
 from evaluator.scoring.hostinfo import host
 
 
-def model_record(name: str, path: Path, report: CheckReport) -> ModelRecord:
-    return ModelRecord(name=name, path=str(path), sha256=report.sha256, bytes=report.bytes,
+def path_from(folder: Path, path: Path) -> str:
+    """``path`` as seen from ``folder`` (the result's folder): a result moved with its submissions still finds them."""
+    return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+
+
+def model_record(name: str, path: Path, report: CheckReport, out_dir: Path) -> ModelRecord:
+    return ModelRecord(name=name, path=path_from(out_dir, path), sha256=report.sha256, bytes=report.bytes,
                        parameters=report.parameters, opsets=report.opsets, producer=report.producer)
 
 
@@ -60,9 +66,9 @@ def window_records(windows: list[Window]) -> list[WindowRecord]:
 
 
 def failed_result(name: str, model: Path | None, reason: str, config: ScoreConfig, data: DataRecord | None,
-                  versions: Versions, elapsed_s: float = 0.0, timeout_s: float | None = None) -> Result:
+                  versions: Versions, out_dir: Path, elapsed_s: float = 0.0, timeout_s: float | None = None) -> Result:
     """The result of a submission that could not be scored: who, with what, and why, in one line."""
-    record = ModelRecord(name=name, path=str(model) if model else name)
+    record = ModelRecord(name=name, path=path_from(out_dir, model) if model else name)
     if model is not None and model.is_file():
         record.sha256, record.bytes = sha256_file(model), model.stat().st_size
     return Result(status="failed", created_utc=utc_now(), model=record, data=data, config=config,

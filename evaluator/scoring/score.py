@@ -16,8 +16,8 @@ from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, Secrets
 from evaluator.data.dataset import Dataset
 from evaluator.report.categories import category_for
 from evaluator.report.energy import summarise
-from evaluator.report.integrity import seal
 from evaluator.report.result import RESULT_NAME, Audit, Result, Run, utc_now, write_result
+from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.audit import run_audit
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.phases import (
@@ -52,7 +52,7 @@ def audit_phase(prepared: Prepared, dataset: Dataset, private: Dataset | None, c
 
 
 def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prepared: Prepared, runs: list[Run],
-             audit: Audit | None, warnings: list[str]) -> Result:
+             audit: Audit | None, warnings: list[str], out_dir: Path) -> Result:
     """The result document of a scored submission (unsealed): a summary of the runs, and the runs."""
     first = runs[0]
     accuracy = first.correct / dataset.count
@@ -63,7 +63,7 @@ def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prep
         warnings = [*warnings, f"generalization audit: suspect: {audit.reason}"]
     return Result(
         status="scored", created_utc=utc_now(),
-        model=model_record(submission.name, submission.path, submission.report), data=data_record(dataset),
+        model=model_record(submission.name, submission.path, submission.report, out_dir), data=data_record(dataset),
         config=config, versions=versions(GpuWatch(config.runtime.gpu).driver()), host=first.host,
         contract=contract_record(submission.contract),
         provider=provider_record(prepared.info, config.runtime.provider, config.runtime.gpu), tuning=prepared.tuning,
@@ -98,6 +98,7 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
           ) -> Result:
     """Score ``model_path``; write the sealed result into ``out_dir`` and return it."""
     secrets, plan, progress = secrets or Secrets(), plan or Plan(), progress or Silent()
+    key = load_private(secrets.signing_key) if secrets.signing_key is not None else None  # a bad key fails now
     submission = check_phase(model_path, config, progress, name)
     dataset = data_phase(config, progress, data_fingerprint)
     private = private_phase(config)
@@ -113,21 +114,21 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
     assert prepared is not None
     audit = audit_phase(prepared, dataset, private, config, secrets.audit_secret, progress, runs[0]) if plan.audit \
         else None
-    result = seal(assemble(submission, dataset, config, prepared, runs, audit, warnings))
+    result = finalise(assemble(submission, dataset, config, prepared, runs, audit, warnings, out_dir), key)
     write_result(out_dir / plan.result_name, result)
     return result
 
 
 def combine(parts: list[Result]) -> Result:
     """One submission's result from results of some of its runs each (score-dir's children): runs in order,
-    the summary recomputed, the audit from the part that ran it, sealed anew."""
+    the summary recomputed, the audit from the part that ran it. Unsealed: the caller seals (and signs)."""
     runs = sorted((run for part in parts for run in part.runs), key=lambda run: run.index)
     first = min(parts, key=lambda part: part.runs[0].index)
     audit = next((part.audit for part in parts if part.audit is not None), None)
     assert first.data is not None and first.passes is not None
     warnings = list(dict.fromkeys(w for part in parts for w in part.warnings))
-    return seal(dataclasses.replace(
+    return dataclasses.replace(
         first, created_utc=utc_now(), runs=runs, audit=audit, warnings=warnings,
         seconds=statistics.median(run.seconds for run in runs),
         images_per_second=statistics.median(run.images_per_second for run in runs),
-        energy=summarise(runs, first.passes, first.data.images), integrity=None))
+        energy=summarise(runs, first.passes, first.data.images), integrity=None, signature=None)

@@ -7,6 +7,7 @@ throughput), and recomputes every run's energy from its stored samples and windo
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from evaluator.report.categories import category_for
 from evaluator.report.energy import run_energy
 from evaluator.report.integrity import seal_holds
 from evaluator.report.reader import read_result
-from evaluator.report.result import RESULT_NAME, Result, Run
+from evaluator.report.result import BATCH_NAME, RESULT_NAME, Result, Run
+from evaluator.report.signing import load_public, signature_problem
 from evaluator.runtime.runner import BoundRunner, make_batches
 from evaluator.runtime.session import create_session
 from evaluator.scoring.audit import audit_copies, commitment, verdict
@@ -55,13 +57,61 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-9)
 
 
-def _check_model(result: Result, model: Path | None, checks: Checks) -> None:
-    model_path = model or Path(result.model.path)
-    if model_path.is_file():
-        digest = sha256_file(model_path)
-        checks.add("model sha256", digest == result.model.sha256, f"{model_path}: {digest[:16]}…")
-    else:
-        checks.add("model sha256", None, f"{model_path} not found; pass --model PATH")
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What a verification may use beyond the result folder itself."""
+
+    model: Path | None = None  # the submission, where it is not found by itself
+    audit_secret: str | None = None  # re-derives the audit copies
+    data: Path | None = None  # the scored test set, where the result's own path does not lead to it
+    public_key: Path | None = None  # the organiser's: the result must be signed with its private key
+    strict: bool = False  # a check that cannot be made is a failure
+
+
+def _submissions_folder(result_path: Path) -> Path | None:
+    """The folder score-dir scored, as its batch.json beside the result folders records it."""
+    batch = result_path.parent.parent / BATCH_NAME
+    try:
+        directory = Path(json.loads(batch.read_text())["directory"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return directory if directory.is_absolute() else batch.parent / directory
+
+
+def locate_model(result: Result, result_path: Path, model: Path | None) -> tuple[Path | None, list[Path]]:
+    """The submission: --model; the recorded path (relative to the result's folder, or as given); else a
+    file with the recorded sha256 in the submissions folder. Returns it (None: not found) and where it looked."""
+    recorded = Path(result.model.path)
+    candidates = [model] if model is not None else [result_path.parent / recorded, recorded]
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is not None or model is not None:
+        return found, candidates
+    folder = _submissions_folder(result_path)
+    if folder is not None and folder.is_dir():
+        for path in sorted([*folder.glob("*.onnx"), *folder.glob("*/*.onnx")]):
+            if path.stat().st_size == result.model.bytes and sha256_file(path) == result.model.sha256:
+                return path, [*candidates, folder]
+        candidates.append(folder)
+    return None, candidates
+
+
+def _check_model(result: Result, found: Path | None, looked: list[Path], checks: Checks) -> None:
+    if found is None:
+        checks.add("model sha256", None, "the submission is not at " + ", ".join(str(p) for p in looked)
+                   + "; pass --model PATH")
+        return
+    digest = sha256_file(found)
+    checks.add("model sha256", digest == result.model.sha256, f"{found}: {digest[:16]}…")
+
+
+def _check_signature(result: Result, public_key: Path | None, checks: Checks) -> None:
+    if public_key is None:
+        detail = (f"signed by key {result.signature.public_key_sha256[:16]}…; pass --public-key to check it"
+                  if result.signature else "unsigned; pass --public-key to require the organiser's signature")
+        checks.add("signature", None, detail)
+        return
+    problem = signature_problem(result, load_public(public_key))
+    checks.add("signature by the organiser's key", not problem, problem or "verifies")
 
 
 def _check_accuracy(result: Result, images: int, checks: Checks) -> None:
@@ -163,7 +213,8 @@ def _audit_again(result: Result, model_path: Path, secret: str, data: Path | Non
                f"recorded {audit.correct}, on the CPU now {again} (allowed difference {allowed} per copy)")
 
 
-def _check_audit(result: Result, model_path: Path, secret: str | None, data: Path | None, checks: Checks) -> None:
+def _check_audit(result: Result, model_path: Path | None, secret: str | None, data: Path | None,
+                 checks: Checks) -> None:
     if result.audit is None:
         checks.add("generalization audit", None, "this result has no audit (--audit-copies 0, or an older result)")
         return
@@ -175,14 +226,14 @@ def _check_audit(result: Result, model_path: Path, secret: str | None, data: Pat
         checks.add("audit secret", None, why)
         return
     checks.add("audit secret matches the recorded commitment", commitment(secret) == result.audit.seed_commitment)
-    if commitment(secret) != result.audit.seed_commitment or not model_path.is_file():
+    if commitment(secret) != result.audit.seed_commitment or model_path is None:
         return
     _audit_again(result, model_path, secret, data, checks)
 
 
-def verify_result(path: Path, model: Path | None = None, audit_secret: str | None = None,
-                  data: Path | None = None) -> list[Check]:
+def verify_result(path: Path, options: VerifyOptions | None = None) -> list[Check]:
     """Every check on the result at ``path`` (or the result.json in that folder); raises only for a non-result."""
+    options = options or VerifyOptions()
     path = Path(path)
     if path.is_dir():
         path = path / RESULT_NAME
@@ -191,15 +242,17 @@ def verify_result(path: Path, model: Path | None = None, audit_secret: str | Non
     checks.add("document checksum", seal_holds(result),
                "matches" if seal_holds(result) else "the document was edited after it was written"
                if result.integrity else "no integrity field")
+    _check_signature(result, options.public_key, checks)
     if not result.scored:
         checks.add("status", None, f"{result.status}: {result.why}")
         return checks.items
     assert result.data is not None
-    _check_model(result, model, checks)
+    found, looked = locate_model(result, path, options.model)
+    _check_model(result, found, looked, checks)
     _check_accuracy(result, result.data.images, checks)
     for run in result.runs:
         measured = _check_run_arithmetic(run, result.data.images, checks)
         _check_run_samples(run, measured, result.data.images, path.parent, checks)
     _check_summary(result, checks)
-    _check_audit(result, model or Path(result.model.path), audit_secret, data, checks)
+    _check_audit(result, found, options.audit_secret, options.data, checks)
     return checks.items

@@ -68,7 +68,7 @@ def test_a_failure_is_the_same_type_with_a_reason(scored, tmp_path):
 
     template = read_result(scored)
     failed = seal(failed_result("team", tmp_path / "missing.onnx", "timed out after 5 s", template.config,
-                                template.data, versions(), 5.0, 5.0))
+                                template.data, versions(), tmp_path, 5.0, 5.0))
     write_result(tmp_path / RESULT_NAME, failed)
     again = read_result(tmp_path)
     assert isinstance(again, Result) and again.status == "failed" and again.reason == "timed out after 5 s"

@@ -12,7 +12,7 @@ from evaluator.config import AuditConfig, Secrets
 from evaluator.data.store import load_path
 from evaluator.scoring.audit import audit_copies, commitment, verdict
 from evaluator.scoring.score import score
-from evaluator.scoring.verify import verify_result
+from evaluator.scoring.verify import VerifyOptions, verify_result
 
 SECRET = "organiser-secret-0123456789abcdef"
 
@@ -90,10 +90,10 @@ def test_the_audit_can_be_switched_off_and_the_result_says_so(tmp_path, data):
 def test_verify_redraws_the_audit_copies_with_the_secret(tmp_path, data):
     score(colour_model(tmp_path / "m.onnx"), fast_config(data, passes=1), tmp_path / "o",
           secrets=Secrets(audit_secret=SECRET))
-    checks = {c.name: c for c in verify_result(tmp_path / "o", audit_secret=SECRET)}
+    checks = {c.name: c for c in verify_result(tmp_path / "o", VerifyOptions(audit_secret=SECRET))}
     assert checks["audit secret matches the recorded commitment"].outcome == "pass"
     again = checks["audit copies re-derived and classified again"]
     assert again.outcome == "pass" and "recorded [960, 960], on the CPU now [960, 960]" in again.detail
-    wrong = {c.name: c.outcome for c in verify_result(tmp_path / "o", audit_secret="guess")}
+    wrong = {c.name: c.outcome for c in verify_result(tmp_path / "o", VerifyOptions(audit_secret="guess"))}
     assert wrong["audit secret matches the recorded commitment"] == "fail"
     assert "audit copies re-derived and classified again" not in wrong

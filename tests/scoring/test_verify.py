@@ -12,7 +12,7 @@ from evaluator.report.integrity import seal
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME, write_result
 from evaluator.scoring.score import score
-from evaluator.scoring.verify import verify_result
+from evaluator.scoring.verify import VerifyOptions, verify_result
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def scored(tmp_path, monkeypatch):
 
 
 def _outcomes(path, model=None) -> dict[str, str]:
-    return {c.name: c.outcome for c in verify_result(path, model)}
+    return {c.name: c.outcome for c in verify_result(path, VerifyOptions(model=model))}
 
 
 def test_verify_passes_an_untouched_result(scored):
