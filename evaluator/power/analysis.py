@@ -19,6 +19,7 @@ from evaluator.power.sampler import SAMPLES_FORMAT
 NVML_COUNTER_PERIOD_S = 0.1  # NVML's energy counter moves about every 100 ms
 DOMAINS = ("gpu", "cpu", "dram")
 TOTAL_DOMAINS = ("gpu", "cpu")  # what the competition sums; DRAM is reported apart
+WRAPPING_DOMAINS = ("cpu", "dram")  # RAPL's counters wrap at max_energy_range_uj; NVML's 64-bit mJ counter never does
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Samples:
     unavailable: dict[str, str]
     period_s: float
     complete: bool  # the sampler reached its orderly end
+    shortest_wrap_s: float | None = None  # the fastest RAPL counter's wrap time at full power; None: none wraps
 
     def channels_of(self, domain: str, kind: str) -> list[str]:
         return [c["name"] for c in self.channels if c["domain"] == domain and c["kind"] == kind]
@@ -76,6 +78,8 @@ def load_samples(path: Path) -> Samples:
         table = np.empty((0, len(header)))
     try:
         channels, period_s = meta["channels"], float(meta["period_s"])
+        wrap = meta.get("shortest_wrap_s")  # absent from files written before it was recorded
+        shortest_wrap_s = None if wrap is None else float(wrap)
     except (KeyError, TypeError, ValueError) as exc:
         raise MeterError(f"{path}: malformed samples header ({exc})") from None
     return Samples(
@@ -85,6 +89,7 @@ def load_samples(path: Path) -> Samples:
         unavailable=meta.get("unavailable", {}),
         period_s=period_s,
         complete=complete,
+        shortest_wrap_s=shortest_wrap_s,
     )
 
 
@@ -131,15 +136,54 @@ def largest_gap_s(t_s: np.ndarray, window: Window) -> float:
     return float(np.diff(edges).max()) if edges.size > 1 else window.seconds
 
 
-def check_continuity(samples: Samples, window: Window) -> float:
-    """The largest gap between samples in ``window``; a stalled or dead sampler makes it a MeterError."""
-    gap = largest_gap_s(samples.t_s, window)
+def _bracketing(t_s: np.ndarray, window: Window) -> np.ndarray:
+    """The samples a window's arithmetic uses: those inside it and the nearest one either side."""
+    first = max(int(np.searchsorted(t_s, window.start_s, side="right")) - 1, 0)
+    return t_s[first:int(np.searchsorted(t_s, window.end_s, side="left")) + 1]
+
+
+def counter_blind_s(t_s: np.ndarray, energy_j: np.ndarray, window: Window) -> float:
+    """The longest stretch without a valid reading of one counter around the window, edges' neighbours included.
+
+    A wrapping counter read at both ends of a stretch longer than its wrap time may have wrapped unseen.
+    """
+    t_s, _ = _valid(t_s, energy_j)
+    around = _bracketing(t_s, window)
+    return float(np.diff(around).max()) if around.size > 1 else window.seconds
+
+
+def gap_limit_s(samples: Samples) -> float:
+    """The longest gap a valid window may hold: 20 periods or 0.5 s, and under half the shortest counter wrap."""
     limit = max(20 * samples.period_s, 0.5)
+    if samples.shortest_wrap_s is not None:
+        limit = min(limit, samples.shortest_wrap_s / 2)
+    return limit
+
+
+def check_continuity(samples: Samples, window: Window) -> float:
+    """The largest gap between samples in ``window``; a stalled or dead sampler makes it a MeterError.
+
+    A gap that could hide a RAPL counter's wraparound (half its wrap time at full power, or more) is one too:
+    the counter would silently lose ``max_energy_range_uj``.
+    """
+    gap, limit = largest_gap_s(samples.t_s, window), gap_limit_s(samples)
+    wrap_note = ""
+    if samples.shortest_wrap_s is not None and limit < max(20 * samples.period_s, 0.5):
+        wrap_note = f", and a RAPL counter can wrap in {samples.shortest_wrap_s:.2f} s, so one may have been missed"
     if gap > limit:
         raise MeterError(
-            f"the samples have a {gap:.2f} s gap inside the {window.name} window (period {samples.period_s} s); "
-            "the sampler stalled or died, so the measurement is invalid"
+            f"the samples have a {gap:.2f} s gap inside the {window.name} window (period {samples.period_s} s, "
+            f"limit {limit:.2f} s); the sampler stalled or died{wrap_note}, so the measurement is invalid"
         )
+    if samples.shortest_wrap_s is not None:  # a counter whose reads failed is as blind as a stalled sampler
+        for name in (n for d in WRAPPING_DOMAINS for n in samples.channels_of(d, ENERGY)):
+            blind = counter_blind_s(samples.t_s, samples.columns[name], window)
+            if blind > samples.shortest_wrap_s / 2:
+                raise MeterError(
+                    f"{name} has no valid reading for {blind:.2f} s around the {window.name} window, and a RAPL "
+                    f"counter can wrap in {samples.shortest_wrap_s:.2f} s: a wraparound may have been missed, so "
+                    "the measurement is invalid"
+                )
     return gap
 
 

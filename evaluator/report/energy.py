@@ -13,6 +13,7 @@ from evaluator.power.analysis import (
     Window,
     check_continuity,
     domain_reading,
+    gap_limit_s,
 )
 from evaluator.report.result import DomainEnergy, Energy, IdleRecord, Run, RunEnergy
 
@@ -58,7 +59,7 @@ def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass:
         window_s=measured.seconds, domains={d: _record(r, measured) for d, r in domains.items()},
         sample_period_s=samples.period_s,
         samples_in_window=int(((samples.t_s >= measured.start_s) & (samples.t_s <= measured.end_s)).sum()),
-        largest_gap_s=gap,
+        largest_gap_s=gap, gap_limit_s=gap_limit_s(samples),
         reason="" if total is not None else "; ".join(f"{d}: {r}" for d, r in missing.items()),
     )
     warnings = []

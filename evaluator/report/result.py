@@ -146,6 +146,9 @@ class RunEnergy:
     sample_period_s: float | None = None
     samples_in_window: int | None = None
     largest_gap_s: float | None = None
+    gap_limit_s: float | None = field(default=None, metadata=doc(
+        "the largest gap allowed: 20 sample periods or 0.5 s, and under half the time in which the fastest RAPL "
+        "counter can wrap at 500 W"))
     gpu_counter_quantisation_bound: float | None = None
     idle: IdleRecord | None = None
     above_idle_j: float | None = None
