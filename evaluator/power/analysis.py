@@ -43,7 +43,7 @@ class Samples:
     columns: dict[str, np.ndarray]
     channels: list[dict]
     unavailable: dict[str, str]
-    period_s: float
+    period_s: float  # the period the sampler was asked for
     complete: bool  # the sampler reached its orderly end
     shortest_wrap_s: float | None = None  # the fastest RAPL counter's wrap time at full power; None: none wraps
 
@@ -185,6 +185,11 @@ def check_continuity(samples: Samples, window: Window) -> float:
                     "the measurement is invalid"
                 )
     return gap
+
+
+def sample_intervals_s(t_s: np.ndarray, window: Window) -> np.ndarray:
+    """The intervals between consecutive samples inside the window: the period the sampler achieved."""
+    return np.diff(t_s[(t_s >= window.start_s) & (t_s <= window.end_s)])
 
 
 def unavailable_reason(samples: Samples, domain: str) -> str:

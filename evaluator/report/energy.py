@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
+
 from evaluator.power.analysis import (
     DOMAINS,
     NVML_COUNTER_PERIOD_S,
@@ -14,6 +16,7 @@ from evaluator.power.analysis import (
     check_continuity,
     domain_reading,
     gap_limit_s,
+    sample_intervals_s,
 )
 from evaluator.report.result import DomainEnergy, Energy, IdleRecord, Run, RunEnergy
 
@@ -42,6 +45,14 @@ def _per_pass(samples: Samples, pass_windows: list[Window], counted: list[str]) 
     return out
 
 
+def _achieved_period(samples: Samples, measured: Window) -> tuple[float | None, float | None]:
+    """The median and 95th-percentile interval between samples inside the window (None under two samples)."""
+    intervals = sample_intervals_s(samples.t_s, measured)
+    if not intervals.size:
+        return None, None
+    return float(np.median(intervals)), float(np.percentile(intervals, 95))
+
+
 def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass: int, idle: Window | None = None,
                pass_windows: list[Window] | None = None) -> tuple[RunEnergy, list[str]]:
     """The energy of one run's measured window, and the warnings it raises; a stalled sampler raises MeterError."""
@@ -62,6 +73,7 @@ def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass:
         largest_gap_s=gap, gap_limit_s=gap_limit_s(samples),
         reason="" if total is not None else "; ".join(f"{d}: {r}" for d, r in missing.items()),
     )
+    energy.sample_period_achieved_s, energy.sample_period_p95_s = _achieved_period(samples, measured)
     warnings = []
     if domains["gpu"].method == "energy counter":
         energy.gpu_counter_quantisation_bound = NVML_COUNTER_PERIOD_S / measured.seconds

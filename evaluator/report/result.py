@@ -143,7 +143,11 @@ class RunEnergy:
     mean_w: float | None = None
     window_s: float | None = None
     domains: dict[str, DomainEnergy] = field(default_factory=dict)
-    sample_period_s: float | None = None
+    sample_period_s: float | None = field(default=None, metadata=doc("the sample period asked for"))
+    sample_period_achieved_s: float | None = field(
+        default=None, metadata=doc("median interval between samples inside the measured window"))
+    sample_period_p95_s: float | None = field(
+        default=None, metadata=doc("95th percentile of the intervals between samples inside the measured window"))
     samples_in_window: int | None = None
     largest_gap_s: float | None = None
     gap_limit_s: float | None = field(default=None, metadata=doc(

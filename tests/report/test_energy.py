@@ -54,3 +54,18 @@ def test_stalled_sampler_invalidates_the_measurement():
                        [{"name": "cpu_package0_energy_j", "domain": "cpu", "kind": "energy_j"}])
     with pytest.raises(MeterError, match="gap"):
         run_energy(samples, Window("measured", 0.5, 3.5), passes=1, images_per_pass=1)
+
+
+CPU_W = 40.0
+RAPL_COUNTER = {"name": "cpu_package0_energy_j", "domain": "cpu", "kind": "energy_j", "note": ""}
+
+
+def test_the_achieved_sample_period_is_reported_beside_the_requested_one():
+    intervals = np.tile([0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.03], 40)  # every tenth is late
+    t = np.concatenate([[0.0], np.cumsum(intervals)])
+    samples = _samples({"cpu_package0_energy_j": CPU_W * t}, t, [RAPL_COUNTER])
+    report, _ = run_energy(samples, Window("measured", 0.0, float(t[-1])), passes=1, images_per_pass=1)
+    assert report.sample_period_s == 0.01
+    assert report.sample_period_achieved_s == pytest.approx(0.01)
+    assert report.sample_period_p95_s == pytest.approx(0.03)
+    assert report.gap_limit_s == 0.5 and report.largest_gap_s == pytest.approx(0.03)
