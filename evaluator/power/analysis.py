@@ -20,6 +20,8 @@ NVML_COUNTER_PERIOD_S = 0.1  # NVML's energy counter moves about every 100 ms
 DOMAINS = ("gpu", "cpu", "dram")
 TOTAL_DOMAINS = ("gpu", "cpu")  # what the competition sums; DRAM is reported apart
 WRAPPING_DOMAINS = ("cpu", "dram")  # RAPL's counters wrap at max_energy_range_uj; NVML's 64-bit mJ counter never does
+AVERAGED_POWER_NOTE = "averaged"  # nvml.py's channel note when only nvmlDeviceGetPowerUsage (driver-averaged) exists
+FINE_COUNTER_STEPS = 1.5  # a counter moving at least every 1.5 sample intervals is as fine as the sampling
 
 
 @dataclass(frozen=True)
@@ -239,3 +241,76 @@ def domain_reading(samples: Samples, domain: str, window: Window) -> DomainReadi
         joules = sum(counter_energy_j(samples.t_s, samples.columns[n], window) for n in energy_names)
         return DomainReading(joules, COUNTER, integral, peak)
     return DomainReading(integral, INTEGRAL, integral, peak)
+
+
+PER_PASS_INTEGRAL = "integrated instant power"
+
+
+def counter_step_s(t_s: np.ndarray, energy_j: np.ndarray, window: Window) -> float | None:
+    """The median time between moves of a cumulative counter inside the window; None when it moved under 3 times.
+
+    Sampled every 10 ms, RAPL (updated every ~1 ms) moves at every sample; NVML's counter every ~100 ms.
+    """
+    t_s, energy_j = _valid(t_s, energy_j)
+    inside = (t_s >= window.start_s) & (t_s <= window.end_s)
+    t_s, energy_j = t_s[inside], energy_j[inside]
+    moves = t_s[1:][np.diff(energy_j) != 0]
+    return float(np.median(np.diff(moves))) if moves.size > 2 else None
+
+
+def instant_power_channels(samples: Samples, domain: str) -> list[str]:
+    """Power channels that read instant power, not a driver's running average."""
+    return [c["name"] for c in samples.channels if c["domain"] == domain and c["kind"] == POWER
+            and AVERAGED_POWER_NOTE not in c.get("note", "")]
+
+
+@dataclass(frozen=True)
+class PassMethod:
+    """How one domain's joules of a single pass are measured: the method, or why the domain is left out."""
+
+    method: str  # PER_PASS_INTEGRAL | COUNTER | "" (left out of per-pass joules)
+    reason: str = ""
+
+    def describe(self) -> str:
+        return self.method or f"left out: {self.reason}"
+
+
+def _coarse_counter(samples: Samples, counters: list[str], measured: Window) -> str:
+    """Why the domain's counters are too coarse for passes; empty when every one moves at about every sample."""
+    intervals = sample_intervals_s(samples.t_s, measured)
+    if not intervals.size:
+        return "no samples inside the measured window"
+    period = float(np.median(intervals))
+    steps = [counter_step_s(samples.t_s, samples.columns[n], measured) for n in counters]
+    if all(step is not None and step <= FINE_COUNTER_STEPS * period for step in steps):
+        return ""
+    known = [step for step in steps if step is not None]
+    moves = f"moves only every {max(known):.3f} s" if known else "hardly moves"
+    return f"its energy counter {moves} (sampled every {period:.3f} s) and there is no instant power"
+
+
+def pass_method(samples: Samples, domain: str, measured: Window) -> PassMethod:
+    """The per-pass method of a domain: instant power integrated where there is some, else a counter as fine as
+    the sampling (RAPL), else none: a counter that steps every ~100 ms (NVML) over 15-60 ms passes is
+    off by -100 % to several hundred per cent per pass."""
+    energy, power = samples.channels_of(domain, ENERGY), samples.channels_of(domain, POWER)
+    instant = instant_power_channels(samples, domain)
+    if instant and len(instant) == len(power) >= len(energy):
+        return PassMethod(PER_PASS_INTEGRAL)
+    if energy:
+        why = _coarse_counter(samples, energy, measured)
+        return PassMethod("", why) if why else PassMethod(COUNTER)
+    if power:
+        return PassMethod("", "only driver-averaged power and no energy counter")
+    return PassMethod("", unavailable_reason(samples, domain))
+
+
+def pass_joules(samples: Samples, domain: str, window: Window, method: PassMethod) -> float | None:
+    """One domain's joules over one (short) window by ``method``; None for a domain left out."""
+    if method.method == PER_PASS_INTEGRAL:
+        return sum(integrated_power_j(samples.t_s, samples.columns[n], window)
+                   for n in instant_power_channels(samples, domain))
+    if method.method == COUNTER:
+        return sum(counter_energy_j(samples.t_s, samples.columns[n], window)
+                   for n in samples.channels_of(domain, ENERGY))
+    return None

@@ -16,6 +16,8 @@ from evaluator.power.analysis import (
     check_continuity,
     domain_reading,
     gap_limit_s,
+    pass_joules,
+    pass_method,
     sample_intervals_s,
 )
 from evaluator.report.result import DomainEnergy, Energy, IdleRecord, Run, RunEnergy
@@ -37,12 +39,18 @@ def _idle(samples: Samples, idle: Window, counted: list[str]) -> IdleRecord:
     return IdleRecord(seconds=idle.seconds, watts=watts, total_w=total)
 
 
-def _per_pass(samples: Samples, pass_windows: list[Window], counted: list[str]) -> list[float | None]:
+def _per_pass(samples: Samples, measured: Window, pass_windows: list[Window], counted: list[str]
+              ) -> tuple[list[float | None], dict[str, str], list[str]]:
+    """Joules of each pass, each domain by a method fine enough for short passes; the methods; warnings."""
+    methods = {domain: pass_method(samples, domain, measured) for domain in counted}
+    used = [domain for domain, method in methods.items() if method.method]
     out: list[float | None] = []
     for window in pass_windows:
-        joules = [j for d in counted if (j := domain_reading(samples, d, window).joules) is not None]
+        joules = [j for d in used if (j := pass_joules(samples, d, window, methods[d])) is not None]
         out.append(sum(joules) if joules else None)
-    return out
+    warnings = [f"per-pass joules leave out {domain}: {method.reason}"
+                for domain, method in methods.items() if not method.method]
+    return out, {domain: method.describe() for domain, method in methods.items()}, warnings
 
 
 def _achieved_period(samples: Samples, measured: Window) -> tuple[float | None, float | None]:
@@ -87,7 +95,8 @@ def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass:
         if total is not None and energy.idle.total_w is not None:
             energy.above_idle_j = total - energy.idle.total_w * measured.seconds
     if pass_windows:
-        energy.passes_j = _per_pass(samples, pass_windows, counted)
+        energy.passes_j, energy.passes_j_method, pass_warnings = _per_pass(samples, measured, pass_windows, counted)
+        warnings += pass_warnings
     return energy, warnings
 
 

@@ -156,7 +156,11 @@ class RunEnergy:
     gpu_counter_quantisation_bound: float | None = None
     idle: IdleRecord | None = None
     above_idle_j: float | None = None
-    passes_j: list[float | None] = field(default_factory=list)
+    passes_j: list[float | None] = field(default_factory=list, metadata=doc(
+        "joules of each measured pass, summed over the domains passes_j_method does not leave out"))
+    passes_j_method: dict[str, str] = field(default_factory=dict, metadata=doc(
+        "per domain of the total, how passes_j was measured: integrated instant power, energy counter (only one "
+        "that moves at about every sample), or left out with the reason (a counter stepping every ~100 ms)"))
     reason: str = field(default="", metadata=doc("why total_j is null, when it is"))
 
 

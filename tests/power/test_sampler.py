@@ -11,7 +11,7 @@ import pytest
 from builders import PowercapTree
 
 from evaluator.errors import MeterError
-from evaluator.power.analysis import Window, counter_energy_j, largest_gap_s, load_samples
+from evaluator.power.analysis import Window, counter_energy_j, domain_reading, largest_gap_s, load_samples
 from evaluator.power.meter import Meter, default_specs
 from evaluator.power.nvml import NvmlSpec
 from evaluator.power.rapl import RaplSpec
@@ -136,3 +136,40 @@ def test_a_stall_that_could_hide_a_rapl_wrap_invalidates_the_window(tmp_path):
     assert lost == pytest.approx(-300.0, abs=watts * 2 * tree.lag_s(stalled) + 1.0)  # one whole wrap
     with pytest.raises(MeterError, match=r"can wrap in 0\.60 s"):
         run_energy(samples, stalled, passes=1, images_per_pass=1)
+
+
+def test_per_pass_joules_of_a_stepping_nvml_counter_come_from_instant_power(tmp_path, fake_gpu):
+    """NVML's counter steps every 100 ms; passes of 15-60 ms read it -100 %..+500 % off, instant power exactly."""
+    fake_gpu(watts=200.0, step_s=0.1)
+    with Sampler(default_specs((0,), "fake_pynvml"), tmp_path / "s.csv", 0.01) as sampler:
+        measured = _sample(sampler, 1.5)
+    samples = load_samples(tmp_path / "s.csv")
+    passes = [Window(f"pass{i}", start, start + length) for i, (start, length) in enumerate(_pass_edges(measured))]
+    report, _ = run_energy(samples, measured, len(passes), 1, pass_windows=passes)
+    assert report.passes_j_method == {"gpu": "integrated instant power"}
+    assert report.sample_period_achieved_s == pytest.approx(0.01, rel=0.5)
+    assert report.sample_period_p95_s >= report.sample_period_achieved_s
+    errors = [j / (200.0 * w.seconds) - 1 for j, w in zip(report.passes_j, passes, strict=True)]
+    assert max(abs(e) for e in errors) < 0.02
+    counter = [domain_reading(samples, "gpu", w).joules / (200.0 * w.seconds) - 1 for w in passes]
+    assert min(counter) < -0.5 and max(counter) > 0.5
+
+
+def test_driver_averaged_power_is_not_instant_power_for_passes(tmp_path, fake_gpu):
+    fake_gpu(watts=200.0, step_s=0.1, mode="no_instant")
+    with Sampler(default_specs((0,), "fake_pynvml"), tmp_path / "s.csv", 0.01) as sampler:
+        measured = _sample(sampler, 1.0)
+    passes = [Window(f"pass{i}", start, start + length) for i, (start, length) in enumerate(_pass_edges(measured))]
+    report, warnings = run_energy(load_samples(tmp_path / "s.csv"), measured, len(passes), 1, pass_windows=passes)
+    assert report.passes_j_method["gpu"].startswith("left out: its energy counter moves only every 0.1")
+    assert report.passes_j == [None] * len(passes) and report.gpu_j == pytest.approx(200 * measured.seconds, rel=0.2)
+    assert any("per-pass joules leave out gpu" in w for w in warnings)
+
+
+def _pass_edges(window: Window) -> list[tuple[float, float]]:
+    """Consecutive passes of 15, 30 and 60 ms filling the window."""
+    edges, t, lengths = [], window.start_s, (0.015, 0.03, 0.06)
+    while t + lengths[len(edges) % 3] <= window.end_s:
+        edges.append((t, lengths[len(edges) % 3]))
+        t += edges[-1][1]
+    return edges
