@@ -19,6 +19,9 @@ from evaluator.power.sampler import SAMPLES_FORMAT
 NVML_COUNTER_PERIOD_S = 0.1  # NVML's energy counter moves about every 100 ms
 DOMAINS = ("gpu", "cpu", "dram")
 TOTAL_DOMAINS = ("gpu", "cpu")  # what the competition sums; DRAM is reported apart
+WRAPPING_DOMAINS = ("cpu", "dram")  # RAPL's counters wrap at max_energy_range_uj; NVML's 64-bit mJ counter never does
+AVERAGED_POWER_NOTE = "averaged"  # nvml.py's channel note when only nvmlDeviceGetPowerUsage (driver-averaged) exists
+FINE_COUNTER_STEPS = 1.5  # a counter moving at least every 1.5 sample intervals is as fine as the sampling
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ class Samples:
     columns: dict[str, np.ndarray]
     channels: list[dict]
     unavailable: dict[str, str]
-    period_s: float
+    period_s: float  # the period the sampler was asked for
     complete: bool  # the sampler reached its orderly end
+    shortest_wrap_s: float | None = None  # the fastest RAPL counter's wrap time at full power; None: none wraps
 
     def channels_of(self, domain: str, kind: str) -> list[str]:
         return [c["name"] for c in self.channels if c["domain"] == domain and c["kind"] == kind]
@@ -76,6 +80,8 @@ def load_samples(path: Path) -> Samples:
         table = np.empty((0, len(header)))
     try:
         channels, period_s = meta["channels"], float(meta["period_s"])
+        wrap = meta.get("shortest_wrap_s")  # absent from files written before it was recorded
+        shortest_wrap_s = None if wrap is None else float(wrap)
     except (KeyError, TypeError, ValueError) as exc:
         raise MeterError(f"{path}: malformed samples header ({exc})") from None
     return Samples(
@@ -85,6 +91,7 @@ def load_samples(path: Path) -> Samples:
         unavailable=meta.get("unavailable", {}),
         period_s=period_s,
         complete=complete,
+        shortest_wrap_s=shortest_wrap_s,
     )
 
 
@@ -131,16 +138,60 @@ def largest_gap_s(t_s: np.ndarray, window: Window) -> float:
     return float(np.diff(edges).max()) if edges.size > 1 else window.seconds
 
 
-def check_continuity(samples: Samples, window: Window) -> float:
-    """The largest gap between samples in ``window``; a stalled or dead sampler makes it a MeterError."""
-    gap = largest_gap_s(samples.t_s, window)
+def _bracketing(t_s: np.ndarray, window: Window) -> np.ndarray:
+    """The samples a window's arithmetic uses: those inside it and the nearest one either side."""
+    first = max(int(np.searchsorted(t_s, window.start_s, side="right")) - 1, 0)
+    return t_s[first:int(np.searchsorted(t_s, window.end_s, side="left")) + 1]
+
+
+def counter_blind_s(t_s: np.ndarray, energy_j: np.ndarray, window: Window) -> float:
+    """The longest stretch without a valid reading of one counter around the window, edges' neighbours included.
+
+    A wrapping counter read at both ends of a stretch longer than its wrap time may have wrapped unseen.
+    """
+    t_s, _ = _valid(t_s, energy_j)
+    around = _bracketing(t_s, window)
+    return float(np.diff(around).max()) if around.size > 1 else window.seconds
+
+
+def gap_limit_s(samples: Samples) -> float:
+    """The longest gap a valid window may hold: 20 periods or 0.5 s, and under half the shortest counter wrap."""
     limit = max(20 * samples.period_s, 0.5)
+    if samples.shortest_wrap_s is not None:
+        limit = min(limit, samples.shortest_wrap_s / 2)
+    return limit
+
+
+def check_continuity(samples: Samples, window: Window) -> float:
+    """The largest gap between samples in ``window``; a stalled or dead sampler makes it a MeterError.
+
+    A gap that could hide a RAPL counter's wraparound (half its wrap time at full power, or more) is one too:
+    the counter would silently lose ``max_energy_range_uj``.
+    """
+    gap, limit = largest_gap_s(samples.t_s, window), gap_limit_s(samples)
+    wrap_note = ""
+    if samples.shortest_wrap_s is not None and limit < max(20 * samples.period_s, 0.5):
+        wrap_note = f", and a RAPL counter can wrap in {samples.shortest_wrap_s:.2f} s, so one may have been missed"
     if gap > limit:
         raise MeterError(
-            f"the samples have a {gap:.2f} s gap inside the {window.name} window (period {samples.period_s} s); "
-            "the sampler stalled or died, so the measurement is invalid"
+            f"the samples have a {gap:.2f} s gap inside the {window.name} window (period {samples.period_s} s, "
+            f"limit {limit:.2f} s); the sampler stalled or died{wrap_note}, so the measurement is invalid"
         )
+    if samples.shortest_wrap_s is not None:  # a counter whose reads failed is as blind as a stalled sampler
+        for name in (n for d in WRAPPING_DOMAINS for n in samples.channels_of(d, ENERGY)):
+            blind = counter_blind_s(samples.t_s, samples.columns[name], window)
+            if blind > samples.shortest_wrap_s / 2:
+                raise MeterError(
+                    f"{name} has no valid reading for {blind:.2f} s around the {window.name} window, and a RAPL "
+                    f"counter can wrap in {samples.shortest_wrap_s:.2f} s: a wraparound may have been missed, so "
+                    "the measurement is invalid"
+                )
     return gap
+
+
+def sample_intervals_s(t_s: np.ndarray, window: Window) -> np.ndarray:
+    """The intervals between consecutive samples inside the window: the period the sampler achieved."""
+    return np.diff(t_s[(t_s >= window.start_s) & (t_s <= window.end_s)])
 
 
 def unavailable_reason(samples: Samples, domain: str) -> str:
@@ -190,3 +241,76 @@ def domain_reading(samples: Samples, domain: str, window: Window) -> DomainReadi
         joules = sum(counter_energy_j(samples.t_s, samples.columns[n], window) for n in energy_names)
         return DomainReading(joules, COUNTER, integral, peak)
     return DomainReading(integral, INTEGRAL, integral, peak)
+
+
+PER_PASS_INTEGRAL = "integrated instant power"
+
+
+def counter_step_s(t_s: np.ndarray, energy_j: np.ndarray, window: Window) -> float | None:
+    """The median time between moves of a cumulative counter inside the window; None when it moved under 3 times.
+
+    Sampled every 10 ms, RAPL (updated every ~1 ms) moves at every sample; NVML's counter every ~100 ms.
+    """
+    t_s, energy_j = _valid(t_s, energy_j)
+    inside = (t_s >= window.start_s) & (t_s <= window.end_s)
+    t_s, energy_j = t_s[inside], energy_j[inside]
+    moves = t_s[1:][np.diff(energy_j) != 0]
+    return float(np.median(np.diff(moves))) if moves.size > 2 else None
+
+
+def instant_power_channels(samples: Samples, domain: str) -> list[str]:
+    """Power channels that read instant power, not a driver's running average."""
+    return [c["name"] for c in samples.channels if c["domain"] == domain and c["kind"] == POWER
+            and AVERAGED_POWER_NOTE not in c.get("note", "")]
+
+
+@dataclass(frozen=True)
+class PassMethod:
+    """How one domain's joules of a single pass are measured: the method, or why the domain is left out."""
+
+    method: str  # PER_PASS_INTEGRAL | COUNTER | "" (left out of per-pass joules)
+    reason: str = ""
+
+    def describe(self) -> str:
+        return self.method or f"left out: {self.reason}"
+
+
+def _coarse_counter(samples: Samples, counters: list[str], measured: Window) -> str:
+    """Why the domain's counters are too coarse for passes; empty when every one moves at about every sample."""
+    intervals = sample_intervals_s(samples.t_s, measured)
+    if not intervals.size:
+        return "no samples inside the measured window"
+    period = float(np.median(intervals))
+    steps = [counter_step_s(samples.t_s, samples.columns[n], measured) for n in counters]
+    if all(step is not None and step <= FINE_COUNTER_STEPS * period for step in steps):
+        return ""
+    known = [step for step in steps if step is not None]
+    moves = f"moves only every {max(known):.3f} s" if known else "hardly moves"
+    return f"its energy counter {moves} (sampled every {period:.3f} s) and there is no instant power"
+
+
+def pass_method(samples: Samples, domain: str, measured: Window) -> PassMethod:
+    """The per-pass method of a domain: instant power integrated where there is some, else a counter as fine as
+    the sampling (RAPL), else none: a counter that steps every ~100 ms (NVML) over 15-60 ms passes is
+    off by -100 % to several hundred per cent per pass."""
+    energy, power = samples.channels_of(domain, ENERGY), samples.channels_of(domain, POWER)
+    instant = instant_power_channels(samples, domain)
+    if instant and len(instant) == len(power) >= len(energy):
+        return PassMethod(PER_PASS_INTEGRAL)
+    if energy:
+        why = _coarse_counter(samples, energy, measured)
+        return PassMethod("", why) if why else PassMethod(COUNTER)
+    if power:
+        return PassMethod("", "only driver-averaged power and no energy counter")
+    return PassMethod("", unavailable_reason(samples, domain))
+
+
+def pass_joules(samples: Samples, domain: str, window: Window, method: PassMethod) -> float | None:
+    """One domain's joules over one (short) window by ``method``; None for a domain left out."""
+    if method.method == PER_PASS_INTEGRAL:
+        return sum(integrated_power_j(samples.t_s, samples.columns[n], window)
+                   for n in instant_power_channels(samples, domain))
+    if method.method == COUNTER:
+        return sum(counter_energy_j(samples.t_s, samples.columns[n], window)
+                   for n in samples.channels_of(domain, ENERGY))
+    return None

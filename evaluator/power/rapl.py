@@ -15,6 +15,7 @@ from pathlib import Path
 from evaluator.power.base import ENERGY, Channel, MeterUnavailable
 
 DEFAULT_ROOT = "/sys/class/powercap"
+ASSUMED_MAX_W = 500.0  # no package or DRAM zone draws more: how soon a counter can wrap is judged at this power
 _PACKAGE_ZONE = re.compile(r"^intel-rapl:(\d+)$")
 _SUB_ZONE = re.compile(r"^intel-rapl:(\d+):(\d+)$")
 
@@ -124,8 +125,9 @@ class RaplSource:
     def close(self) -> None:
         pass
 
-    def shortest_wrap_seconds(self, assumed_max_w: float = 500.0) -> float:
-        """How long the fastest-wrapping counter takes to wrap at ``assumed_max_w``: sample faster."""
+    def shortest_wrap_seconds(self, assumed_max_w: float = ASSUMED_MAX_W) -> float:
+        """How long the fastest-wrapping counter takes to wrap at ``assumed_max_w``: sample faster, and never stall
+        for as long (a wrap between two reads is invisible: ``max_energy_range_uj`` would be lost)."""
         return min(zone.max_range_uj / 1e6 / assumed_max_w for zone in self.zones)
 
 

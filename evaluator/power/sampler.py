@@ -25,11 +25,18 @@ SAMPLES_FORMAT = "edl-samples/1"
 READY_TIMEOUT_S = 60.0
 
 
-def _write_header(handle: TextIO, channels: list[Channel], unavailable: dict[str, str], period_s: float) -> None:
+def _write_header(handle: TextIO, channels: list[Channel], unavailable: dict[str, str], period_s: float,
+                  shortest_wrap_s: float | None = None) -> None:
+    """The file's first two lines: its metadata as JSON, then the column names.
+
+    ``shortest_wrap_s``: how soon the fastest-wrapping counter (RAPL) can wrap at full power, or None when no
+    counter wraps; readers refuse gaps that could hide a wrap. Files without it (older) are read as None.
+    """
     meta = {
         "format": SAMPLES_FORMAT,
         "clock": "time.monotonic",
         "period_s": period_s,
+        "shortest_wrap_s": shortest_wrap_s,
         "channels": [asdict(channel) for channel in channels],
         "unavailable": unavailable,
         "pid": os.getpid(),
@@ -62,7 +69,7 @@ def sampler_main(specs: list[SourceSpec], path: str, period_s: float, conn: Conn
             raise MeterError(f"a {period_s} s sample period is too slow for a counter that can wrap in "
                              f"{min(wraps):.1f} s; use a shorter --sample-ms")
         with open(path, "w", buffering=1) as handle:  # line-buffered: every sample reaches the OS at once
-            _write_header(handle, channels, unavailable, period_s)
+            _write_header(handle, channels, unavailable, period_s, min(wraps, default=None))
             handle.write(_format_row(time.monotonic(), [v for source in sources for v in source.read()]))
             conn.send({"channels": [asdict(c) for c in channels], "unavailable": unavailable})
             next_t = time.monotonic()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
+
 from evaluator.power.analysis import (
     DOMAINS,
     NVML_COUNTER_PERIOD_S,
@@ -13,6 +15,10 @@ from evaluator.power.analysis import (
     Window,
     check_continuity,
     domain_reading,
+    gap_limit_s,
+    pass_joules,
+    pass_method,
+    sample_intervals_s,
 )
 from evaluator.report.result import DomainEnergy, Energy, IdleRecord, Run, RunEnergy
 from evaluator.report.uncertainty import interval
@@ -34,12 +40,26 @@ def _idle(samples: Samples, idle: Window, counted: list[str]) -> IdleRecord:
     return IdleRecord(seconds=idle.seconds, watts=watts, total_w=total)
 
 
-def _per_pass(samples: Samples, pass_windows: list[Window], counted: list[str]) -> list[float | None]:
+def _per_pass(samples: Samples, measured: Window, pass_windows: list[Window], counted: list[str]
+              ) -> tuple[list[float | None], dict[str, str], list[str]]:
+    """Joules of each pass, each domain by a method fine enough for short passes; the methods; warnings."""
+    methods = {domain: pass_method(samples, domain, measured) for domain in counted}
+    used = [domain for domain, method in methods.items() if method.method]
     out: list[float | None] = []
     for window in pass_windows:
-        joules = [j for d in counted if (j := domain_reading(samples, d, window).joules) is not None]
+        joules = [j for d in used if (j := pass_joules(samples, d, window, methods[d])) is not None]
         out.append(sum(joules) if joules else None)
-    return out
+    warnings = [f"per-pass joules leave out {domain}: {method.reason}"
+                for domain, method in methods.items() if not method.method]
+    return out, {domain: method.describe() for domain, method in methods.items()}, warnings
+
+
+def _achieved_period(samples: Samples, measured: Window) -> tuple[float | None, float | None]:
+    """The median and 95th-percentile interval between samples inside the window (None under two samples)."""
+    intervals = sample_intervals_s(samples.t_s, measured)
+    if not intervals.size:
+        return None, None
+    return float(np.median(intervals)), float(np.percentile(intervals, 95))
 
 
 def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass: int, idle: Window | None = None,
@@ -59,9 +79,10 @@ def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass:
         window_s=measured.seconds, domains={d: _record(r, measured) for d, r in domains.items()},
         sample_period_s=samples.period_s,
         samples_in_window=int(((samples.t_s >= measured.start_s) & (samples.t_s <= measured.end_s)).sum()),
-        largest_gap_s=gap,
+        largest_gap_s=gap, gap_limit_s=gap_limit_s(samples),
         reason="" if total is not None else "; ".join(f"{d}: {r}" for d, r in missing.items()),
     )
+    energy.sample_period_achieved_s, energy.sample_period_p95_s = _achieved_period(samples, measured)
     warnings = []
     if domains["gpu"].method == "energy counter":
         energy.gpu_counter_quantisation_bound = NVML_COUNTER_PERIOD_S / measured.seconds
@@ -75,7 +96,8 @@ def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass:
         if total is not None and energy.idle.total_w is not None:
             energy.above_idle_j = total - energy.idle.total_w * measured.seconds
     if pass_windows:
-        energy.passes_j = _per_pass(samples, pass_windows, counted)
+        energy.passes_j, energy.passes_j_method, pass_warnings = _per_pass(samples, measured, pass_windows, counted)
+        warnings += pass_warnings
     return energy, warnings
 
 

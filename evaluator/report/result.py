@@ -155,13 +155,24 @@ class RunEnergy:
     mean_w: float | None = None
     window_s: float | None = None
     domains: dict[str, DomainEnergy] = field(default_factory=dict)
-    sample_period_s: float | None = None
+    sample_period_s: float | None = field(default=None, metadata=doc("the sample period asked for"))
+    sample_period_achieved_s: float | None = field(
+        default=None, metadata=doc("median interval between samples inside the measured window"))
+    sample_period_p95_s: float | None = field(
+        default=None, metadata=doc("95th percentile of the intervals between samples inside the measured window"))
     samples_in_window: int | None = None
     largest_gap_s: float | None = None
+    gap_limit_s: float | None = field(default=None, metadata=doc(
+        "the largest gap allowed: 20 sample periods or 0.5 s, and under half the time in which the fastest RAPL "
+        "counter can wrap at 500 W"))
     gpu_counter_quantisation_bound: float | None = None
     idle: IdleRecord | None = None
     above_idle_j: float | None = None
-    passes_j: list[float | None] = field(default_factory=list)
+    passes_j: list[float | None] = field(default_factory=list, metadata=doc(
+        "joules of each measured pass, summed over the domains passes_j_method does not leave out"))
+    passes_j_method: dict[str, str] = field(default_factory=dict, metadata=doc(
+        "per domain of the total, how passes_j was measured: integrated instant power, energy counter (only one "
+        "that moves at about every sample), or left out with the reason (a counter stepping every ~100 ms)"))
     reason: str = field(default="", metadata=doc("why total_j is null, when it is"))
 
 

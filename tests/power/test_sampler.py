@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
+import numpy as np
 import pytest
 from builders import PowercapTree
 
 from evaluator.errors import MeterError
-from evaluator.power.analysis import Window, load_samples
+from evaluator.power.analysis import Window, counter_energy_j, domain_reading, largest_gap_s, load_samples
 from evaluator.power.meter import Meter, default_specs
 from evaluator.power.nvml import NvmlSpec
 from evaluator.power.rapl import RaplSpec
@@ -16,9 +19,30 @@ from evaluator.power.sampler import Sampler
 from evaluator.report.energy import run_energy
 
 
+class _TimedTree(PowercapTree):
+    """A PowercapTree that remembers when its writer thread wrote: on loaded cores it runs late, and a counter
+    that many ms late is W x that many joules off at a window's edge (a lag over the wrap time loses a wrap)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.written: list[float] = []
+
+    def write(self, elapsed_s: float) -> None:
+        super().write(elapsed_s)
+        self.written.append(time.monotonic())
+
+    def lag_s(self, window: Window) -> float:
+        """The writer's longest pause between writes around the window."""
+        return float(np.diff(_bracket(np.array(self.written), window)).max())
+
+
+def _bracket(t: np.ndarray, window: Window) -> np.ndarray:
+    return t[max(np.searchsorted(t, window.start_s) - 1, 0):np.searchsorted(t, window.end_s) + 1]
+
+
 def test_spawn_sampler_records_known_watts(tmp_path, fake_gpu):
     fake_gpu(watts=200.0)
-    with PowercapTree(tmp_path / "pc", package_watts=[35.0], dram_watts=5.0):
+    with _TimedTree(tmp_path / "pc", package_watts=[35.0], dram_watts=5.0) as tree:
         sampler = Sampler(default_specs((0,), "fake_pynvml", str(tmp_path / "pc")), tmp_path / "s.csv", 0.01)
         with sampler:
             start = time.monotonic()
@@ -31,8 +55,9 @@ def test_spawn_sampler_records_known_watts(tmp_path, fake_gpu):
     assert 100 <= samples.t_s.size <= 200  # ~10 ms period
     report, _ = run_energy(samples, window, passes=1, images_per_pass=1)
     assert report.gpu_j == pytest.approx(200.0 * window.seconds, rel=0.02)
-    assert report.cpu_j == pytest.approx(35.0 * window.seconds, rel=0.02)
-    assert report.dram_j == pytest.approx(5.0 * window.seconds, rel=0.02)
+    lag = 2 * tree.lag_s(window) + 0.01  # the tree's writer, late at both edges, and 10 ms more
+    assert report.cpu_j == pytest.approx(35.0 * window.seconds, abs=35.0 * lag)
+    assert report.dram_j == pytest.approx(5.0 * window.seconds, abs=5.0 * lag)
 
 
 def test_killed_sampler_makes_the_measurement_invalid(tmp_path):
@@ -67,3 +92,84 @@ def test_the_meter_marks_windows_and_a_disabled_meter_samples_nothing(tmp_path, 
         assert off.stop() is None
     assert not (tmp_path / "off.csv").exists() and off.find("measured") is not None
 
+
+
+def _sample(sampler: Sampler, seconds: float, stall_s: float = 0.0) -> Window:
+    """Sample for ``seconds``; with ``stall_s``, freeze the sampler process (SIGSTOP) that long in the middle.
+
+    The window opens 0.2 s after the sampler is ready: its start-up competes for the CPU with the fake tree's
+    writer thread, which then runs late (up to 150 ms seen on 2 loaded cores).
+    """
+    time.sleep(0.2)
+    start = time.monotonic()
+    time.sleep(seconds / 2)
+    if stall_s:
+        os.kill(sampler._process.pid, signal.SIGSTOP)
+        time.sleep(stall_s)
+        os.kill(sampler._process.pid, signal.SIGCONT)
+    time.sleep(seconds / 2)
+    window = Window("measured", start, time.monotonic())
+    time.sleep(0.05)
+    sampler.stop()
+    return window
+
+
+def test_a_stall_that_could_hide_a_rapl_wrap_invalidates_the_window(tmp_path):
+    """At 500 W a 300 J counter wraps every 0.6 s: a 0.8 s stall, under the 1.0 s stall limit (20 periods of
+    50 ms), loses one wrap (300 J) silently; the wrap limit (0.3 s) refuses it, and lets a normal run through."""
+    watts = 500.0
+    with _TimedTree(tmp_path / "pc", package_watts=[watts], max_range_uj=300_000_000) as tree:
+        with Sampler([RaplSpec(root=str(tmp_path / "pc"))], tmp_path / "normal.csv", 0.05) as sampler:
+            normal = _sample(sampler, 1.5)
+        with Sampler([RaplSpec(root=str(tmp_path / "pc"))], tmp_path / "stalled.csv", 0.05) as sampler:
+            stalled = _sample(sampler, 1.0, stall_s=0.8)
+    samples = load_samples(tmp_path / "normal.csv")
+    assert samples.shortest_wrap_s == pytest.approx(0.6)
+    report, _ = run_energy(samples, normal, passes=1, images_per_pass=1)
+    assert report.gap_limit_s == pytest.approx(0.3) and report.largest_gap_s < 0.3
+    lag = tree.lag_s(normal)  # each edge's counter can be up to watts x lag behind
+    assert report.cpu_j == pytest.approx(watts * normal.seconds, abs=watts * 2 * lag + 1.0)  # a wrap every 0.6 s
+    samples = load_samples(tmp_path / "stalled.csv")
+    gap = largest_gap_s(samples.t_s, stalled)
+    assert 0.8 <= gap < 1.0, f"a {gap:.3f} s gap, not the 0.8..1.0 s that the stall limit alone lets through"
+    lost = counter_energy_j(samples.t_s, samples.columns["cpu_package0_energy_j"], stalled) - watts * stalled.seconds
+    assert lost == pytest.approx(-300.0, abs=watts * 2 * tree.lag_s(stalled) + 1.0)  # one whole wrap
+    with pytest.raises(MeterError, match=r"can wrap in 0\.60 s"):
+        run_energy(samples, stalled, passes=1, images_per_pass=1)
+
+
+def test_per_pass_joules_of_a_stepping_nvml_counter_come_from_instant_power(tmp_path, fake_gpu):
+    """NVML's counter steps every 100 ms; passes of 15-60 ms read it -100 %..+500 % off, instant power exactly."""
+    fake_gpu(watts=200.0, step_s=0.1)
+    with Sampler(default_specs((0,), "fake_pynvml"), tmp_path / "s.csv", 0.01) as sampler:
+        measured = _sample(sampler, 1.5)
+    samples = load_samples(tmp_path / "s.csv")
+    passes = [Window(f"pass{i}", start, start + length) for i, (start, length) in enumerate(_pass_edges(measured))]
+    report, _ = run_energy(samples, measured, len(passes), 1, pass_windows=passes)
+    assert report.passes_j_method == {"gpu": "integrated instant power"}
+    assert report.sample_period_achieved_s == pytest.approx(0.01, rel=0.5)
+    assert report.sample_period_p95_s >= report.sample_period_achieved_s
+    errors = [j / (200.0 * w.seconds) - 1 for j, w in zip(report.passes_j, passes, strict=True)]
+    assert max(abs(e) for e in errors) < 0.02
+    counter = [domain_reading(samples, "gpu", w).joules / (200.0 * w.seconds) - 1 for w in passes]
+    assert min(counter) < -0.5 and max(counter) > 0.5
+
+
+def test_driver_averaged_power_is_not_instant_power_for_passes(tmp_path, fake_gpu):
+    fake_gpu(watts=200.0, step_s=0.1, mode="no_instant")
+    with Sampler(default_specs((0,), "fake_pynvml"), tmp_path / "s.csv", 0.01) as sampler:
+        measured = _sample(sampler, 1.0)
+    passes = [Window(f"pass{i}", start, start + length) for i, (start, length) in enumerate(_pass_edges(measured))]
+    report, warnings = run_energy(load_samples(tmp_path / "s.csv"), measured, len(passes), 1, pass_windows=passes)
+    assert report.passes_j_method["gpu"].startswith("left out: its energy counter moves only every 0.1")
+    assert report.passes_j == [None] * len(passes) and report.gpu_j == pytest.approx(200 * measured.seconds, rel=0.2)
+    assert any("per-pass joules leave out gpu" in w for w in warnings)
+
+
+def _pass_edges(window: Window) -> list[tuple[float, float]]:
+    """Consecutive passes of 15, 30 and 60 ms filling the window."""
+    edges, t, lengths = [], window.start_s, (0.015, 0.03, 0.06)
+    while t + lengths[len(edges) % 3] <= window.end_s:
+        edges.append((t, lengths[len(edges) % 3]))
+        t += edges[-1][1]
+    return edges

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evaluator.errors import MeterError
-from evaluator.power.analysis import Samples, Window
+from evaluator.power.analysis import Samples, Window, domain_reading
 from evaluator.report.energy import run_energy
 
 
@@ -54,3 +54,68 @@ def test_stalled_sampler_invalidates_the_measurement():
                        [{"name": "cpu_package0_energy_j", "domain": "cpu", "kind": "energy_j"}])
     with pytest.raises(MeterError, match="gap"):
         run_energy(samples, Window("measured", 0.5, 3.5), passes=1, images_per_pass=1)
+
+
+CPU_W = 40.0
+RAPL_COUNTER = {"name": "cpu_package0_energy_j", "domain": "cpu", "kind": "energy_j", "note": ""}
+
+
+def test_the_achieved_sample_period_is_reported_beside_the_requested_one():
+    intervals = np.tile([0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.03], 40)  # every tenth is late
+    t = np.concatenate([[0.0], np.cumsum(intervals)])
+    samples = _samples({"cpu_package0_energy_j": CPU_W * t}, t, [RAPL_COUNTER])
+    report, _ = run_energy(samples, Window("measured", 0.0, float(t[-1])), passes=1, images_per_pass=1)
+    assert report.sample_period_s == 0.01
+    assert report.sample_period_achieved_s == pytest.approx(0.01)
+    assert report.sample_period_p95_s == pytest.approx(0.03)
+    assert report.gap_limit_s == 0.5 and report.largest_gap_s == pytest.approx(0.03)
+
+
+GPU_W = 200.0
+NVML_COUNTER = {"name": "gpu0_energy_j", "domain": "gpu", "kind": "energy_j", "note": ""}
+NVML_POWER = {"name": "gpu0_power_w", "domain": "gpu", "kind": "power_w", "note": ""}
+
+
+def _short_passes(start: float, end: float) -> list[Window]:
+    """Consecutive passes of 15, 30 and 60 ms, as small models on a fast GPU make them."""
+    windows, t, lengths = [], start, [0.015, 0.03, 0.06]
+    while t + lengths[len(windows) % 3] <= end:
+        windows.append(Window(f"pass{len(windows)}", t, t + lengths[len(windows) % 3]))
+        t = windows[-1].end_s
+    return windows
+
+
+def _stepped_gpu_samples(channels: list[dict]) -> Samples:
+    """Constant GPU and CPU watts; NVML's counter steps every 100 ms, RAPL's moves at every 10 ms sample."""
+    t = np.round(np.arange(0.0, 3.0, 0.01), 6)
+    columns = {"gpu0_energy_j": GPU_W * np.floor(t / 0.1) * 0.1, "gpu0_power_w": np.full(t.size, GPU_W),
+               "cpu_package0_energy_j": CPU_W * t}
+    return _samples({c["name"]: columns[c["name"]] for c in channels}, t, channels)
+
+
+def _relative_errors(joules: list[float | None], watts: float, windows: list[Window]) -> np.ndarray:
+    return np.array([j / (watts * w.seconds) - 1 for j, w in zip(joules, windows, strict=True)])
+
+
+def test_per_pass_joules_integrate_instant_power_where_the_counter_steps_every_100_ms():
+    samples = _stepped_gpu_samples([NVML_COUNTER, NVML_POWER, RAPL_COUNTER])
+    measured = Window("measured", 0.505, 2.505)
+    passes = _short_passes(measured.start_s, measured.end_s)
+    report, warnings = run_energy(samples, measured, len(passes), 100, pass_windows=passes)
+    assert report.passes_j_method == {"gpu": "integrated instant power", "cpu": "energy counter"}
+    assert np.abs(_relative_errors(report.passes_j, GPU_W + CPU_W, passes)).max() < 1e-9
+    counter_only = _relative_errors([domain_reading(samples, "gpu", w).joules for w in passes], GPU_W, passes)
+    assert counter_only.min() < -0.9 and counter_only.max() > 2.0  # what passes_j was before: -100 % .. +500 %
+    assert not any("per-pass" in w for w in warnings)
+
+
+def test_a_domain_with_only_a_coarse_counter_is_left_out_of_per_pass_joules_and_says_why():
+    samples = _stepped_gpu_samples([NVML_COUNTER, RAPL_COUNTER])
+    measured = Window("measured", 0.505, 2.505)
+    passes = _short_passes(measured.start_s, measured.end_s)
+    report, warnings = run_energy(samples, measured, len(passes), 100, pass_windows=passes)
+    assert report.passes_j_method["cpu"] == "energy counter"
+    assert report.passes_j_method["gpu"].startswith("left out: its energy counter moves only every 0.100 s")
+    assert np.abs(_relative_errors(report.passes_j, CPU_W, passes)).max() < 1e-9  # the CPU alone
+    assert report.gpu_j == pytest.approx(GPU_W * 2.0, rel=0.01)  # the window's total still counts the GPU
+    assert any(w.startswith("per-pass joules leave out gpu") for w in warnings)
