@@ -209,6 +209,12 @@ class BatchConfig(Options):
                                     "--reference-every submissions and after the last: its drift is recorded",
                                     commands=(SCORE_DIR,))
     reference_every: int = option(10, "Submissions between two reference runs", minimum=1, commands=(SCORE_DIR,))
+    backend: str = option("local", "Where the children run: local (this host, one after another) or ray (the hosts "
+                          "of a Ray cluster, one scoring per host)", choices=("local", "ray"), commands=(SCORE_DIR,))
+    ray_address: str | None = option(None, "Ray cluster to join [default: start a local Ray instance for the batch]",
+                                     commands=(SCORE_DIR,))
+    every_gpu_kind: bool = option(False, "Score each submission once on each GPU kind the cluster's hosts offer",
+                                  commands=(SCORE_DIR,))
     rematch: tuple[str, ...] = option((), "Submissions (names, comma-separated) to give --repeat more runs each, "
                                       "interleaved: how a tie is broken", commands=(SCORE_DIR,),
                                       parse=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),

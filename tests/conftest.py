@@ -21,6 +21,7 @@ def isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EDL_NVML_MODULE", "fake_pynvml")
     monkeypatch.setenv("FAKE_NVML_MODE", "absent")
     monkeypatch.setenv("PYTHONPATH", str(TESTS) + ":" + str(ROOT))
+    monkeypatch.setenv("EDL_HOST_LOCK", str(tmp_path_factory.mktemp("lock") / "edl-scoring.lock"))
 
 
 @pytest.fixture

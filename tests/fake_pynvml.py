@@ -7,7 +7,7 @@ module's epoch, optionally in NVML-like steps.
 FAKE_NVML_MODE: comma-separated flags: ``absent`` (nvmlInit fails), ``no_counter``,
 ``no_instant`` (the field returns NotSupported), ``no_power``.
 FAKE_NVML_WATTS, FAKE_NVML_STEP_S, FAKE_NVML_EPOCH (a monotonic time), FAKE_NVML_TEMPS (a list
-of temperatures returned one after another, the last repeated).
+of temperatures returned one after another, the last repeated), FAKE_NVML_NAME (the GPU's model name).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def nvmlDeviceGetPowerUsage(handle: object) -> int:  # noqa: N802
 
 
 def nvmlDeviceGetName(handle: object) -> str:  # noqa: N802
-    return "Fake GPU"
+    return os.environ.get("FAKE_NVML_NAME", "Fake GPU")
 
 
 def nvmlDeviceGetTemperature(handle: object, sensor: int) -> int:  # noqa: N802

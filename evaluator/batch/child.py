@@ -34,6 +34,7 @@ class Job:
     data_fingerprint: str  # what the parent resolved: the child refuses other data
     plan: Plan = field(default_factory=Plan)  # which run(s) this child measures, and where it leaves them
     secrets: Secrets = field(default_factory=Secrets)  # never recorded; the job file is owner-only
+    gpu_kind: str | None = None  # on a cluster: run it on a host of this GPU kind
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from evaluator.batch.child import Job
 from evaluator.batch.discover import Submission, discover
 from evaluator.batch.limits import child_limits
-from evaluator.batch.local import ChildOutcome, LocalBackend
+from evaluator.batch.local import ChildOutcome, Done, LocalBackend
+from evaluator.batch.ray_backend import RayBackend
 from evaluator.batch.reference import ReferenceRuns
 from evaluator.batch.thermal import batch_target
 from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_settings
+from evaluator.data.dataset import Dataset
 from evaluator.data.store import resolve
-from evaluator.errors import ResultError
+from evaluator.errors import EdlError, ResultError
 from evaluator.fileio import sha256_file
 from evaluator.report.reader import read_result
 from evaluator.report.result import (
@@ -36,6 +39,7 @@ from evaluator.report.result import (
     ChildLimitsRecord,
     DataRecord,
     Result,
+    RunPlace,
     ThermalRecord,
     utc_now,
     write_document,
@@ -44,7 +48,7 @@ from evaluator.report.result import (
 from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.phases import prepare_out_dir
-from evaluator.scoring.records import data_record, failed_result
+from evaluator.scoring.records import data_record, failed_result, path_from
 from evaluator.scoring.score import Plan, combine, run_name
 
 ProgressHook = Callable[[str, int, int], None]
@@ -76,12 +80,18 @@ class Entry:
 
     submission: Submission
     out_dir: Path
+    gpu_kind: str | None = None
     kept: list[Result] = field(default_factory=list)
     complete: bool = False  # kept is the standing result.json itself (not runs left by an interrupted batch)
     pending: list[int] = field(default_factory=list)
     measured: list[int] = field(default_factory=list)
+    places: list[RunPlace] = field(default_factory=list)
     failure: tuple[str, float | None] | None = None
     seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.out_dir.name
 
 
 class _Batch:
@@ -97,9 +107,10 @@ class _Batch:
         self.entries: list[Entry] = []
         self.thermal = ThermalRecord(None, "not fixed yet", config.meter.temp_band_c)
 
-    def plan(self, submission: Submission) -> Entry:
+    def plan(self, submission: Submission, gpu_kind: str | None = None, kind_in_name: bool = False) -> Entry:
         """What stands for ``submission`` and which runs remain: all, the missing ones, or a rematch's more."""
-        entry = Entry(submission, self.out_root / submission.name)
+        folder = f"{submission.name}@{gpu_kind}" if kind_in_name else submission.name
+        entry = Entry(submission, self.out_root / folder, gpu_kind)
         if submission.model is None:
             return entry
         standing = None if self.batch.force else _read(entry.out_dir / RESULT_NAME)
@@ -142,11 +153,13 @@ class _Batch:
         plan = Plan(first_run=index, runs=1, audit=index == 1, target_temp_c=self.thermal.target_c,
                     result_name=run_name(index))
         return Job(entry.submission.model.resolve(), entry.submission.name, entry.out_dir, self.config,
-                   self.data.fingerprint, plan, self.secrets)
+                   self.data.fingerprint, plan, self.secrets, entry.gpu_kind)
 
     def done(self, job: Job, outcome: ChildOutcome) -> None:
-        entry = next(e for e in self.entries if e.submission.name == job.name and e.out_dir == job.out_dir)
+        entry = next(e for e in self.entries if e.out_dir == job.out_dir)
         entry.seconds += outcome.elapsed_s
+        entry.places.append(RunPlace(job.plan.first_run, outcome.host, outcome.started_utc, outcome.elapsed_s,
+                                     outcome.reason or ""))
         if outcome.reason is not None:
             entry.failure = (outcome.reason, self.batch.timeout_s if outcome.timed_out else None)
         else:
@@ -154,18 +167,22 @@ class _Batch:
 
     def finish(self, entry: Entry) -> BatchItem:
         """The submission's result from what stood and what was measured, written; its partial runs removed."""
-        name = entry.submission.name
-        if entry.submission.model is None or entry.failure is not None:
+        name, model = entry.name, entry.submission.model
+        item = BatchItem(name, "scored", seconds=entry.seconds, runs=entry.measured, places=entry.places,
+                         gpu_kind=entry.gpu_kind)
+        if model is None or entry.failure is not None:
             reason, timeout_s = entry.failure or (entry.submission.problem, None)
-            self._write(entry, failed_result(name, entry.submission.model, reason, self.config, self.data,
+            self._write(entry, failed_result(entry.submission.name, model, reason, self.config, self.data,
                                              self.versions, entry.out_dir, entry.seconds, timeout_s))
-            return BatchItem(name, "failed", reason=reason, seconds=entry.seconds, runs=entry.measured)
+            return dataclasses.replace(item, outcome="failed", reason=reason)
         if entry.complete and not entry.measured:
-            return BatchItem(name, "skipped", status=entry.kept[0].status)
+            return dataclasses.replace(item, outcome="skipped", status=entry.kept[0].status, seconds=None)
         parts = entry.kept + [result for index in entry.measured
                               if (result := _read(entry.out_dir / run_name(index))) is not None]
-        self._write(entry, combine(parts))
-        return BatchItem(name, "scored", seconds=entry.seconds, runs=entry.measured)
+        combined = combine(parts)  # recorded as the driver sees it: its config, the model seen from here
+        self._write(entry, dataclasses.replace(combined, config=self.config, model=dataclasses.replace(
+            combined.model, path=path_from(entry.out_dir, model))))
+        return item
 
     def _write(self, entry: Entry, result: Result) -> None:
         entry.out_dir.mkdir(parents=True, exist_ok=True)
@@ -176,28 +193,83 @@ class _Batch:
     def summary(self, directory: Path, items: list[BatchItem], started_utc: str, wall_s: float,
                 references: ReferenceRuns | None) -> BatchSummary:
         counts = {kind: sum(1 for item in items if item.outcome == kind) for kind in ("scored", "failed", "skipped")}
+        hosts = sorted({place.host for item in items for place in item.places if place.host})
         return BatchSummary(
             directory=str(directory), data=self.data, config=self.config, batch=self.batch,
             limits=ChildLimitsRecord(self.batch.timeout_s, self.limits.cpu_seconds, self.limits.address_space_bytes),
             counts=counts, submissions=items, started_utc=started_utc, wall_s=wall_s, thermal=self.thermal,
-            reference=references.record() if references is not None else None)
+            reference=references.record() if references is not None else None, backend=self.batch.backend,
+            hosts=hosts)
+
+
+class Backend(Protocol):
+    def run(self, jobs: Iterable[Job], done: Done) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _backend(state: _Batch, dataset: Dataset, announce: Callable[[str], None] | None) -> tuple[Backend, list[str]]:
+    """The backend the batch asked for, and the GPU kinds of its hosts ([]: none advertised)."""
+    if state.batch.backend == "local":
+        return LocalBackend(state.batch.timeout_s, state.limits), []
+    backend = RayBackend(state.batch.ray_address, dataset, state.batch.timeout_s, state.batch.max_memory_gb,
+                         announce)
+    kinds = backend.kinds()
+    if state.batch.every_gpu_kind and not kinds:
+        backend.close()
+        raise EdlError("--every-gpu-kind: no host of the cluster advertises a GPU kind (resource edl-gpu-<model>); "
+                       "start each host with it, see the README")
+    return backend, kinds
+
+
+def _placements(submissions: list[Submission], kinds: list[str], every_kind: bool
+                ) -> list[tuple[Submission, str | None, bool]]:
+    """(submission, GPU kind, whether the kind names its folder): every kind for each with --every-gpu-kind;
+    else each submission pinned to one kind in turn, so all its repeats run on one kind of GPU."""
+    if every_kind:
+        return [(submission, kind, True) for submission in submissions for kind in kinds]
+    if len(kinds) <= 1:
+        return [(submission, None, False) for submission in submissions]
+    return [(submission, kinds[index % len(kinds)], False) for index, submission in enumerate(submissions)]
+
+
+def _thermal(state: _Batch) -> ThermalRecord:
+    if state.batch.backend == "local" or state.config.meter.target_temp_c is not None:
+        return batch_target(state.config)
+    return ThermalRecord(None, "on a cluster each host settles before each run (--target-temp fixes one for all)",
+                         state.config.meter.temp_band_c)
 
 
 def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig | None = None,
-                    progress: ProgressHook | None = None, secrets: Secrets | None = None) -> BatchSummary:
+                    progress: ProgressHook | None = None, secrets: Secrets | None = None,
+                    announce: Callable[[str], None] | None = None) -> BatchSummary:
     """Score every submission in ``directory``; returns the batch summary (also written as batch.json)."""
     batch = batch or BatchConfig()
     started_utc, started = utc_now(), time.monotonic()
     submissions = discover(directory)
     prepare_out_dir(out_root)
-    state = _Batch(out_root, config, batch, data_record(resolve(config.data)), secrets or Secrets())
-    state.entries = [state.plan(submission) for submission in submissions]
-    references = ReferenceRuns(batch.reference, out_root, config, state.data.fingerprint, secrets or Secrets()) \
-        if batch.reference is not None else None
-    if any(entry.pending for entry in state.entries):
-        state.thermal = batch_target(config)
-    if references is not None:
-        references.target_temp_c = state.thermal.target_c
+    dataset = resolve(config.data)
+    state = _Batch(out_root, config, batch, data_record(dataset), secrets or Secrets())
+    backend, kinds = _backend(state, dataset, announce)
+    try:
+        state.entries = [state.plan(submission, kind, named)
+                         for submission, kind, named in _placements(submissions, kinds, batch.every_gpu_kind)]
+        references = ReferenceRuns(batch.reference, out_root, config, state.data.fingerprint, state.secrets) \
+            if batch.reference is not None else None
+        if any(entry.pending for entry in state.entries):
+            state.thermal = _thermal(state)
+        if references is not None:
+            references.target_temp_c = state.thermal.target_c
+        _run(state, backend, references, progress)
+    finally:
+        backend.close()
+    items = [state.finish(entry) for entry in state.entries]
+    summary = state.summary(directory, items, started_utc, time.monotonic() - started, references)
+    write_document(out_root / BATCH_NAME, summary)
+    return summary
+
+
+def _run(state: _Batch, backend: Backend, references: ReferenceRuns | None, progress: ProgressHook | None) -> None:
     total = sum(len(entry.pending) for entry in state.entries)
     finished = 0
 
@@ -209,11 +281,6 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
         state.done(job, outcome)
         finished += 1
         if progress:
-            progress(f"{job.name} run {job.plan.first_run}", finished, total)
+            progress(f"{job.out_dir.name} run {job.plan.first_run} on {outcome.host}", finished, total)
 
-    LocalBackend(batch.timeout_s, state.limits).run(state.jobs(references), done)
-    items = [state.finish(entry) for entry in state.entries]
-    summary = state.summary(directory, items, started_utc, time.monotonic() - started, references)
-    write_document(out_root / BATCH_NAME, summary)
-    return summary
-
+    backend.run(state.jobs(references), done)

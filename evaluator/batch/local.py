@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 from evaluator.batch.child import OUTCOME_NAME, Job, read_outcome, write_job
 from evaluator.batch.limits import ChildLimits
+from evaluator.report.result import utc_now
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class ChildOutcome:
     timed_out: bool
     elapsed_s: float
     host: str = ""
+    started_utc: str = ""
 
 
 Done = Callable[[Job, ChildOutcome], None]
@@ -41,6 +45,12 @@ def _failure_reason(returncode: int, stderr: str) -> str:
 
 def run_child(job: Job, timeout_s: float, limits: ChildLimits) -> ChildOutcome:
     """Run one job in its own process group, killed at ``timeout_s``; the files it leaves are its outcome."""
+    started_utc = utc_now()
+    outcome = _run_child(job, timeout_s, limits)
+    return dataclasses.replace(outcome, host=outcome.host or socket.gethostname(), started_utc=started_utc)
+
+
+def _run_child(job: Job, timeout_s: float, limits: ChildLimits) -> ChildOutcome:
     started = time.monotonic()
     for stale in (job.plan.result_name, OUTCOME_NAME):
         (job.out_dir / stale).unlink(missing_ok=True)  # a stale result must never stand for this run
@@ -76,3 +86,6 @@ class LocalBackend:
     def run(self, jobs: Iterable[Job], done: Done) -> None:
         for job in jobs:
             done(job, run_child(job, self.timeout_s, self.limits))
+
+    def close(self) -> None:
+        pass

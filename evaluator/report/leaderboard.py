@@ -170,6 +170,15 @@ def comparability_problems(entries: list[Entry]) -> list[str]:
     return problems
 
 
+def rank_by_gpu(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS, allow_mixed: bool = False,
+                allow_unaudited: bool = False) -> dict[str, Leaderboard]:
+    """One board per GPU model the results were measured on (a result without a GPU: "no GPU")."""
+    groups: dict[str, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.result.gpu_model or "no GPU", []).append(entry)
+    return {model: rank(members, thresholds, allow_mixed, allow_unaudited) for model, members in sorted(groups.items())}
+
+
 UNAUDITED_NOTE = ("no generalization audit (an older result, or --audit-copies 0): not ranked; rescore it, or pass "
                   "--allow-unaudited")
 

@@ -411,6 +411,15 @@ class MeterReport:
 
 
 @dataclass
+class RunPlace:
+    index: int
+    host: str
+    started_utc: str
+    seconds: float
+    outcome: str = field(default="", metadata=doc("empty: measured; else why not"))
+
+
+@dataclass
 class BatchItem:
     """What score-dir did with one submission."""
 
@@ -420,6 +429,8 @@ class BatchItem:
     seconds: float | None = field(default=None, metadata=doc("time spent scoring it in this batch, all runs"))
     status: str = field(default="", metadata=doc("a skipped submission's standing result status"))
     runs: list[int] = field(default_factory=list, metadata=doc("the run indices measured in this batch"))
+    places: list[RunPlace] = field(default_factory=list, metadata=doc("which host measured each run, and when"))
+    gpu_kind: str | None = None
 
 
 @dataclass
@@ -478,6 +489,8 @@ class BatchSummary:
     wall_s: float
     thermal: ThermalRecord | None = None
     reference: ReferenceRecord | None = None
+    backend: str = "local"
+    hosts: list[str] = field(default_factory=list, metadata=doc("the hosts that measured runs of this batch"))
     kind: Literal["edl-batch"] = "edl-batch"
 
 

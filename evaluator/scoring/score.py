@@ -20,6 +20,7 @@ from evaluator.report.result import RESULT_NAME, Audit, Result, Run, utc_now, wr
 from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.audit import run_audit
 from evaluator.scoring.hostinfo import versions
+from evaluator.scoring.hostlock import host_lock
 from evaluator.scoring.phases import (
     Submission,
     check_phase,
@@ -106,14 +107,15 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
     warnings = list(submission.report.warnings)
     if not dataset.official:
         warnings.append(f"data: {dataset.note or 'not the official test set'}")
-    prepared, runs = None, []
-    for index in range(plan.first_run, plan.first_run + (plan.runs or config.repeat)):
-        run, prepared = measure_run(submission, dataset, config, out_dir, index, progress, prepared,
-                                    plan.target_temp_c)
-        runs.append(run)
-    assert prepared is not None
-    audit = audit_phase(prepared, dataset, private, config, secrets.audit_secret, progress, runs[0]) if plan.audit \
-        else None
+    prepared, runs, audit = None, [], None
+    with host_lock(waiting=progress.phase):  # one scoring per host: CPU energy is the whole host's
+        for index in range(plan.first_run, plan.first_run + (plan.runs or config.repeat)):
+            run, prepared = measure_run(submission, dataset, config, out_dir, index, progress, prepared,
+                                        plan.target_temp_c)
+            runs.append(run)
+        assert prepared is not None
+        if plan.audit:
+            audit = audit_phase(prepared, dataset, private, config, secrets.audit_secret, progress, runs[0])
     result = finalise(assemble(submission, dataset, config, prepared, runs, audit, warnings, out_dir), key)
     write_result(out_dir / plan.result_name, result)
     return result
