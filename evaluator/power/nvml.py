@@ -350,6 +350,10 @@ class GpuSnapshot:
 
     index: int
     name: str | None
+    uuid: str | None
+    serial: str | None
+    pci_bus_id: str | None
+    mig_uuid: str | None  # the MIG instance CUDA runs on, where it is one; the rest is the board's
     temperature_c: float | None
     sm_clock_mhz: float | None
     memory_clock_mhz: float | None
@@ -359,10 +363,13 @@ class GpuSnapshot:
     memory_used_mib: int | None  # all processes on the GPU
 
 
-def gpu_state(nvml: ModuleType, index: int) -> GpuSnapshot:
-    """The fairness record of one GPU: clocks, temperature, power limit, throttling, other processes."""
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
-    name = _try(nvml.nvmlDeviceGetName, handle)
+def gpu_state(nvml: ModuleType, gpu: int | GpuIdentity) -> GpuSnapshot:
+    """The fairness record of one GPU (a resolved board, opened by UUID, or an NVML index): its identity,
+    clocks, temperature, power limit, throttling, other processes."""
+    if isinstance(gpu, GpuIdentity):
+        index, handle, mig_uuid = gpu.index, nvml.nvmlDeviceGetHandleByUUID(gpu.uuid), gpu.mig_uuid
+    else:
+        index, handle, mig_uuid = gpu, nvml.nvmlDeviceGetHandleByIndex(gpu), None
     reasons_call = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
         nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None
     )
@@ -371,7 +378,11 @@ def gpu_state(nvml: ModuleType, index: int) -> GpuSnapshot:
     memory = _try(nvml.nvmlDeviceGetMemoryInfo, handle)
     return GpuSnapshot(
         index=index,
-        name=name.decode() if isinstance(name, bytes) else name,
+        name=_text(_try(nvml.nvmlDeviceGetName, handle)),
+        uuid=_text(_try(nvml.nvmlDeviceGetUUID, handle)),
+        serial=_text(_try(nvml.nvmlDeviceGetSerial, handle)),
+        pci_bus_id=_bus_id(nvml, handle),
+        mig_uuid=mig_uuid,
         temperature_c=_try(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU),
         sm_clock_mhz=_try(nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_SM),
         memory_clock_mhz=_try(nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_MEM),

@@ -235,7 +235,7 @@ def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, o
     window = meter.find("measured")
     assert window is not None
     run = Run(
-        index=run_index, started_utc=started, host=host(gpu_start.name if gpu_start else None),
+        index=run_index, started_utc=started, host=host(gpu_start),
         batch_size=prepared.batch_size, passes=config.passes, seconds=window.seconds,
         images_per_second=config.passes * dataset.count / window.seconds,
         correct=int(np.count_nonzero(first == dataset.labels)), prediction_mismatch_passes=mismatched,

@@ -11,7 +11,7 @@ from evaluator.errors import MeterError
 from evaluator.power.analysis import Window, load_samples
 from evaluator.power.base import MeterUnavailable
 from evaluator.power.meter import default_specs
-from evaluator.power.nvml import GpuIdentity, NvmlSource, NvmlSpec, nvml_index, resolve_gpu
+from evaluator.power.nvml import GpuIdentity, NvmlSource, NvmlSpec, gpu_state, nvml_index, resolve_gpu
 from evaluator.power.sampler import Sampler
 from evaluator.report.energy import run_energy
 
@@ -167,6 +167,15 @@ def test_an_entry_that_matches_nothing_is_a_clear_error(fake_gpu, visible, messa
     fake_gpu(gpus=THREE, visible=visible, order="PCI_BUS_ID")
     with pytest.raises(MeterError, match=message):
         resolved(0)
+
+
+def test_the_fairness_record_names_the_board(fake_gpu):
+    fake_gpu(gpus=THREE, visible=MIG_1)
+    state = gpu_state(nvml(), resolved(0))
+    assert (state.index, state.uuid, state.serial, state.pci_bus_id, state.mig_uuid) == (
+        NVML_B, UUID_B, "SN-bbbbbbbb", "00000000:1A:00.0", MIG_1)
+    by_index = gpu_state(nvml(), NVML_C)
+    assert (by_index.uuid, by_index.pci_bus_id, by_index.mig_uuid) == (UUID_C, "00000000:3B:00.0", None)
 
 
 def test_the_source_opens_the_resolved_board_by_uuid_not_by_position(fake_gpu):
