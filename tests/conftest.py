@@ -26,11 +26,23 @@ def isolated_env(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
-    """A present fake GPU drawing ``watts``; returns a setter."""
+    """A present fake GPU drawing ``watts``; returns a setter.
 
-    def configure(watts: float = 100.0, mode: str = "", step_s: float = 0.0, temps: str = "40") -> None:
+    ``gpus`` describes several boards (FAKE_NVML_GPUS, see fake_pynvml) and ``watts`` may then be a
+    list, "100,250". ``visible`` and ``order`` are CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, unset
+    unless given: the host's own would not name the fake's boards.
+    """
+
+    def configure(watts: float | str = 100.0, mode: str = "", step_s: float = 0.0, temps: str = "40",
+                  gpus: str = "", visible: str | None = None, order: str | None = None) -> None:
         monkeypatch.setenv("FAKE_NVML_MODE", mode)
         monkeypatch.setenv("FAKE_NVML_WATTS", str(watts))
+        for name, value in (("FAKE_NVML_GPUS", gpus or None), ("CUDA_VISIBLE_DEVICES", visible),
+                            ("CUDA_DEVICE_ORDER", order)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
         monkeypatch.setenv("FAKE_NVML_STEP_S", str(step_s))
         monkeypatch.setenv("FAKE_NVML_EPOCH", str(time.monotonic()))
         monkeypatch.setenv("FAKE_NVML_TEMPS", temps)

@@ -8,6 +8,12 @@ FAKE_NVML_MODE: comma-separated flags: ``absent`` (nvmlInit fails), ``no_counter
 ``no_instant`` (the field returns NotSupported), ``no_power``.
 FAKE_NVML_WATTS, FAKE_NVML_STEP_S, FAKE_NVML_EPOCH (a monotonic time), FAKE_NVML_TEMPS (a list
 of temperatures returned one after another, the last repeated), FAKE_NVML_NAME (the GPU's model name).
+
+FAKE_NVML_GPUS: the boards, comma-separated, in NVML's index order: ``<uuid>@<pci bus id>``, then
+``/<mig uuid>:<gpu instance>:<compute instance>`` for each MIG instance on the board; unset, one
+board (``DEFAULT_GPUS``). FAKE_NVML_WATTS may list watts per board (the last repeated). Each board's
+energy counter starts a gigajoule apart, so a reading tells which board it came from. A board's
+serial is ``SN-`` and its UUID's first 8 hex digits. MIG handles have no energy or power, as on real GPUs.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from __future__ import annotations
 import os
 import time
 from types import SimpleNamespace
+from typing import NamedTuple
 
 NVML_SUCCESS = 0
 NVML_ERROR_NOT_SUPPORTED = 3
+DEFAULT_GPUS = "GPU-fa4e0000-0000-4000-8000-000000000000@00000000:01:00.0"
+MAX_MIG_DEVICES = 7
 NVML_FI_DEV_POWER_INSTANT = 186
 NVML_TEMPERATURE_GPU = 0
 NVML_CLOCK_SM = 1
@@ -33,12 +42,51 @@ class NVMLError_NotSupported(NVMLError):  # noqa: N801, N818 - pynvml's own name
     pass
 
 
+class NVMLError_NotFound(NVMLError):  # noqa: N801, N818 - pynvml's own name
+    pass
+
+
+class NVMLError_InvalidArgument(NVMLError):  # noqa: N801, N818 - pynvml's own name
+    pass
+
+
+class Mig(NamedTuple):
+    uuid: str
+    gpu_instance: int
+    compute_instance: int
+
+
+class Board(NamedTuple):
+    uuid: str
+    bus_id: str
+    migs: list[Mig]
+
+
+def boards() -> list[Board]:
+    """FAKE_NVML_GPUS parsed: ``uuid@busid[/mig-uuid:gi:ci...]``, comma-separated."""
+    found = []
+    for spec in filter(None, os.environ.get("FAKE_NVML_GPUS", DEFAULT_GPUS).split(",")):
+        board, *migs = spec.strip().split("/")
+        uuid, bus_id = board.split("@")
+        found.append(Board(uuid, bus_id, [Mig(m.split(":")[0], int(m.split(":")[1]), int(m.split(":")[2]))
+                                          for m in migs]))
+    return found
+
+
 def _mode() -> set[str]:
     return set(filter(None, os.environ.get("FAKE_NVML_MODE", "").split(",")))
 
 
-def _watts() -> float:
-    return float(os.environ.get("FAKE_NVML_WATTS", "100"))
+def _watts(index: int = 0) -> float:
+    watts = os.environ.get("FAKE_NVML_WATTS", "100").split(",")
+    return float(watts[min(index, len(watts) - 1)])
+
+
+def _board(handle: SimpleNamespace) -> int:
+    """The board index of a board's handle; MIG handles have no meters of their own."""
+    if getattr(handle, "mig", None) is not None:
+        raise NVMLError_NotSupported("Not Supported")
+    return handle.index
 
 
 def nvmlInit() -> None:  # noqa: N802 - pynvml's own name
@@ -51,39 +99,104 @@ def nvmlShutdown() -> None:  # noqa: N802
 
 
 def nvmlDeviceGetCount() -> int:  # noqa: N802
-    return 1
+    return len(boards())
 
 
 def nvmlDeviceGetHandleByIndex(index: int) -> object:  # noqa: N802
-    return SimpleNamespace(index=index)
+    if not 0 <= index < len(boards()):
+        raise NVMLError_InvalidArgument("Invalid Argument")
+    return SimpleNamespace(index=index, mig=None)
 
 
-def nvmlDeviceGetTotalEnergyConsumption(handle: object) -> int:  # noqa: N802
+def nvmlDeviceGetHandleByUUID(uuid: str) -> object:  # noqa: N802
+    for index, board in enumerate(boards()):
+        if board.uuid == uuid:
+            return SimpleNamespace(index=index, mig=None)
+        for slot, mig in enumerate(board.migs):
+            if mig.uuid == uuid:
+                return SimpleNamespace(index=index, mig=slot)
+    raise NVMLError_NotFound("Not Found")
+
+
+def nvmlDeviceGetUUID(handle: SimpleNamespace) -> str:  # noqa: N802
+    board = boards()[handle.index]
+    return board.uuid if handle.mig is None else board.migs[handle.mig].uuid
+
+
+def nvmlDeviceGetSerial(handle: SimpleNamespace) -> str:  # noqa: N802
+    return "SN-" + boards()[_board(handle)].uuid.removeprefix("GPU-")[:8]
+
+
+def nvmlDeviceGetPciInfo(handle: SimpleNamespace) -> SimpleNamespace:  # noqa: N802
+    bus_id = boards()[handle.index].bus_id
+    domain, bus, rest = bus_id.split(":")
+    return SimpleNamespace(busId=bus_id.encode(), busIdLegacy=bus_id.encode(), domain=int(domain, 16),
+                           bus=int(bus, 16), device=int(rest.split(".")[0], 16))
+
+
+def nvmlDeviceGetMaxMigDeviceCount(handle: SimpleNamespace) -> int:  # noqa: N802
+    if not boards()[_board(handle)].migs:
+        raise NVMLError_NotSupported("Not Supported")
+    return MAX_MIG_DEVICES
+
+
+def nvmlDeviceGetMigDeviceHandleByIndex(handle: SimpleNamespace, index: int) -> object:  # noqa: N802
+    if not 0 <= index < len(boards()[_board(handle)].migs):
+        raise NVMLError_NotFound("Not Found")
+    return SimpleNamespace(index=handle.index, mig=index)
+
+
+def nvmlDeviceIsMigDeviceHandle(handle: SimpleNamespace) -> int:  # noqa: N802
+    return int(handle.mig is not None)
+
+
+def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle: SimpleNamespace) -> object:  # noqa: N802
+    if handle.mig is None:
+        raise NVMLError_InvalidArgument("Invalid Argument")
+    return SimpleNamespace(index=handle.index, mig=None)
+
+
+def nvmlDeviceGetGpuInstanceId(handle: SimpleNamespace) -> int:  # noqa: N802
+    if handle.mig is None:
+        raise NVMLError_InvalidArgument("Invalid Argument")
+    return boards()[handle.index].migs[handle.mig].gpu_instance
+
+
+def nvmlDeviceGetComputeInstanceId(handle: SimpleNamespace) -> int:  # noqa: N802
+    if handle.mig is None:
+        raise NVMLError_InvalidArgument("Invalid Argument")
+    return boards()[handle.index].migs[handle.mig].compute_instance
+
+
+def nvmlDeviceGetTotalEnergyConsumption(handle: SimpleNamespace) -> int:  # noqa: N802
+    index = _board(handle)
     if "no_counter" in _mode():
         raise NVMLError_NotSupported("Not Supported")
     elapsed = time.monotonic() - float(os.environ.get("FAKE_NVML_EPOCH", "0"))
     step = float(os.environ.get("FAKE_NVML_STEP_S", "0"))
     if step > 0:
         elapsed = (elapsed // step) * step
-    return int(5_000_000 + _watts() * elapsed * 1000)  # millijoules, from an arbitrary start
+    return int(5_000_000 + index * 1_000_000_000 + _watts(index) * elapsed * 1000)  # mJ, from a start per board
 
 
-def nvmlDeviceGetFieldValues(handle: object, field_ids: list[int]) -> list[SimpleNamespace]:  # noqa: N802
+def nvmlDeviceGetFieldValues(handle: SimpleNamespace, field_ids: list[int]) -> list[SimpleNamespace]:  # noqa: N802
     values = []
     for field_id in field_ids:
-        supported = field_id == NVML_FI_DEV_POWER_INSTANT and "no_instant" not in _mode()
+        supported = (field_id == NVML_FI_DEV_POWER_INSTANT and "no_instant" not in _mode()
+                     and handle.mig is None)
         values.append(SimpleNamespace(
             fieldId=field_id,
             nvmlReturn=NVML_SUCCESS if supported else NVML_ERROR_NOT_SUPPORTED,
-            value=SimpleNamespace(uiVal=int(_watts() * 1000) if supported else 0),
+            value=SimpleNamespace(uiVal=int(_watts(handle.index) * 1000) if supported else 0),
         ))
     return values
 
 
-def nvmlDeviceGetPowerUsage(handle: object) -> int:  # noqa: N802
+def nvmlDeviceGetPowerUsage(handle: SimpleNamespace) -> int:  # noqa: N802
+    index = _board(handle)
     if "no_power" in _mode():
         raise NVMLError_NotSupported("Not Supported")
-    return int(_watts() * 1000)
+    return int(_watts(index) * 1000)
 
 
 def nvmlDeviceGetName(handle: object) -> str:  # noqa: N802

@@ -77,6 +77,7 @@ def run_job(job: Job) -> Outcome:
 
 
 def main(argv: list[str]) -> int:
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers boards as NVML does (unless told)
     job_path = Path(argv[0])
     job = from_json(Job, json.loads(job_path.read_text()), "job")
     outcome = run_job(job)

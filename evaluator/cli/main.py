@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -77,6 +78,8 @@ def _root(
 
 
 def main() -> None:
+    # CUDA then numbers the boards in NVML's (PCI bus) order, so --gpu N is metered on the board it runs on.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     try:
         app()
     except KeyboardInterrupt:

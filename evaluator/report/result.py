@@ -178,8 +178,13 @@ class RunEnergy:
 
 @dataclass
 class GpuState:
-    index: int | None = None
+    index: int | None = field(default=None, metadata=doc("NVML's index of the board (NVML numbers by PCI bus id)"))
     name: str | None = None
+    uuid: str | None = field(default=None, metadata=doc("the board's UUID, as nvidia-smi -L shows it"))
+    serial: str | None = field(default=None, metadata=doc("the board's serial number, where NVML gives one"))
+    pci_bus_id: str | None = None
+    mig_uuid: str | None = field(default=None, metadata=doc(
+        "the MIG instance the model ran on, where it was one; the rest (and the energy) is the whole board's"))
     temperature_c: float | None = None
     sm_clock_mhz: float | None = None
     memory_clock_mhz: float | None = None
@@ -231,6 +236,12 @@ class HostRecord:
     cpu: str
     cpu_count: int | None
     gpu: str | None = field(default=None, metadata=doc("the GPU's model name, from NVML"))
+    gpu_uuid: str | None = field(default=None, metadata=doc("the metered board's UUID, as nvidia-smi -L shows it"))
+    gpu_serial: str | None = field(default=None, metadata=doc("the metered board's serial number, where NVML "
+                                                              "gives one"))
+    gpu_pci_bus_id: str | None = field(default=None, metadata=doc("the metered board's PCI bus id"))
+    gpu_mig_uuid: str | None = field(default=None, metadata=doc(
+        "the MIG instance the model ran on, where it was one; the energy is the whole board's"))
 
 
 @dataclass

@@ -14,7 +14,7 @@ from types import ModuleType
 
 from evaluator.config import MeterConfig
 from evaluator.power.base import MeterUnavailable
-from evaluator.power.nvml import GpuSnapshot, driver_version, gpu_state, load_nvml, nvml_index
+from evaluator.power.nvml import GpuIdentity, GpuSnapshot, driver_version, gpu_state, load_nvml, resolve_gpu
 from evaluator.report.result import Cooldown, GpuState
 from evaluator.scoring.records import gpu_record
 
@@ -26,18 +26,20 @@ class GpuWatch:
     """NVML in the scoring process, for the fairness record and the cool-down (not for energy)."""
 
     def __init__(self, cuda_device: int) -> None:
-        self.index = nvml_index(cuda_device)
         self.nvml: ModuleType | None
+        self.board: GpuIdentity | None = None
         try:
             self.nvml = load_nvml()
             self.reason = ""
         except MeterUnavailable as exc:
             self.nvml = None
             self.reason = str(exc)
+        if self.nvml is not None:
+            self.board = resolve_gpu(cuda_device, self.nvml)  # by UUID: the board CUDA runs on, MIG noted
 
     def snapshot(self) -> GpuSnapshot | None:
         """The GPU's state now; None without NVML. Raises when the GPU cannot be read (lost, wrong index)."""
-        return None if self.nvml is None else gpu_state(self.nvml, self.index)
+        return None if self.nvml is None or self.board is None else gpu_state(self.nvml, self.board)
 
     def record(self) -> GpuState | None:
         """The GPU's state now, for the result: a failure to read it is recorded, not raised."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -79,7 +80,7 @@ def _windows_by_host(out: Path, summary) -> dict[str, list[tuple[float, float]]]
 def test_ray_scores_as_the_local_backend_does_one_scoring_per_host(tmp_path, models, cluster):
     data, subs = models
     config = fast_config(data, passes=20, runtime=CPU)
-    local = score_directory(subs, tmp_path / "local", config)
+    score_directory(subs, tmp_path / "local", config)
     remote = score_directory(subs, tmp_path / "ray", config, BatchConfig(backend="ray", ray_address=cluster.address))
     assert remote.backend == "ray" and set(remote.hosts) == {"host-a", "host-b"}
     for name in ("plain", "busy"):
@@ -89,7 +90,7 @@ def test_ray_scores_as_the_local_backend_does_one_scoring_per_host(tmp_path, mod
     assert "not an ONNX model" in read_result(tmp_path / "ray" / "broken").reason
     for host, spans in _windows_by_host(tmp_path / "ray", remote).items():
         spans.sort()
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:])), host
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans)), host
 
 
 def test_every_gpu_kind_gives_one_result_per_kind_ranked_apart(tmp_path, models, cluster):

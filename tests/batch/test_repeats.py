@@ -45,7 +45,7 @@ def test_a_model_under_two_names_ties_and_a_slower_one_does_not(tmp_path, metere
     busy_colour_model(subs / "copy_b.onnx", channels=8)
     busy_colour_model(subs / "slow.onnx", channels=32)  # the same answers, about three times the work
     reference = busy_colour_model(tmp_path / "reference.onnx", channels=8)  # also warms the machine up first
-    passes = passes_lasting(subs / "copy_a.onnx", images=1000, seconds=1.0, least=5)
+    passes = passes_lasting(subs / "copy_a.onnx", images=1000, seconds=4.0, least=5)  # ~1.5 s windows
     config = dataclasses.replace(fast_config(data, passes=passes), repeat=3)
     summary = score_directory(subs, tmp_path / "out", config, BatchConfig(reference=reference, reference_every=9))
     assert summary.counts["scored"] == 3

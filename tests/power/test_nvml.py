@@ -1,14 +1,38 @@
-"""GPU energy and power through a small fake of the pynvml functions edl uses."""
+"""GPU energy and power through a small fake of the pynvml functions edl uses; which board is metered."""
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import pytest
 
+from evaluator.errors import MeterError
+from evaluator.power.analysis import Window, load_samples
 from evaluator.power.base import MeterUnavailable
 from evaluator.power.meter import default_specs
-from evaluator.power.nvml import NvmlSource
+from evaluator.power.nvml import GpuIdentity, NvmlSource, NvmlSpec, gpu_state, nvml_index, resolve_gpu
+from evaluator.power.sampler import Sampler
+from evaluator.report.energy import run_energy
+
+UUID_A = "GPU-aaaaaaaa-1111-4111-8111-111111111111"
+UUID_B = "GPU-bbbbbbbb-2222-4222-8222-222222222222"
+UUID_C = "GPU-bbbbcccc-3333-4333-8333-333333333333"
+MIG_1 = "MIG-11111111-aaaa-5aaa-9aaa-aaaaaaaaaaaa"
+MIG_2 = "MIG-22222222-bbbb-5bbb-9bbb-bbbbbbbbbbbb"
+# NVML's index order, deliberately not the PCI bus order: the resolver must sort by bus id itself.
+# PCI bus order: B (0x1A), C (0x3B), A (0x5E).
+THREE = (f"{UUID_A}@00000000:5E:00.0,{UUID_B}@00000000:1A:00.0/{MIG_1}:1:0/{MIG_2}:2:0,"
+         f"{UUID_C}@00000000:3B:00.0")
+NVML_A, NVML_B, NVML_C = 0, 1, 2
+
+
+def nvml():
+    return importlib.import_module("fake_pynvml")
+
+
+def resolved(cuda_device: int = 0) -> GpuIdentity:
+    return resolve_gpu(cuda_device, nvml())
 
 
 def test_nvml_counter_and_instant_power(fake_gpu):
@@ -43,11 +67,139 @@ def test_nvml_absent_or_wrong_index_is_unavailable(fake_gpu):
         NvmlSource((3,), "fake_pynvml")
 
 
-def test_cuda_visible_devices_maps_to_nvml_indices(monkeypatch):
-    from evaluator.power.nvml import nvml_index
-
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+def test_without_nvml_the_index_is_guessed_from_numeric_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")  # the fake is absent: nothing will be read anyway
     assert (nvml_index(0), nvml_index(1)) == (3, 1)
-    assert default_specs((1,), "fake_pynvml")[0].gpu_indices == (1,)
+    spec = default_specs((1,), "fake_pynvml")[0]
+    assert isinstance(spec, NvmlSpec) and spec.gpu_indices == (1,) and spec.gpus == ()
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert nvml_index(2) == 2
+
+
+def test_unset_visible_devices_on_one_gpu_is_that_gpu_whatever_the_order(fake_gpu):
+    fake_gpu()
+    gpu = resolved(0)
+    board = nvml().boards()[0]
+    assert (gpu.index, gpu.uuid, gpu.pci_bus_id, gpu.name, gpu.mig_uuid) == (0, board.uuid, board.bus_id,
+                                                                             "Fake GPU", None)
+    assert gpu.serial == "SN-" + board.uuid[4:12]
+    with pytest.raises(MeterError, match="CUDA device 1 matches no GPU here: NVML sees 1"):
+        resolved(1)
+
+
+def test_unset_visible_devices_on_several_gpus_needs_the_pci_order(fake_gpu):
+    fake_gpu(gpus=THREE)
+    with pytest.raises(MeterError, match=r"CUDA device 0 is a position in CUDA's order.*CUDA_DEVICE_ORDER=PCI_BUS_ID"):
+        resolved(0)
+    fake_gpu(gpus=THREE, order="PCI_BUS_ID")
+    assert [resolved(d).uuid for d in range(3)] == [UUID_B, UUID_C, UUID_A]  # by PCI bus id, not NVML's index
+    assert [resolved(d).index for d in range(3)] == [NVML_B, NVML_C, NVML_A]
+
+
+def test_indices_in_the_pci_order_and_reordered(fake_gpu):
+    fake_gpu(gpus=THREE, visible="2", order="PCI_BUS_ID")
+    assert resolved(0).uuid == UUID_A
+    fake_gpu(gpus=THREE, visible="2,0", order="PCI_BUS_ID")
+    assert (resolved(0).uuid, resolved(1).uuid) == (UUID_A, UUID_B)
+    assert (nvml_index(0, "fake_pynvml"), nvml_index(1, "fake_pynvml")) == (NVML_A, NVML_B)
+    with pytest.raises(MeterError, match="CUDA device 2 is not visible: CUDA_VISIBLE_DEVICES='2,0' lists 2"):
+        resolved(2)
+
+
+def test_indices_without_the_pci_order_on_several_gpus_are_refused_with_the_fix(fake_gpu):
+    fake_gpu(gpus=THREE, visible="0,1")
+    with pytest.raises(MeterError) as refused:
+        resolved(1)
+    message = str(refused.value)
+    assert "CUDA_VISIBLE_DEVICES entry '1'" in message and "fastest first" in message
+    assert "set CUDA_DEVICE_ORDER=PCI_BUS_ID" in message and "by UUID in CUDA_VISIBLE_DEVICES" in message
+    with pytest.raises(MeterError, match="CUDA_DEVICE_ORDER=PCI_BUS_ID"):
+        default_specs((1,), "fake_pynvml")  # the meter refuses before anything is measured
+    fake_gpu(gpus=THREE, visible="0,1", order="FASTEST_FIRST")
+    with pytest.raises(MeterError, match="fastest first"):
+        resolved(0)
+
+
+def test_index_entries_on_a_single_gpu_need_no_order(fake_gpu):
+    fake_gpu(visible="0")
+    assert resolved(0).index == 0
+    fake_gpu(visible="1")
+    with pytest.raises(MeterError, match=r"entry '1'\) matches no GPU here: NVML sees 1"):
+        resolved(0)
+
+
+def test_full_uuids_in_any_order_and_any_device_order(fake_gpu):
+    fake_gpu(gpus=THREE, visible=f"{UUID_C},{UUID_A}")  # no CUDA_DEVICE_ORDER needed: UUIDs name boards
+    assert (resolved(0).index, resolved(1).index) == (NVML_C, NVML_A)
+    assert resolved(1) == GpuIdentity(NVML_A, UUID_A, "SN-aaaaaaaa", "00000000:5E:00.0", "Fake GPU", None)
+    fake_gpu(gpus=THREE, visible=f" {UUID_B.upper()} ")
+    assert resolved(0).uuid == UUID_B
+
+
+def test_uuid_prefixes_unique_or_refused(fake_gpu):
+    fake_gpu(gpus=THREE, visible="GPU-aaaa,GPU-bbbbc,GPU-bbbb")
+    assert (resolved(0).uuid, resolved(1).uuid) == (UUID_A, UUID_C)
+    with pytest.raises(MeterError, match=r"'GPU-bbbb'\) is the beginning of 2 UUIDs"):
+        resolved(2)
+
+
+def test_mig_ids_new_and_old_form_meter_the_parent_board(fake_gpu):
+    fake_gpu(gpus=THREE, visible=f"{MIG_2},MIG-1111,MIG-{UUID_B}/1/0,MIG-{UUID_B}/2/0")
+    assert resolved(0) == GpuIdentity(NVML_B, UUID_B, "SN-bbbbbbbb", "00000000:1A:00.0", "Fake GPU", MIG_2)
+    assert (resolved(1).index, resolved(1).mig_uuid) == (NVML_B, MIG_1)
+    assert (resolved(2).index, resolved(2).mig_uuid) == (NVML_B, MIG_1)
+    assert (resolved(3).index, resolved(3).mig_uuid) == (NVML_B, MIG_2)
+    source = NvmlSource((resolved(0),), "fake_pynvml")
+    assert [c.name for c in source.channels()] == ["gpu1_energy_j", "gpu1_power_w"]
+    assert f"MIG instance {MIG_2}: the whole board's energy" in source.channels()[0].note
+
+
+@pytest.mark.parametrize(("visible", "message"), [
+    ("GPU-deadbeef", r"\(CUDA_VISIBLE_DEVICES entry 'GPU-deadbeef'\) matches no GPU here \(UUIDs: GPU-aaaa"),
+    ("MIG-deadbeef", r"entry 'MIG-deadbeef'\) matches no GPU here"),
+    (f"MIG-{UUID_B}/3/0", rf"GPU {UUID_B} has no MIG instance 3/0"),
+    (f"MIG-{UUID_B}/x", r"is not a MIG id"),
+    ("-1", r"entry '-1'\) matches no GPU: give an index, a GPU-<uuid> or a MIG-<uuid>"),
+    ("7", r"entry '7'\) matches no GPU here: NVML sees 3"),
+    ("", r"CUDA device 0 is not visible: CUDA_VISIBLE_DEVICES='' lists 0"),
+])
+def test_an_entry_that_matches_nothing_is_a_clear_error(fake_gpu, visible, message):
+    fake_gpu(gpus=THREE, visible=visible, order="PCI_BUS_ID")
+    with pytest.raises(MeterError, match=message):
+        resolved(0)
+
+
+def test_the_fairness_record_names_the_board(fake_gpu):
+    fake_gpu(gpus=THREE, visible=MIG_1)
+    state = gpu_state(nvml(), resolved(0))
+    assert (state.index, state.uuid, state.serial, state.pci_bus_id, state.mig_uuid) == (
+        NVML_B, UUID_B, "SN-bbbbbbbb", "00000000:1A:00.0", MIG_1)
+    by_index = gpu_state(nvml(), NVML_C)
+    assert (by_index.uuid, by_index.pci_bus_id, by_index.mig_uuid) == (UUID_C, "00000000:3B:00.0", None)
+
+
+def test_the_source_opens_the_resolved_board_by_uuid_not_by_position(fake_gpu):
+    fake_gpu(gpus=THREE, watts="100,200,300")
+    wrong_index = GpuIdentity(NVML_A, UUID_C, None, None, None)  # as if the other process numbered boards otherwise
+    source = NvmlSource((wrong_index,), "fake_pynvml")
+    assert source.read()[1] == pytest.approx(300.0)  # board C's watts, under the index the spec gave
+    gone = GpuIdentity(0, "GPU-0ff0ff0f-0000-4000-8000-000000000000", None, None, None)
+    with pytest.raises(MeterUnavailable, match="cannot be opened by its UUID"):
+        NvmlSource((gone,), "fake_pynvml")
+
+
+def test_the_spawn_sampler_meters_the_board_the_parent_resolved(tmp_path, fake_gpu):
+    fake_gpu(gpus=THREE, watts="100,200,300", visible=f"{UUID_A},GPU-bbbbc")
+    specs = default_specs((1,), "fake_pynvml", str(tmp_path / "no-rapl"))
+    assert isinstance(specs[0], NvmlSpec) and specs[0].gpus[0].uuid == UUID_C and specs[0].gpu_indices == (NVML_C,)
+    with Sampler(specs, tmp_path / "s.csv", 0.01) as sampler:
+        start = time.monotonic()
+        time.sleep(1.0)
+        window = Window("measured", start, time.monotonic())
+        time.sleep(0.05)
+        sampler.stop()
+    samples = load_samples(tmp_path / "s.csv")
+    assert [c["name"] for c in samples.channels] == ["gpu2_energy_j", "gpu2_power_w"]
+    assert samples.columns["gpu2_energy_j"][0] > 2e6  # board C's counter, a gigajoule above board A's
+    report, _ = run_energy(samples, window, passes=1, images_per_pass=1)
+    assert report.gpu_j == pytest.approx(300.0 * window.seconds, rel=0.02)
