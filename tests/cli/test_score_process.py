@@ -126,3 +126,11 @@ def test_a_failed_score_leaves_an_existing_folder_as_it_was(tmp_path, data, cli)
     assert sorted(path.name for path in out.iterdir()) == ["notes.txt", "samples-1.csv"]
     assert (out / "samples-1.csv").read_text() == "an earlier run's samples\n"
 
+
+def test_piped_progress_prints_a_line_per_phase(tmp_path, data):
+    process = _score(oracle_model(tmp_path / "m.onnx"), data, tmp_path / "o", "--passes", "2")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    phases = [line.split(":")[0].removesuffix("...") for line in stderr.splitlines() if not line.startswith("warn")]
+    assert phases[:5] == ["check", "data", "session", "warmup", "pass"], stderr
+    assert "pass: 2,000 images" in stderr.splitlines() and "\x1b" not in stderr, "plain lines, no terminal codes"
