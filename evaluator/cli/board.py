@@ -47,7 +47,13 @@ def leaderboard(
     if output is None:
         sys.stdout.write(text)
     else:
-        atomic_write_bytes(output, text.encode())
+        try:
+            atomic_write_bytes(output, text.encode())
+        except OSError as exc:
+            blocker = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)
+            reason = f"{blocker} is a file, not a folder" if blocker else exc.strerror or str(exc)
+            raise EdlError(f"cannot write {output} ({reason}); give --output a file in a folder you can write to"
+                           ) from None
         note(f"wrote {output}")
 
 

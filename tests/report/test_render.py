@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -78,3 +79,22 @@ def test_html_in_headless_chromium(example_dir, tmp_path):
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_output_to_an_unwritable_place_is_one_line(example_dir, tmp_path, cli):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    run = cli("leaderboard", example_dir, "--format", "csv", "--output", blocker / "board.csv")
+    assert run.exit_code == 1 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines() == [f"error: cannot write {blocker / 'board.csv'} ({blocker} is a file, not a "
+                                       "folder); give --output a file in a folder you can write to"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_into_a_read_only_folder_is_one_line(example_dir, tmp_path, cli):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    run = cli("leaderboard", example_dir, "--format", "md", "--output", locked / "board.md")
+    assert run.exit_code == 1 and run.stderr.splitlines() == [
+        f"error: cannot write {locked / 'board.md'} (Permission denied); give --output a file in a folder you can "
+        "write to"]
