@@ -135,3 +135,17 @@ def test_help_shows_no_type_placeholders_for_flags(cli):
 
 def test_schema_prints_the_result_schema(cli):
     assert json.loads(cli("schema").stdout) == result_schema()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_meter_into_an_unwritable_place_is_one_line_and_nothing_else(tmp_path, where):
+    if where == "proc":
+        out = "/proc/self/meter"  # a folder nobody, not even root, can create files in
+    else:
+        (tmp_path / "a-file").write_text("x")
+        out = str(tmp_path / "a-file" / "meter")
+    run = subprocess.run([sys.executable, "-B", "-m", "evaluator", "meter", "--seconds", "0", "--out", out],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and run.stdout == ""
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(f"error: cannot write results to {out} (") and "pass a writable --out" in run.stderr
