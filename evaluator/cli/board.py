@@ -34,14 +34,14 @@ def leaderboard(
 
     if fmt not in render.FORMATS:
         raise EdlError(f"--format {fmt!r}: choose one of {', '.join(render.FORMATS)}")
+    if fmt == "table" and output is not None:
+        raise EdlError("--format table prints to the terminal; choose csv, md, json or html for --output")
     board = rank(load_results(results_dir), parse_thresholds(thresholds), allow_mixed)
+    for difference in board.mixed:  # every format also carries them in its own way
+        warn(f"ranked despite: {difference}")
     if fmt == "table":
-        if output is not None:
-            raise EdlError("--format table prints to the terminal; choose csv, md, json or html for --output")
         wide = out if out.is_terminal else Console(width=160)  # piped: keep whole rows for grep and logs
         wide.print(render.render_table(board))
-        for difference in board.mixed:
-            warn(f"ranked despite: {difference}")
         return
     text = render.render(board, fmt)
     if output is None:

@@ -49,7 +49,7 @@ def render_csv(board: Leaderboard) -> str:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows(board))
-    return buffer.getvalue()
+    return buffer.getvalue() + "".join(f"# ranked despite: {difference}\n" for difference in board.mixed)
 
 
 def render_markdown(board: Leaderboard) -> str:
@@ -58,6 +58,8 @@ def render_markdown(board: Leaderboard) -> str:
         lines.append("| " + " | ".join(_text(item[c]).replace("|", "\\|") for c in COLUMNS) + " |")
     lines.append("")
     lines.append(f"Tie rule: {TIE_RULE}.")
+    if board.mixed:
+        lines += ["", "**Ranked despite differences:** " + "; ".join(board.mixed).replace("|", "\\|") + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -98,3 +98,32 @@ def test_output_into_a_read_only_folder_is_one_line(example_dir, tmp_path, cli):
     assert run.exit_code == 1 and run.stderr.splitlines() == [
         f"error: cannot write {locked / 'board.md'} (Permission denied); give --output a file in a folder you can "
         "write to"]
+
+
+@pytest.fixture
+def mixed_dir(tmp_path, template):
+    for name, result in {"OnA100": result_variant(template, 0.965, 150e3, gpu="A100"),
+                         "OnH100": result_variant(template, 0.925, 10e3, gpu="H100")}.items():
+        write_result(tmp_path / "mixed" / name / RESULT_NAME, result)
+    return tmp_path / "mixed"
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "md", "json", "html"])
+def test_allow_mixed_is_said_in_every_format(mixed_dir, cli, fmt):
+    refused = cli("leaderboard", mixed_dir, "--format", fmt)
+    assert refused.exit_code == 1 and "--allow-mixed" in refused.stderr
+    run = cli("leaderboard", mixed_dir, "--format", fmt, "--allow-mixed")
+    assert run.exit_code == 0, run.stderr
+    difference = "GPU model differs (A100: OnA100; H100: OnH100)"
+    assert run.stderr.splitlines() == [f"warning: ranked despite: {difference}"]
+    said = {"table": "", "csv": f"# ranked despite: {difference}\n",
+            "md": f"**Ranked despite differences:** {difference}.\n",
+            "html": f"<p class='warning'>Ranked despite differences: {html.escape(difference)}</p>"}
+    if fmt == "json":
+        assert json.loads(run.stdout)["mixed"] == [difference]
+    else:
+        assert said[fmt] in run.stdout
+    if fmt == "csv":
+        first = next(csv.DictReader(io.StringIO(run.stdout)))
+        assert run.stdout.endswith(said["csv"]) and first["name"] == "OnA100"
+
