@@ -127,3 +127,34 @@ def test_allow_mixed_is_said_in_every_format(mixed_dir, cli, fmt):
         first = next(csv.DictReader(io.StringIO(run.stdout)))
         assert run.stdout.endswith(said["csv"]) and first["name"] == "OnA100"
 
+
+def test_a_failure_note_names_the_submission_not_the_organisers_folders(tmp_path, cli):
+    """A real failure from score-dir: the checker's reason starts with the model's absolute path."""
+    from builders import oracle_images, save_npz
+
+    submissions, results = tmp_path / "home" / "org" / "subs", tmp_path / "results"
+    submissions.mkdir(parents=True)
+    (submissions / "x.onnx").write_bytes(b"not a model")
+    data = save_npz(tmp_path / "d.npz", *oracle_images(100, correct=90))
+    cli("score-dir", submissions, "--data", data, "--out", results)
+    recorded = json.loads((results / "x" / RESULT_NAME).read_text())
+    assert recorded["reason"].startswith(f"{submissions / 'x.onnx'}: not an ONNX model"), recorded["reason"]
+    for fmt in ("table", "csv", "md", "json", "html"):
+        run = cli("leaderboard", results, "--format", fmt)
+        assert run.exit_code == 0, run.stderr
+        assert str(tmp_path) not in run.stdout and "x: not an ONNX model" in run.stdout, (fmt, run.stdout)
+
+
+def test_public_note_keeps_file_names_and_drops_folders(template):
+    import dataclasses
+
+    from evaluator.report.leaderboard import Entry
+    from evaluator.report.render import public_note
+
+    failed = failed_variant(template, "")
+    model = dataclasses.replace(failed.model, path="/srv/subs/x/model.onnx")
+    reason = ("/srv/subs/x/model.onnx: external data /srv/subs/x/model.onnx.data is missing; /srv/subs/x is "
+              "read-only; /srv/subs/xy/model.onnx is another one")
+    entry = Entry("x", dataclasses.replace(failed, model=model, reason=reason))
+    assert public_note(entry) == ("x: external data model.onnx.data is missing; x is read-only; "
+                                  "/srv/subs/xy/model.onnx is another one")
