@@ -149,3 +149,14 @@ def test_meter_into_an_unwritable_place_is_one_line_and_nothing_else(tmp_path, w
     assert run.returncode == 1 and run.stdout == ""
     assert len(run.stderr.splitlines()) == 1, run.stderr
     assert run.stderr.startswith(f"error: cannot write results to {out} (") and "pass a writable --out" in run.stderr
+
+
+def test_line_progress_counts_images_between_phase_lines(capsys):
+    from evaluator.cli.progress import LineProgress
+
+    progress = LineProgress(every_s=0.0)
+    progress.phase("pass", 3000)
+    progress.advance(1000)
+    progress.advance(1000)
+    assert capsys.readouterr().err.splitlines() == ["pass: 3,000 images", "pass: 1,000 of 3,000 images",
+                                                    "pass: 2,000 of 3,000 images"]
