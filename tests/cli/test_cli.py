@@ -32,8 +32,21 @@ def test_data_info_and_fetch_from_a_local_copy(tmp_path, cli):
     assert document["fingerprint"] == ds.fingerprint(images, labels)
     refused = cli("data", "fetch", "--from", tarball)
     assert refused.exit_code == 1 and "not the official CIFAR-10 test set" in refused.stderr
-    missing = cli("data", "info")
-    assert missing.exit_code == 1 and "edl data fetch" in missing.stderr
+    absent = cli("data", "info", tmp_path / "absent.npz")
+    assert absent.exit_code == 1 and absent.stderr.strip() == (
+        f"error: {tmp_path / 'absent.npz'}: no such file or folder; pass a CIFAR-10 archive, folder or .npz")
+
+
+def test_data_info_without_a_cache_says_what_the_default_would_do(cli):
+    cache = store.default_cache_dir()
+    run = cli("data", "info")
+    assert run.exit_code == 0 and run.stderr == ""
+    assert run.stdout == f"source       not cached; edl score would download {store.OFFICIAL_URL} into {cache} " \
+                         "(edl data fetch)\n"
+    document = json.loads(cli("data", "info", "--json").stdout)
+    assert (document["cached"], document["source"], document["cache"], document["download"]) == (
+        False, None, str(cache), store.OFFICIAL_URL)
+    assert not list(cache.iterdir()), "nothing downloaded"
 
 
 def test_env_says_what_is_missing_and_why(cli):
@@ -126,11 +139,16 @@ def test_score_uses_the_verified_cache_without_data_option(tmp_path, cli):
     assert result["data"]["official"] is True and result["data"]["images"] == 300
 
 
-def test_help_shows_no_type_placeholders_for_flags(cli):
-    for command in ("score", "score-dir", "leaderboard", "check"):
-        text = cli(command, "--help").stdout
-        assert ("<bool>" not in text and "--prefer-nhwc" in text) or command in ("leaderboard", "check")
-    assert "--tune-seconds NUMBER" in cli("score", "--help").stdout
+@pytest.mark.parametrize("command", [(), ("score",), ("score-dir",), ("leaderboard",), ("check",), ("verify",),
+                                     ("schema",), ("env",), ("meter",), ("data",), ("data", "fetch"), ("data", "info")])
+def test_help_shows_no_type_placeholders_for_flags(cli, command):
+    run = cli(*command, "--help")
+    assert run.exit_code == 0 and "Usage:" in run.stdout
+    assert not [word for word in ("<bool>", "BOOLEAN", "<bool", "bool>") if word in run.stdout], run.stdout
+    if command in (("score",), ("score-dir",)):
+        assert "--prefer-nhwc / --no-prefer-nhwc" in run.stdout
+    if command == ("score",):
+        assert "--tune-seconds NUMBER" in run.stdout
 
 
 def test_schema_prints_the_result_schema(cli):
