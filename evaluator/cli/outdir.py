@@ -1,12 +1,14 @@
 """A result folder that a failed or interrupted ``edl score`` leaves as it found it.
 
-The scorer replaces files by name (``samples-1.csv``, ``timeline-1.png``, ``result.json``), so the
-files a folder held before the run are copied aside first; a run that does not finish removes what
-it added and puts those back, and a folder it had to create goes away again.
+The scorer replaces files by name (``samples-1.csv``, ``timeline-1.png``, ``result.json``), so those
+a folder held before the run are copied aside first; a run that does not finish removes the ones it
+added and puts those back, and a folder it had to create goes away again. Only the scorer's own
+names are touched: ``--out .`` must not lose, or copy, anything else.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import signal
@@ -19,6 +21,12 @@ from evaluator.errors import EdlError
 from evaluator.report.result import RESULT_NAME
 
 BACKUP_PREFIX = ".edl-before-"
+# What evaluator.scoring.score writes into its folder, as patterns.
+RUN_OUTPUTS = (RESULT_NAME, f".{RESULT_NAME}.*.tmp", "samples-*.csv", "timeline-*.png", "trt-cache", ".write-probe-*")
+
+
+def _written_by_runs(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_OUTPUTS)
 
 
 def _signature(path: Path) -> tuple[int, int, int]:
@@ -56,13 +64,11 @@ class FolderRollback:
 
     def _copy_aside(self) -> None:
         try:
-            self.backup = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=self.folder))
-            for entry in self.folder.iterdir():
-                if entry == self.backup:
-                    continue
-                regular = entry.is_file() and not entry.is_symlink()
-                self.before[entry.name] = _signature(entry) if regular else None
-                if regular:
+            for entry in list(self.folder.iterdir()):
+                kept = _written_by_runs(entry.name) and entry.is_file() and not entry.is_symlink()
+                self.before[entry.name] = _signature(entry) if kept else None
+                if kept:
+                    self.backup = self.backup or Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=self.folder))
                     shutil.copy2(entry, self.backup / entry.name)
         except BaseException as exc:
             self.commit()
@@ -95,7 +101,7 @@ class FolderRollback:
 
     def _restore(self) -> None:
         for entry in self.folder.iterdir():
-            if entry.name not in self.before and entry != self.backup:
+            if entry.name not in self.before and _written_by_runs(entry.name):
                 _remove(entry)
         for name, signature in self.before.items():
             path = self.folder / name
