@@ -54,11 +54,12 @@ def print_result(result: Result) -> None:
     out.print(table)
 
 
-def _stop_children() -> None:
+def _stop_sampler() -> None:
     """A run cut short (Ctrl-C while the sampler was starting) may leave it behind: stop it before its files go."""
     for child in multiprocessing.active_children():
-        child.terminate()
-        child.join(5)
+        if child.name == "edl-sampler":
+            child.terminate()
+            child.join(5)
 
 
 @config_options(SCORE)
@@ -79,11 +80,11 @@ def score(
         with progress_display() as progress:
             result = run_score(model, config, out_dir, progress)
     except KeyboardInterrupt:
-        _stop_children()
+        _stop_sampler()
         rollback.undo()
         raise Interrupted(rollback.kept()) from None
     except BaseException:
-        _stop_children()
+        _stop_sampler()
         rollback.undo()
         raise
     rollback.commit()
