@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,30 @@ def load_weights(model: Any, path: Path) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ConversionError(f"{path}: weights do not fit the model: {str(exc).splitlines()[0]}") from None
+        raise ConversionError(f"{path}: weights do not fit the model: {misfit_summary(str(exc))}") from None
+
+
+SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) from "
+                           r"checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)")
+
+
+def misfit_summary(text: str, keys_shown: int = 5, most: int = 8) -> str:
+    """torch's ``load_state_dict`` error in one line: missing and unexpected keys (a few, and how many), sizes."""
+    parts = []
+    for line in text.splitlines()[1:]:  # the first line only says "Error(s) in loading state_dict for X"
+        line = line.strip().rstrip(". ")
+        head, _, listing = line.partition(": ")
+        keys = re.findall(r'"([^"]*)"', listing) if head.endswith("in state_dict") else []
+        if keys:
+            more = f" and {len(keys) - keys_shown} more" if len(keys) > keys_shown else ""
+            line = f"{head.removesuffix(' in state_dict')} ({len(keys)}): {', '.join(keys[:keys_shown])}{more}"
+        elif found := SIZE_MISMATCH.fullmatch(line):
+            line = f"size mismatch for {found[1]}: checkpoint {found[2]}, model {found[3]}"
+        if line:
+            parts.append(line)
+    if len(parts) > most:
+        parts = [*parts[:most], f"and {len(parts) - most} more"]
+    return "; ".join(parts) or text.strip().splitlines()[0]
 
 
 def contract_wrapper(model: Any, options: ContractOptions) -> Any:

@@ -34,20 +34,26 @@ def leaderboard(
 
     if fmt not in render.FORMATS:
         raise EdlError(f"--format {fmt!r}: choose one of {', '.join(render.FORMATS)}")
+    if fmt == "table" and output is not None:
+        raise EdlError("--format table prints to the terminal; choose csv, md, json or html for --output")
     board = rank(load_results(results_dir), parse_thresholds(thresholds), allow_mixed)
+    for difference in board.mixed:  # every format also carries them in its own way
+        warn(f"ranked despite: {difference}")
     if fmt == "table":
-        if output is not None:
-            raise EdlError("--format table prints to the terminal; choose csv, md, json or html for --output")
         wide = out if out.is_terminal else Console(width=160)  # piped: keep whole rows for grep and logs
         wide.print(render.render_table(board))
-        for difference in board.mixed:
-            warn(f"ranked despite: {difference}")
         return
     text = render.render(board, fmt)
     if output is None:
         sys.stdout.write(text)
     else:
-        atomic_write_bytes(output, text.encode())
+        try:
+            atomic_write_bytes(output, text.encode())
+        except OSError as exc:
+            blocker = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)
+            reason = f"{blocker} is a file, not a folder" if blocker else exc.strerror or str(exc)
+            raise EdlError(f"cannot write {output} ({reason}); give --output a file in a folder you can write to"
+                           ) from None
         note(f"wrote {output}")
 
 

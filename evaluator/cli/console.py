@@ -10,6 +10,10 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+class Interrupted(Exception):  # noqa: N818 - named for what happened, as KeyboardInterrupt is
+    """Ctrl-C, after the command put its output back as it found it; the message says what was kept."""
+
+
 def say(text: str) -> None:
     """A plain line on stdout (no markup: paths and names print as they are)."""
     out.print(text, markup=False, highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +41,9 @@ def data_info(
     """Show what would be used: source, count, fingerprint, official or not."""
     from evaluator.data import store
 
+    if path is None and store.load_cached(store.default_cache_dir()) is None:
+        _not_cached(as_json)
+        return
     dataset = store.resolve(path, allow_download=False)
     info = {"fingerprint": dataset.fingerprint, "images": dataset.count, "official": dataset.official,
             "source": dataset.source, "note": dataset.note}
@@ -49,3 +53,16 @@ def data_info(
     for key, value in info.items():
         if value != "":
             say(f"{key:<12} {value}")
+
+
+def _not_cached(as_json: bool) -> None:
+    """What the default would do with an empty cache: download the official archive into it."""
+    from evaluator.data import store
+
+    cache = store.default_cache_dir()
+    url = os.environ.get("EDL_CIFAR10_URL", store.OFFICIAL_URL)  # as store.fetch chooses it
+    if as_json:
+        print_json({"fingerprint": None, "images": None, "official": None, "source": None, "cached": False,
+                    "cache": str(cache), "download": url})
+        return
+    say(f"{'source':<12} not cached; edl score would download {url} into {cache} (edl data fetch)")

@@ -12,11 +12,12 @@ import typer
 
 from evaluator import __version__
 from evaluator.cli import board, check, data, env, score
-from evaluator.cli.console import error
+from evaluator.cli.console import Interrupted, error, note
 from evaluator.errors import EdlError, SubmissionError
 
 F = TypeVar("F", bound=Callable[..., Any])
 INTERRUPTED_EXIT = 130
+INTERRUPTED_NOTE = "interrupted: results already written are intact"
 
 app = typer.Typer(
     help="edl: score CIFAR-10 ONNX submissions by accuracy and energy (CPU + GPU joules).",
@@ -30,7 +31,7 @@ app.add_typer(data_app, name="data")
 
 
 def handled(func: F) -> F:
-    """The library's errors as one line each on stderr and an exit code; never a traceback."""
+    """The library's errors, and Ctrl-C, as one line each on stderr and an exit code; never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +44,12 @@ def handled(func: F) -> F:
         except EdlError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except Interrupted as exc:
+            note(f"interrupted: {exc}")
+            raise typer.Exit(INTERRUPTED_EXIT) from None
+        except KeyboardInterrupt:
+            note(INTERRUPTED_NOTE)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -83,5 +90,5 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        error("interrupted; results already written are intact")
+        note(INTERRUPTED_NOTE)
         sys.exit(INTERRUPTED_EXIT)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from evaluator.cli.console import fmt, out, print_json, say, warn
+from evaluator.cli.console import Interrupted, fmt, out, print_json, say, warn
 from evaluator.cli.options import config_options
+from evaluator.cli.outdir import FolderRollback
 from evaluator.cli.progress import progress_display
 from evaluator.config import SCORE, SCORE_DIR, BatchConfig, ScoreConfig
 from evaluator.errors import EdlError
@@ -39,7 +41,7 @@ def _energy_rows(table: Table, result: Result) -> None:
 
 def print_result(result: Result) -> None:
     """The summary a person reads after `edl score`."""
-    run, data, provider = result.runs[0], result.data, result.provider
+    data, provider = result.data, result.provider
     assert data is not None and provider is not None and result.accuracy is not None
     table = Table(title=result.model.name, show_header=False)
     table.add_row("accuracy", f"{result.accuracy:.2%} ({result.correct}/{data.images})")
@@ -50,6 +52,14 @@ def print_result(result: Result) -> None:
     _energy_rows(table, result)
     table.add_row("data", f"{data.fingerprint[:16]}… official={data.official}")
     out.print(table)
+
+
+def _stop_sampler() -> None:
+    """A run cut short (Ctrl-C while the sampler was starting) may leave it behind: stop it before its files go."""
+    for child in multiprocessing.active_children():
+        if child.name == "edl-sampler":
+            child.terminate()
+            child.join(5)
 
 
 @config_options(SCORE)
@@ -64,15 +74,27 @@ def score(
     from evaluator.scoring.score import default_out_dir
     from evaluator.scoring.score import score as run_score
 
-    with progress_display() as progress:
-        result = run_score(model, config, out_dir, progress)
+    out_dir = out_dir or default_out_dir(model)
+    rollback = FolderRollback(out_dir)  # a run that does not finish leaves the folder as it found it
+    try:
+        with progress_display() as progress:
+            result = run_score(model, config, out_dir, progress)
+    except KeyboardInterrupt:
+        _stop_sampler()
+        rollback.undo()
+        raise Interrupted(rollback.kept()) from None
+    except BaseException:
+        _stop_sampler()
+        rollback.undo()
+        raise
+    rollback.commit()
     if as_json:
         print_json(result_json(result))
         return
     print_result(result)
     for warning in result.warnings:
         warn(warning)
-    say(f"result: {(out_dir or default_out_dir(model)) / RESULT_NAME}")
+    say(f"result: {out_dir / RESULT_NAME}")
 
 
 @config_options(SCORE_DIR)

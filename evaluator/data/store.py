@@ -66,14 +66,14 @@ def load_path(path: Path, cache_dir: Path | None = None) -> Dataset:
     cache_dir = cache_dir or default_cache_dir()
     path = Path(path).expanduser()
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder; pass --data with a CIFAR-10 archive, folder or .npz")
+        raise DataError(f"{path}: no such file or folder; pass a CIFAR-10 archive, folder or .npz")
     if path.is_dir():
         for candidate in (path / "test_batch", path / "test_batch.bin", path / PY_MEMBER, path / BIN_MEMBER):
             if candidate.is_file():
                 return load_path(candidate, cache_dir)
         raise DataError(
-            f"{path}: no test_batch or test_batch.bin inside; point --data at cifar-10-batches-py, "
-            "cifar-10-batches-bin, an archive or an .npz"
+            f"{path}: no test_batch or test_batch.bin inside; pass cifar-10-batches-py/, cifar-10-batches-bin/, "
+            "an archive or an .npz"
         )
     name = path.name.lower()
     if name.endswith(".npz"):
@@ -140,8 +140,8 @@ def download(url: str, destination: Path, progress: ProgressHook | None = None) 
     except (urllib.error.URLError, OSError, ValueError) as exc:
         destination.unlink(missing_ok=True)
         raise DataError(
-            f"could not download {url} ({exc}). Offline? Fetch cifar-10-python.tar.gz on another machine "
-            "and pass it with --data PATH (or run `edl data fetch --from PATH`)"
+            f"could not download {url} ({exc}). Offline? Fetch cifar-10-python.tar.gz on another machine, then "
+            "cache it with `edl data fetch --from PATH` (or give its path as the test set)"
         ) from None
 
 
@@ -193,7 +193,7 @@ def resolve(path: Path | None, cache_dir: Path | None = None, allow_download: bo
         return cached
     if not allow_download:
         raise DataError(
-            f"the CIFAR-10 test set is not cached in {cache_dir}; run `edl data fetch`, or pass --data PATH "
-            "(cifar-10-python.tar.gz, cifar-10-batches-py/, cifar-10-binary.tar.gz, test_batch.bin or .npz)"
+            f"the CIFAR-10 test set is not cached in {cache_dir}; run `edl data fetch` (or give the test set's "
+            "path: cifar-10-python.tar.gz, cifar-10-batches-py/, cifar-10-binary.tar.gz, test_batch.bin or .npz)"
         )
     return fetch(cache_dir, progress=progress)

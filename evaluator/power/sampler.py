@@ -54,7 +54,13 @@ def sampler_main(specs: list[SourceSpec], path: str, period_s: float, conn: Conn
 
     The only channel to the parent is a pipe: unlike a shared Event or Queue it cannot be left
     locked when one side is killed, and its end-of-file tells the sampler that the parent died.
+    Ctrl-C reaches the whole process group, but only the parent acts on it: it stops the sampler
+    through the pipe, so the sampler ignores SIGINT (held since ``Sampler.start`` spawned it).
     """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     sources: list[PowerSource] = []
     unavailable: dict[str, str] = {}
     try:
@@ -126,7 +132,13 @@ class Sampler:
             name="edl-sampler",
             daemon=True,
         )
-        self._process.start()
+        import signal
+
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # no Ctrl-C in the child's start-up
+        try:
+            self._process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         child_end.close()
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not parent_end.poll(0.05):

@@ -6,6 +6,8 @@ import csv
 import html
 import io
 import json
+import re
+from pathlib import PurePath
 
 from rich.table import Table
 
@@ -35,9 +37,27 @@ def rows(board: Leaderboard) -> list[dict[str, object]]:
     for threshold, members in board.categories.items():
         out += [row(e, f">= {threshold * 100:g} %") for e in members]
     out += [row(e, "unranked", "below the lowest threshold") for e in board.unranked]
-    out += [row(e, "unmeasured", e.reason) for e in board.unmeasured]
-    out += [row(e, "failed", e.reason) for e in board.failed]
+    out += [row(e, "unmeasured", public_note(e)) for e in board.unmeasured]
+    out += [row(e, "failed", public_note(e)) for e in board.failed]
     return out
+
+
+def public_note(entry: Entry) -> str:
+    """The entry's reason without the organiser's folders: its model's path reads as the submission's name.
+
+    The model's absolute path becomes the name, and its folder is dropped before the files in it
+    (``/srv/subs/x/weights.bin`` reads ``weights.bin``) or becomes the name where it stands alone.
+    """
+    note, path = entry.reason, entry.result.model.path
+    if not path or not PurePath(path).is_absolute():
+        return note
+    after = r"(?![\w.-])"  # a whole path, not the start of a longer one
+    note = re.sub(re.escape(path) + after, lambda _: entry.name, note)
+    folder = str(PurePath(path).parent)
+    if folder != PurePath(path).anchor:
+        note = re.sub(re.escape(folder) + r"/+", "", note)
+        note = re.sub(re.escape(folder) + after, lambda _: entry.name, note)
+    return note
 
 
 def _text(value: object) -> str:
@@ -49,7 +69,7 @@ def render_csv(board: Leaderboard) -> str:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows(board))
-    return buffer.getvalue()
+    return buffer.getvalue() + "".join(f"# ranked despite: {difference}\n" for difference in board.mixed)
 
 
 def render_markdown(board: Leaderboard) -> str:
@@ -58,6 +78,8 @@ def render_markdown(board: Leaderboard) -> str:
         lines.append("| " + " | ".join(_text(item[c]).replace("|", "\\|") for c in COLUMNS) + " |")
     lines.append("")
     lines.append(f"Tie rule: {TIE_RULE}.")
+    if board.mixed:
+        lines += ["", "**Ranked despite differences:** " + "; ".join(board.mixed).replace("|", "\\|") + "."]
     return "\n".join(lines) + "\n"
 
 

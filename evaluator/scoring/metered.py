@@ -11,6 +11,7 @@ from evaluator.fileio import sha256_file
 from evaluator.power.meter import Meter
 from evaluator.report.energy import run_energy
 from evaluator.report.result import FileRecord, MeterReport, WindowRecord, write_document
+from evaluator.scoring.score import prepare_out_dir
 
 SAMPLES_NAME = "samples.csv"
 REPORT_NAME = "meter.json"
@@ -21,7 +22,7 @@ def meter_command(command: list[str], seconds: float | None, gpu: int, period_s:
     """Run ``command`` (or sleep ``seconds``) inside a metered window; write and return the report."""
     if not command and (seconds is None or seconds < 0):
         raise EdlError(f"--seconds {seconds}: give a number of seconds, 0 or more")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)  # before the sampler starts: it could only fail there, on its own stderr
     exit_code = 0
     with Meter(out_dir / SAMPLES_NAME, (gpu,), period_s) as meter:
         with meter.window("measured"):

@@ -32,8 +32,21 @@ def test_data_info_and_fetch_from_a_local_copy(tmp_path, cli):
     assert document["fingerprint"] == ds.fingerprint(images, labels)
     refused = cli("data", "fetch", "--from", tarball)
     assert refused.exit_code == 1 and "not the official CIFAR-10 test set" in refused.stderr
-    missing = cli("data", "info")
-    assert missing.exit_code == 1 and "edl data fetch" in missing.stderr
+    absent = cli("data", "info", tmp_path / "absent.npz")
+    assert absent.exit_code == 1 and absent.stderr.strip() == (
+        f"error: {tmp_path / 'absent.npz'}: no such file or folder; pass a CIFAR-10 archive, folder or .npz")
+
+
+def test_data_info_without_a_cache_says_what_the_default_would_do(cli):
+    cache = store.default_cache_dir()
+    run = cli("data", "info")
+    assert run.exit_code == 0 and run.stderr == ""
+    assert run.stdout == f"source       not cached; edl score would download {store.OFFICIAL_URL} into {cache} " \
+                         "(edl data fetch)\n"
+    document = json.loads(cli("data", "info", "--json").stdout)
+    assert (document["cached"], document["source"], document["cache"], document["download"]) == (
+        False, None, str(cache), store.OFFICIAL_URL)
+    assert not list(cache.iterdir()), "nothing downloaded"
 
 
 def test_env_says_what_is_missing_and_why(cli):
@@ -126,12 +139,42 @@ def test_score_uses_the_verified_cache_without_data_option(tmp_path, cli):
     assert result["data"]["official"] is True and result["data"]["images"] == 300
 
 
-def test_help_shows_no_type_placeholders_for_flags(cli):
-    for command in ("score", "score-dir", "leaderboard", "check"):
-        text = cli(command, "--help").stdout
-        assert ("<bool>" not in text and "--prefer-nhwc" in text) or command in ("leaderboard", "check")
-    assert "--tune-seconds NUMBER" in cli("score", "--help").stdout
+@pytest.mark.parametrize("command", [(), ("score",), ("score-dir",), ("leaderboard",), ("check",), ("verify",),
+                                     ("schema",), ("env",), ("meter",), ("data",), ("data", "fetch"), ("data", "info")])
+def test_help_shows_no_type_placeholders_for_flags(cli, command):
+    run = cli(*command, "--help")
+    assert run.exit_code == 0 and "Usage:" in run.stdout
+    assert not [word for word in ("<bool>", "BOOLEAN", "<bool", "bool>") if word in run.stdout], run.stdout
+    if command in (("score",), ("score-dir",)):
+        assert "--prefer-nhwc / --no-prefer-nhwc" in run.stdout
+    if command == ("score",):
+        assert "--tune-seconds NUMBER" in run.stdout
 
 
 def test_schema_prints_the_result_schema(cli):
     assert json.loads(cli("schema").stdout) == result_schema()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_meter_into_an_unwritable_place_is_one_line_and_nothing_else(tmp_path, where):
+    if where == "proc":
+        out = "/proc/self/meter"  # a folder nobody, not even root, can create files in
+    else:
+        (tmp_path / "a-file").write_text("x")
+        out = str(tmp_path / "a-file" / "meter")
+    run = subprocess.run([sys.executable, "-B", "-m", "evaluator", "meter", "--seconds", "0", "--out", out],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and run.stdout == ""
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(f"error: cannot write results to {out} (") and "pass a writable --out" in run.stderr
+
+
+def test_line_progress_counts_images_between_phase_lines(capsys):
+    from evaluator.cli.progress import LineProgress
+
+    progress = LineProgress(every_s=0.0)
+    progress.phase("pass", 3000)
+    progress.advance(1000)
+    progress.advance(1000)
+    assert capsys.readouterr().err.splitlines() == ["pass: 3,000 images", "pass: 1,000 of 3,000 images",
+                                                    "pass: 2,000 of 3,000 images"]

@@ -74,6 +74,37 @@ def test_checkpoint_with_module_prefix_through_the_cli(tmp_path):
     assert contract.batch_size(None) == (250, "fixed batch dimension in the graph")
 
 
+def test_weights_that_do_not_fit_name_every_misfit_in_one_line(tmp_path):
+    from converters.common import ConversionError
+    from converters.pytorch_to_onnx import load_weights
+
+    state = dict(_tiny_torch().state_dict())
+    state["0.weight"] = torch.zeros(4, 3, 3, 3)
+    del state["4.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(ConversionError) as refused:
+        load_weights(_tiny_torch(), tmp_path / "w.pt")
+    message = str(refused.value)
+    assert "\n" not in message and message == (
+        f"{tmp_path / 'w.pt'}: weights do not fit the model: Missing key(s) (1): 4.bias; Unexpected key(s) (1): "
+        "extra.weight; size mismatch for 0.weight: checkpoint [4, 3, 3, 3], model [8, 3, 3, 3]")
+
+
+def test_a_long_key_list_is_cut_with_a_count(tmp_path):
+    from converters.common import ConversionError
+    from converters.pytorch_to_onnx import load_weights
+    from samples.cifar_resnet import resnet20
+
+    torch.save({"fc.weight": torch.zeros(10, 64)}, tmp_path / "w.pt")
+    with pytest.raises(ConversionError) as refused:
+        load_weights(resnet20(), tmp_path / "w.pt")
+    missing = [key for key in resnet20().state_dict() if not key.endswith("num_batches_tracked")]  # torch fills it
+    assert (f"Missing key(s) ({len(missing)}): {', '.join(missing[:5])} and {len(missing) - 5} more; "
+            "Unexpected key(s) (1): fc.weight") in str(refused.value)
+    assert len(str(refused.value)) < 400
+
+
 def test_cli_refuses_a_bad_factory_without_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "converters.pytorch_to_onnx", "--model", "samples.cifar_resnet",
                           "--output", str(tmp_path / "x.onnx")], capture_output=True, text=True, cwd=ROOT)

@@ -44,13 +44,32 @@ def test_fetch_md5_mismatch_leaves_nothing_in_the_cache(tmp_path, arrays):
 
 
 def test_offline_fetch_says_how_to_pass_the_data(tmp_path):
-    with pytest.raises(DataError, match="--data PATH"):
+    with pytest.raises(DataError, match=r"cache it with `edl data fetch --from PATH` \(or give its path as the test"):
         store.fetch(tmp_path / "cache", url=(tmp_path / "nowhere.tar.gz").as_uri())
 
 
 def test_resolve_without_cache_or_download_explains(tmp_path):
     with pytest.raises(DataError, match="edl data fetch"):
         store.resolve(None, cache_dir=tmp_path, allow_download=False)
+
+
+def _data_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    yield lambda: store.load_path(tmp_path / "absent.npz", tmp_path)
+    yield lambda: store.load_path(tmp_path / "empty", tmp_path)
+    yield lambda: store.fetch(tmp_path / "cache", url=(tmp_path / "nowhere.tar.gz").as_uri())
+    yield lambda: store.resolve(None, cache_dir=tmp_path / "cache", allow_download=False)
+
+
+def test_messages_name_no_flag_that_only_some_commands_have(tmp_path):
+    """The store serves `edl score --data`, `edl data fetch --from` and `edl data info PATH` alike."""
+    messages = []
+    for call in _data_errors(tmp_path):
+        with pytest.raises(DataError) as raised:
+            call()
+        messages.append(str(raised.value))
+    assert len(messages) == 4 and not [m for m in messages if "--data" in m], messages
+    assert messages[0].endswith("absent.npz: no such file or folder; pass a CIFAR-10 archive, folder or .npz")
 
 
 def test_tampered_cache_is_detected(tmp_path, arrays):
