@@ -42,6 +42,9 @@ def rows(board: Leaderboard) -> list[dict[str, object]]:
     return out
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/:;,'\"()]+/)+([^\s/:;,'\"()]+)")
+
+
 def public_note(entry: Entry) -> str:
     """The entry's reason without the organiser's folders: its model's path reads as the submission's name.
 
@@ -49,15 +52,15 @@ def public_note(entry: Entry) -> str:
     (``/srv/subs/x/weights.bin`` reads ``weights.bin``) or becomes the name where it stands alone.
     """
     note, path = entry.reason, entry.result.model.path
-    if not path or not PurePath(path).is_absolute():
-        return note
-    after = r"(?![\w.-])"  # a whole path, not the start of a longer one
-    note = re.sub(re.escape(path) + after, lambda _: entry.name, note)
-    folder = str(PurePath(path).parent)
-    if folder != PurePath(path).anchor:
-        note = re.sub(re.escape(folder) + r"/+", "", note)
-        note = re.sub(re.escape(folder) + after, lambda _: entry.name, note)
-    return note
+    if path and PurePath(path).is_absolute():
+        after = r"(?![\w.-])"  # a whole path, not the start of a longer one
+        note = re.sub(re.escape(path) + after, lambda _: entry.name, note)
+        folder = str(PurePath(path).parent)
+        if folder != PurePath(path).anchor:
+            note = re.sub(re.escape(folder) + r"/+", "", note)
+            note = re.sub(re.escape(folder) + after, lambda _: entry.name, note)
+    # Any other absolute path (a child saw the model under its own resolved path): its last part only.
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1), note)
 
 
 def _text(value: object) -> str:

@@ -191,5 +191,6 @@ def run_tuning(model_path: Path, contract: Contract, dataset: Dataset, config: S
         raise SubmissionError(["no tuning candidate could run: "
                                + "; ".join(str(row.error) for row in trial.rows.values())])
     return best, Tuning(criterion=trial.criterion, search="coordinate, interleaved rounds",
-                        window_s=config.tune_window_s, rounds=config.tune_rounds, order=[name for name, _ in dimensions],
+                        window_s=config.tune_window_s, rounds=config.tune_rounds,
+                        order=[name for name, _ in dimensions],
                         candidates=list(trial.rows.values()), decisions=decisions, winner=_candidate(best))

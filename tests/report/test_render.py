@@ -157,4 +157,7 @@ def test_public_note_keeps_file_names_and_drops_folders(template):
               "read-only; /srv/subs/xy/model.onnx is another one")
     entry = Entry("x", dataclasses.replace(failed, model=model, reason=reason))
     assert public_note(entry) == ("x: external data model.onnx.data is missing; x is read-only; "
-                                  "/srv/subs/xy/model.onnx is another one")
+                                  "model.onnx is another one")  # any other absolute path: its last part only
+    relative = dataclasses.replace(entry.result, model=dataclasses.replace(model, path="../../subs/x/model.onnx"),
+                                   reason="/home/org/subs/x/model.onnx: not an ONNX model")
+    assert public_note(Entry("x", relative)) == "model.onnx: not an ONNX model"
