@@ -208,7 +208,7 @@ class BatchConfig(Options):
     reference: Path | None = option(None, "A reference submission scored before the first submission, every "
                                     "--reference-every submissions and after the last: its drift is recorded",
                                     commands=(SCORE_DIR,))
-    reference_every: int = option(10, "Submissions between two reference runs", minimum=1, commands=(SCORE_DIR,))
+    reference_every: int = option(10, "Scorings (runs) between two reference runs", minimum=1, commands=(SCORE_DIR,))
     backend: str = option("local", "Where the children run: local (this host, one after another) or ray (the hosts "
                           "of a Ray cluster, one scoring per host)", choices=("local", "ray"), commands=(SCORE_DIR,))
     ray_address: str | None = option(None, "Ray cluster to join [default: start a local Ray instance for the batch]",

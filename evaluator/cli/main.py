@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="The pinned CIFAR-10 test set.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
+keys_app = typer.Typer(help="The organiser's signing key.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(keys_app, name="keys")
 
 
 def handled(func: F) -> F:
@@ -68,6 +70,7 @@ _register(app, "env", env.env)
 _register(app, "meter", env.meter, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 _register(data_app, "fetch", data.data_fetch)
 _register(data_app, "info", data.data_info)
+_register(keys_app, "init", board.keys_init)
 
 
 def _version_callback(value: bool) -> None:

@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from evaluator.cli.console import Interrupted, fmt, out, print_json, say, warn
+from evaluator.cli.console import Interrupted, fmt, note, out, print_json, say, warn
 from evaluator.cli.options import config_options
 from evaluator.cli.outdir import FolderRollback
 from evaluator.cli.progress import progress_display
-from evaluator.config import SCORE, SCORE_DIR, BatchConfig, ScoreConfig
+from evaluator.config import SCORE, SCORE_DIR, BatchConfig, ScoreConfig, Secrets
 from evaluator.errors import EdlError
 from evaluator.report.result import RESULT_NAME, Result, result_json
 from evaluator.typedjson import to_json
@@ -31,6 +31,9 @@ def _energy_rows(table: Table, result: Result) -> None:
         value = getattr(run.energy, f"{domain}_j")
         reason = run.energy.domains[domain].reason if domain in run.energy.domains else run.energy.reason
         table.add_row(f"  {domain}", fmt(value, " J") if value is not None else f"unavailable: {reason}")
+    if energy.total_j_interval is not None and len(energy.repeats_j) > 1:
+        low, high = energy.total_j_interval
+        table.add_row("  95 % interval", f"{low:,.3f} to {high:,.3f} J over {len(energy.repeats_j)} runs")
     if energy.total_j is not None and energy.per_image_j is not None:
         table.add_row("per pass / per image", f"{energy.total_j / run.passes:.3f} J / "
                       f"{energy.per_image_j * 1e3:.4f} mJ")
@@ -50,6 +53,12 @@ def print_result(result: Result) -> None:
     table.add_row("batch / passes", f"{result.batch_size} ({result.batch_size_rule}) / {result.passes}")
     table.add_row("measured", f"{result.seconds:.3f} s, {result.images_per_second:,.0f} images/s")
     _energy_rows(table, result)
+    audit = result.audit
+    table.add_row("generalization audit", "off (--audit-copies 0)" if audit is None else
+                  f"{audit.verdict}: {audit.accuracy:.2%} on {audit.copies} flipped/shifted copies"
+                  + (f"; private images {audit.private.accuracy:.2%}" if audit.private else ""))
+    table.add_row("signature", "unsigned" if result.signature is None else
+                  f"signed by key {result.signature.public_key_sha256[:16]}…")
     table.add_row("data", f"{data.fingerprint[:16]}… official={data.official}")
     out.print(table)
 
@@ -66,6 +75,7 @@ def _stop_sampler() -> None:
 def score(
     model: ModelArgument,
     config: ScoreConfig,
+    secrets: Secrets,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Result folder [default: results/<model stem>/]",
                                                  metavar="PATH")] = None,
     as_json: JsonOption = False,
@@ -78,7 +88,7 @@ def score(
     rollback = FolderRollback(out_dir)  # a run that does not finish leaves the folder as it found it
     try:
         with progress_display() as progress:
-            result = run_score(model, config, out_dir, progress)
+            result = run_score(model, config, out_dir, progress, secrets=secrets)
     except KeyboardInterrupt:
         _stop_sampler()
         rollback.undo()
@@ -103,15 +113,16 @@ def score_dir(
                                               metavar="DIR")],
     config: ScoreConfig,
     batch: BatchConfig,
+    secrets: Secrets,
     out_root: Annotated[Path, typer.Option("--out", help="Results root: one folder per submission",
                                            metavar="PATH")] = Path("results"),
     as_json: JsonOption = False,
 ) -> None:
-    """Score every submission in a folder, each in its own process, one after another; resumable."""
+    """Score every submission in a folder, each run in its own process (here or on a Ray cluster); resumable."""
     from evaluator.batch.directory import score_directory
 
     with progress_display() as progress:
-        summary = score_directory(directory, out_root, config, batch, progress.submissions)
+        summary = score_directory(directory, out_root, config, batch, progress.submissions, secrets, note)
     if as_json:
         print_json(to_json(summary))
     else:

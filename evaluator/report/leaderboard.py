@@ -200,16 +200,18 @@ def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool) -> bool:
 
 def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS, allow_mixed: bool = False,
          allow_unaudited: bool = False) -> Leaderboard:
-    """Place each entry in its highest category and order each category by energy."""
-    problems = comparability_problems(entries)
-    if problems and not allow_mixed:
-        raise EdlError("these results are not comparable: " + "; ".join(problems)
+    """Place each entry in its highest category and order each category by energy.
+
+    Results set apart (unsigned, failed, suspect, unaudited) are listed, not ranked; the rest must have
+    been measured alike (or ``allow_mixed``, and the board says what differed).
+    """
+    board = Leaderboard(tuple(sorted(thresholds)), {t: [] for t in sorted(thresholds, reverse=True)}, [], [], [], [])
+    ranked = [entry for entry in entries if not _set_apart(entry, board, allow_unaudited)]
+    board.mixed = comparability_problems(ranked)
+    if board.mixed and not allow_mixed:
+        raise EdlError("these results are not comparable: " + "; ".join(board.mixed)
                        + ". Score them alike, or pass --allow-mixed to rank them anyway")
-    board = Leaderboard(tuple(sorted(thresholds)), {t: [] for t in sorted(thresholds, reverse=True)}, [], [], [],
-                        problems)
-    for entry in entries:
-        if _set_apart(entry, board, allow_unaudited):
-            continue
+    for entry in ranked:
         entry.category = category_for(entry.accuracy or 0.0, board.thresholds)
         if entry.total_j is None:
             board.unmeasured.append(entry)

@@ -1,4 +1,10 @@
-"""The leaderboard in every format: a terminal table, CSV, Markdown, JSON and one self-contained HTML page."""
+"""The leaderboard in every format: a terminal table, CSV, Markdown, JSON and one self-contained HTML page.
+
+Every format carries the same rows (ranked, ties named, the audit's accuracy beside the accuracy;
+then the results set apart: under review, unaudited, unsigned, unranked, unmeasured, failed) and
+the same notes (what was ranked despite differing, what the measurement itself warns of).
+``--by gpu`` gives one board per GPU model, each a section of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +13,58 @@ import html
 import io
 import json
 import re
+from dataclasses import dataclass
 from pathlib import PurePath
 
 from rich.table import Table
 
 from evaluator.errors import EdlError
-from evaluator.report.leaderboard import TIE_RULE, Entry, Leaderboard
+from evaluator.report.leaderboard import TIE_RULE, UNAUDITED_NOTE, Entry, Leaderboard
 
 FORMATS = ("table", "csv", "md", "json", "html")
-COLUMNS = ("category", "rank", "name", "accuracy_pct", "energy_kj", "j_per_image", "images_per_s", "model_mb", "note")
+COLUMNS = ("category", "rank", "name", "accuracy_pct", "audit_pct", "energy_kj", "energy_kj_low", "energy_kj_high",
+           "runs", "j_per_image", "images_per_s", "model_mb", "tied_with", "note")
+Boards = dict[str, Leaderboard]  # section title ("" for a single board) -> board
+
+
+def _kj(joules: float | None) -> float | None:
+    return None if joules is None else round(joules / 1000, 4)
+
+
+def _row(entry: Entry, category: str, note: str = "") -> dict[str, object]:
+    interval = entry.interval
+    energy = entry.result.energy
+    return {
+        "category": category, "rank": entry.rank, "name": entry.name,
+        "accuracy_pct": None if entry.accuracy is None else round(entry.accuracy * 100, 2),
+        "audit_pct": None if entry.audit_accuracy is None else round(entry.audit_accuracy * 100, 2),
+        "energy_kj": _kj(entry.total_j), "energy_kj_low": _kj(interval[0]) if interval else None,
+        "energy_kj_high": _kj(interval[1]) if interval else None,
+        "runs": len(energy.repeats_j) if energy is not None else None,
+        "j_per_image": None if entry.joules_per_image is None else round(entry.joules_per_image, 6),
+        "images_per_s": None if entry.images_per_second is None else round(entry.images_per_second),
+        "model_mb": round(entry.model_bytes / 1e6, 3),
+        "tied_with": ", ".join(entry.tied_with), "note": note,
+    }
 
 
 def rows(board: Leaderboard) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
-
-    def row(entry: Entry, category: str, note: str = "") -> dict[str, object]:
-        return {
-            "category": category,
-            "rank": entry.rank,
-            "name": entry.name,
-            "accuracy_pct": None if entry.accuracy is None else round(entry.accuracy * 100, 2),
-            "energy_kj": None if entry.total_j is None else round(entry.total_j / 1000, 4),
-            "j_per_image": None if entry.joules_per_image is None else round(entry.joules_per_image, 6),
-            "images_per_s": None if entry.images_per_second is None else round(entry.images_per_second),
-            "model_mb": round(entry.model_bytes / 1e6, 3),
-            "note": note,
-        }
-
     for threshold, members in board.categories.items():
-        out += [row(e, f">= {threshold * 100:g} %") for e in members]
-    out += [row(e, "unranked", "below the lowest threshold") for e in board.unranked]
-    out += [row(e, "unmeasured", public_note(e)) for e in board.unmeasured]
-    out += [row(e, "failed", public_note(e)) for e in board.failed]
+        out += [_row(e, f">= {threshold * 100:g} %", f"tied with {', '.join(e.tied_with)}" if e.tied_with else "")
+                for e in members]
+    out += [_row(e, "under review", public_note(e)) for e in board.under_review]
+    out += [_row(e, "unaudited", UNAUDITED_NOTE) for e in board.unaudited]
+    out += [_row(e, "unsigned", public_note(e)) for e in board.unsigned]
+    out += [_row(e, "unranked", "below the lowest threshold") for e in board.unranked]
+    out += [_row(e, "unmeasured", public_note(e)) for e in board.unmeasured]
+    out += [_row(e, "failed", public_note(e)) for e in board.failed]
     return out
+
+
+def notes(board: Leaderboard) -> list[str]:
+    """What a reader of the board must know, in every format."""
+    return [f"ranked despite: {difference}" for difference in board.mixed] + board.warnings
 
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/:;,'\"()]+/)+([^\s/:;,'\"()]+)")
@@ -67,38 +92,65 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def render_csv(board: Leaderboard) -> str:
+def _titled(boards: Boards) -> list[tuple[str, Leaderboard]]:
+    return [(title, board) for title, board in boards.items()]
+
+
+def render_csv(boards: Boards) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    by_gpu = any(boards)
+    writer = csv.DictWriter(buffer, fieldnames=(("gpu",) if by_gpu else ()) + COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows(board))
-    return buffer.getvalue() + "".join(f"# ranked despite: {difference}\n" for difference in board.mixed)
+    for title, board in _titled(boards):
+        writer.writerows([({"gpu": title} if by_gpu else {}) | item for item in rows(board)])
+    trailer = [f"# {title + ': ' if title else ''}{line}\n" for title, board in _titled(boards)
+               for line in notes(board)]
+    return buffer.getvalue() + "".join(trailer)
 
 
-def render_markdown(board: Leaderboard) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for item in rows(board):
-        lines.append("| " + " | ".join(_text(item[c]).replace("|", "\\|") for c in COLUMNS) + " |")
-    lines.append("")
+def render_markdown(boards: Boards) -> str:
+    lines: list[str] = []
+    for title, board in _titled(boards):
+        if title:
+            lines += [f"## {title}", ""]
+        lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(_text(item[c]).replace("|", "\\|") for c in COLUMNS) + " |" for item in rows(board)]
+        lines.append("")
+        lines += [f"**Note:** {line.replace('|', '/')}." for line in notes(board)]
+        if board.mixed:
+            lines.append("**Ranked despite differences:** " + "; ".join(board.mixed).replace("|", "\\|") + ".")
+        lines.append("")
     lines.append(f"Tie rule: {TIE_RULE}.")
-    if board.mixed:
-        lines += ["", "**Ranked despite differences:** " + "; ".join(board.mixed).replace("|", "\\|") + "."]
     return "\n".join(lines) + "\n"
 
 
-def render_json(board: Leaderboard) -> str:
-    return json.dumps({"kind": "edl-leaderboard", "thresholds": list(board.thresholds), "tie_rule": TIE_RULE,
-                       "mixed": board.mixed, "rows": rows(board)}, indent=2) + "\n"
+def _board_json(board: Leaderboard) -> dict[str, object]:
+    return {"thresholds": list(board.thresholds), "tie_rule": TIE_RULE, "mixed": board.mixed,
+            "warnings": board.warnings, "rows": [item | {"tied_with": next(
+                (e.tied_with for members in board.categories.values() for e in members if e.name == item["name"]),
+                [])} for item in rows(board)]}
 
 
-def render_table(board: Leaderboard) -> Table:
+def render_json(boards: Boards) -> str:
+    if list(boards) == [""]:
+        document: dict[str, object] = {"kind": "edl-leaderboard"} | _board_json(boards[""])
+    else:
+        document = {"kind": "edl-leaderboard", "by": "gpu",
+                    "boards": [{"gpu": title} | _board_json(board) for title, board in _titled(boards)]}
+    return json.dumps(document, indent=2) + "\n"
 
-    table = Table(title="edl leaderboard", caption=f"tie rule: {TIE_RULE}")
-    for column in COLUMNS:
-        table.add_column(column, justify="right" if column not in ("category", "name", "note") else "left")
-    for item in rows(board):
-        table.add_row(*(_text(item[c]) for c in COLUMNS))
-    return table
+
+def render_tables(boards: Boards) -> list[Table]:
+    tables = []
+    for title, board in _titled(boards):
+        table = Table(title=f"edl leaderboard{': ' + title if title else ''}", caption=f"tie rule: {TIE_RULE}")
+        for column in COLUMNS:
+            table.add_column(column, justify="left" if column in ("category", "name", "tied_with", "note") else
+                             "right")
+        for item in rows(board):
+            table.add_row(*(_text(item[c]) for c in COLUMNS))
+        tables.append(table)
+    return tables
 
 
 def _pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -111,56 +163,79 @@ def _pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, 
     return front
 
 
-def _scatter_svg(board: Leaderboard) -> str:
+@dataclass(frozen=True)
+class _Frame:
+    """The scatter's plotting area and the data ranges it shows."""
+
+    x_low: float
+    x_high: float
+    y_low: float
+    y_high: float
+    width: int = 720
+    height: int = 420
+    pad: int = 60
+
+    def x(self, value: float) -> float:
+        return self.pad + (value - self.x_low) / (self.x_high - self.x_low) * (self.width - 2 * self.pad)
+
+    def y(self, value: float) -> float:
+        return self.height - self.pad - (value - self.y_low) / (self.y_high - self.y_low or 1) * (
+            self.height - 2 * self.pad)
+
+
+def _scatter_svg(board: Leaderboard, index: int = 0) -> str:
     measured = [e for members in board.categories.values() for e in members] + board.unranked
-    points = [(e.total_j / 1000, e.accuracy * 100, e.name) for e in measured
+    points = [(e.total_j / 1000, e.accuracy * 100, e.name, e.interval) for e in measured
               if e.total_j is not None and e.accuracy is not None]
-    width, height, pad = 720, 420, 60
     if not points:
         return "<p>No measured submissions to plot.</p>"
-    energies = [p[0] for p in points]
+    highs = [p[3][1] / 1000 if p[3] else p[0] for p in points]
     accuracies = [p[1] for p in points] + [t * 100 for t in board.thresholds]
-    x_low, x_high = 0.0, max(energies) * 1.08 or 1.0
-    y_low, y_high = min(accuracies) - 2, min(100.0, max(accuracies) + 1)
-
-    def x(value: float) -> float:
-        return pad + (value - x_low) / (x_high - x_low) * (width - 2 * pad)
-
-    def y(value: float) -> float:
-        return height - pad - (value - y_low) / (y_high - y_low or 1) * (height - 2 * pad)
-
-    parts = [f'<svg id="scatter" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="energy against accuracy">',
-             f'<rect x="{pad}" y="{pad}" width="{width - 2 * pad}" height="{height - 2 * pad}" fill="#fafafa" '
-             'stroke="#999"/>']
+    frame = _Frame(0.0, max(highs) * 1.08 or 1.0, min(accuracies) - 2, min(100.0, max(accuracies) + 1))
+    x, y = frame.x, frame.y
+    parts = [f'<svg id="scatter{index}" class="scatter" xmlns="http://www.w3.org/2000/svg" width="{frame.width}" '
+             f'height="{frame.height}" role="img" aria-label="energy against accuracy">',
+             f'<rect x="{frame.pad}" y="{frame.pad}" width="{frame.width - 2 * frame.pad}" '
+             f'height="{frame.height - 2 * frame.pad}" fill="#fafafa" stroke="#999"/>']
     for threshold in board.thresholds:
         ty = y(threshold * 100)
-        parts.append(f'<line class="threshold" x1="{pad}" x2="{width - pad}" y1="{ty:.1f}" y2="{ty:.1f}" '
-                     'stroke="#c33" stroke-dasharray="5,4"/>')
-        parts.append(f'<text x="{width - pad + 4}" y="{ty + 4:.1f}" font-size="11" fill="#c33">'
+        parts.append(f'<line class="threshold" x1="{frame.pad}" x2="{frame.width - frame.pad}" y1="{ty:.1f}" '
+                     f'y2="{ty:.1f}" stroke="#c33" stroke-dasharray="5,4"/>')
+        parts.append(f'<text x="{frame.width - frame.pad + 4}" y="{ty + 4:.1f}" font-size="11" fill="#c33">'
                      f'{threshold * 100:g} %</text>')
-    front = _pareto(points)
+    front = _pareto([(e, a, n) for e, a, n, _ in points])
     if len(front) > 1:
         path = " ".join(f"{x(e):.1f},{y(a):.1f}" for e, a, _ in front)
         parts.append(f'<polyline class="pareto" points="{path}" fill="none" stroke="#2a7" stroke-width="2"/>')
-    for energy, accuracy, name in points:
+    for energy, accuracy, name, interval in points:
+        if interval is not None:  # the 95 % interval of the total, as an error bar
+            low, high, cy = x(interval[0] / 1000), x(interval[1] / 1000), y(accuracy)
+            parts.append(f'<path class="errorbar" d="M{low:.1f},{cy:.1f}H{high:.1f}M{low:.1f},{cy - 4:.1f}'
+                         f'V{cy + 4:.1f}M{high:.1f},{cy - 4:.1f}V{cy + 4:.1f}" stroke="#36c" fill="none"/>')
         parts.append(f'<circle class="point" cx="{x(energy):.1f}" cy="{y(accuracy):.1f}" r="5" fill="#36c">'
                      f'<title>{html.escape(name)}: {energy:,.3f} kJ, {accuracy:.2f} %</title></circle>')
         parts.append(f'<text x="{x(energy) + 7:.1f}" y="{y(accuracy) - 6:.1f}" font-size="11">'
                      f'{html.escape(name)}</text>')
-    for fraction in (0, 0.25, 0.5, 0.75, 1):
-        value = x_low + fraction * (x_high - x_low)
-        parts.append(f'<text x="{x(value):.1f}" y="{height - pad + 16}" font-size="11" text-anchor="middle">'
-                     f'{value:,.2f}</text>')
-    parts.append(f'<text x="{width / 2}" y="{height - 12}" font-size="12" text-anchor="middle">'
-                 'energy over the measured passes (kJ)</text>')
-    parts.append(f'<text x="16" y="{height / 2}" font-size="12" transform="rotate(-90 16 {height / 2})" '
-                 'text-anchor="middle">accuracy (%)</text>')
-    for fraction in (0, 0.5, 1):
-        value = y_low + fraction * (y_high - y_low)
-        parts.append(f'<text x="{pad - 6}" y="{y(value) + 4:.1f}" font-size="11" text-anchor="end">{value:.1f}</text>')
+    parts += _axes(frame)
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _axes(frame: _Frame) -> list[str]:
+    parts = []
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        value = frame.x_low + fraction * (frame.x_high - frame.x_low)
+        parts.append(f'<text x="{frame.x(value):.1f}" y="{frame.height - frame.pad + 16}" font-size="11" '
+                     f'text-anchor="middle">{value:,.2f}</text>')
+    parts.append(f'<text x="{frame.width / 2}" y="{frame.height - 12}" font-size="12" text-anchor="middle">'
+                 'energy over the measured passes (kJ; bars: 95 % interval)</text>')
+    parts.append(f'<text x="16" y="{frame.height / 2}" font-size="12" transform="rotate(-90 16 {frame.height / 2})" '
+                 'text-anchor="middle">accuracy (%)</text>')
+    for fraction in (0, 0.5, 1):
+        value = frame.y_low + fraction * (frame.y_high - frame.y_low)
+        parts.append(f'<text x="{frame.pad - 6}" y="{frame.y(value) + 4:.1f}" font-size="11" text-anchor="end">'
+                     f'{value:.1f}</text>')
+    return parts
 
 
 _SORT_SCRIPT = """
@@ -176,54 +251,62 @@ document.querySelectorAll('table.board th').forEach((th) => th.addEventListener(
 """
 
 
-def render_html(board: Leaderboard, title: str = "edl leaderboard") -> str:
-    """One self-contained page: a sortable table per category, and the energy/accuracy scatter."""
-    head = ("rank", "name", "accuracy %", "energy kJ", "J / image", "images/s", "model MB", "note")
-    keys = ("rank", "name", "accuracy_pct", "energy_kj", "j_per_image", "images_per_s", "model_mb", "note")
+HTML_HEAD = ("rank", "name", "accuracy %", "audit %", "energy kJ", "95 % interval kJ", "runs", "J / image",
+             "images/s", "model MB", "tied with", "note")
+
+
+def _html_cells(item: dict[str, object]) -> list[str]:
+    interval = f"{item['energy_kj_low']} to {item['energy_kj_high']}" if item["energy_kj_low"] is not None else ""
+    keys = ("rank", "name", "accuracy_pct", "audit_pct", "energy_kj")
+    tail = ("runs", "j_per_image", "images_per_s", "model_mb", "tied_with", "note")
+    values = [item[k] for k in keys] + [interval] + [item[k] for k in tail]
+    return [f"<td>{html.escape(_text(value))}</td>" for value in values]
+
+
+def _html_board(board: Leaderboard, index: int) -> str:
     grouped: dict[str, list[dict[str, object]]] = {}
     for item in rows(board):
         grouped.setdefault(str(item["category"]), []).append(item)
-    sections = []
-    for category, items in grouped.items():
-        body = "\n".join(
-            "<tr>" + "".join(f"<td>{html.escape(_text(item[k]))}</td>" for k in keys) + "</tr>" for item in items
-        )
-        sections.append(
-            f'<section><h2>{html.escape(category)}</h2><table class="board" data-category="{html.escape(category)}">'
-            "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + f"</tr></thead><tbody>\n{body}\n</tbody>"
-            "</table></section>"
-        )
-    mixed = ""
-    if board.mixed:
-        mixed = "<p class='warning'>Ranked despite differences: " + html.escape("; ".join(board.mixed)) + "</p>"
+    sections = [f'<section><h3>{html.escape(category)}</h3><table class="board" '
+                f'data-category="{html.escape(category)}"><thead><tr>'
+                + "".join(f"<th>{h}</th>" for h in HTML_HEAD) + "</tr></thead><tbody>\n"
+                + "\n".join("<tr>" + "".join(_html_cells(item)) + "</tr>" for item in items)
+                + "\n</tbody></table></section>" for category, items in grouped.items()]
+    warnings = "".join(f"<p class='warning'>{html.escape(line)}</p>" for line in notes(board))
+    return (f"{warnings}{''.join(sections)}<h3>Energy against accuracy</h3>{_scatter_svg(board, index)}")
+
+
+def render_html(boards: Boards, title: str = "edl leaderboard") -> str:
+    """One self-contained page: a sortable table per category, and the energy/accuracy scatter, per board."""
+    body = "".join((f"<section class='gpu'><h2>{html.escape(name)}</h2>" if name else "<section>")
+                   + _html_board(board, index) + "</section>" for index, (name, board) in enumerate(_titled(boards)))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1em; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
-td:nth-child(2), td:nth-child(8), th:nth-child(2), th:nth-child(8) {{ text-align: left; }}
+td:nth-child(2), td:nth-child(11), td:nth-child(12), th:nth-child(2), th:nth-child(11), th:nth-child(12)
+  {{ text-align: left; }}
 th {{ background: #eee; cursor: pointer; }}
 .warning {{ color: #a40; }}
 </style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p>Each submission competes in the highest accuracy category it reaches; within a category the lowest
-energy (CPU + GPU joules over the measured passes) wins. Tie rule: {html.escape(TIE_RULE)}.
-Click a column heading to sort.</p>
-{mixed}
-{''.join(sections)}
-<h2>Energy against accuracy</h2>
-{_scatter_svg(board)}
+energy (CPU + GPU joules over the measured passes, the median of its runs) wins. Tie rule: {html.escape(TIE_RULE)}.
+A result the generalization audit found suspect is listed under review, never ranked. Click a column heading to
+sort.</p>
+{body}
 <p>Dashed lines: category thresholds. Green line: the Pareto front (no other submission is both more
-accurate and more frugal).</p>
+accurate and more frugal). Bars: the 95 % interval of each total.</p>
 <script>{_SORT_SCRIPT}</script>
 </body></html>
 """
 
 
-def render(board: Leaderboard, fmt: str) -> str:
+def render(boards: Boards | Leaderboard, fmt: str) -> str:
     renderers = {"csv": render_csv, "md": render_markdown, "json": render_json, "html": render_html}
     if fmt not in renderers:
         raise EdlError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    return renderers[fmt](board)
+    return renderers[fmt](boards if isinstance(boards, dict) else {"": boards})

@@ -52,7 +52,7 @@ def test_cli_formats(example_dir, tmp_path, cli):
 
 
 def test_html_is_self_contained(example_dir):
-    page = render_html(rank(load_results(example_dir)))
+    page = render_html({"": rank(load_results(example_dir))})
     assert not re.search(r"(src|href)=\"https?://", page)
     assert page.count('class="point"') == 4 and page.count('class="threshold"') == 3
     assert 'class="pareto"' in page
@@ -64,7 +64,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_html_in_headless_chromium(example_dir, tmp_path):
     page = tmp_path / "board.html"
-    page.write_text(render_html(rank(load_results(example_dir))))
+    page.write_text(render_html({"": rank(load_results(example_dir))}))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'ud'}"]
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
@@ -118,7 +118,7 @@ def test_allow_mixed_is_said_in_every_format(mixed_dir, cli, fmt):
     assert run.stderr.splitlines() == [f"warning: ranked despite: {difference}"]
     said = {"table": "", "csv": f"# ranked despite: {difference}\n",
             "md": f"**Ranked despite differences:** {difference}.\n",
-            "html": f"<p class='warning'>Ranked despite differences: {html.escape(difference)}</p>"}
+            "html": f"<p class='warning'>ranked despite: {html.escape(difference)}</p>"}
     if fmt == "json":
         assert json.loads(run.stdout)["mixed"] == [difference]
     else:

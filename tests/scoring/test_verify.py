@@ -65,8 +65,12 @@ def test_verify_catches_resealed_energy_and_tampered_samples(scored):
 
 def test_verify_cli_exit_codes_and_model_check(scored, tmp_path, cli):
     good = cli("verify", scored)
-    assert good.exit_code == 0 and "all checks hold" in good.stdout
+    assert good.exit_code == 0 and "all checks hold" not in good.stdout  # two checks could not be made
+    assert "no check failed, but 2 could not be made: signature, audit secret" in good.stdout
+    strict = cli("verify", scored, "--strict")
+    assert strict.exit_code == 2 and "2 could not be made (--strict)" in strict.stdout
     bad = cli("verify", scored, "--model", oracle_model(tmp_path / "other.onnx"))
     assert bad.exit_code == 2 and "FAILED" in bad.stdout
     as_json = json.loads(cli("verify", scored, "--json").stdout)
     assert as_json["ok"] is True and {c["outcome"] for c in as_json["checks"]} == {"pass", "skip"}
+    assert as_json["summary"].startswith("no check failed, but 2")
