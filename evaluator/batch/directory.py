@@ -203,6 +203,8 @@ class _Batch:
 
 
 class Backend(Protocol):
+    lost: list[str]
+
     def run(self, jobs: Iterable[Job], done: Done) -> None: ...
 
     def close(self) -> None: ...
@@ -265,6 +267,7 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
         backend.close()
     items = [state.finish(entry) for entry in state.entries]
     summary = state.summary(directory, items, started_utc, time.monotonic() - started, references)
+    summary.lost_runs = backend.lost
     write_document(out_root / BATCH_NAME, summary)
     return summary
 

@@ -82,6 +82,7 @@ class LocalBackend:
 
     def __init__(self, timeout_s: float, limits: ChildLimits) -> None:
         self.timeout_s, self.limits = timeout_s, limits
+        self.lost: list[str] = []  # this host does not die under its own children
 
     def run(self, jobs: Iterable[Job], done: Done) -> None:
         for job in jobs:

@@ -94,7 +94,10 @@ def score_on_host(task_json: dict[str, Any], model: bytes, data: bytes, starts: 
     task = from_json(Task, task_json, "task")
     host = host_name()
     if starts is not None:
-        starts.put((task.job.name, task.job.plan.first_run, host))
+        try:  # only a progress line: never let it hold the scoring up
+            starts.put((task.job.name, task.job.plan.first_run, host), timeout=5)
+        except Exception:  # noqa: BLE001 - the queue lives with the driver; a lost line is harmless
+            pass
     with tempfile.TemporaryDirectory(prefix="edl-ray-") as folder:
         root = Path(folder)
         (root / "out").mkdir()
@@ -125,6 +128,7 @@ class RayBackend:
             self.ray.init(**self._init_arguments(address))
         self.timeout_s, self.max_memory_gb, self.announce = timeout_s, max_memory_gb, announce
         self.data_ref = self.ray.put(data_bytes(dataset))
+        self.lost: list[str] = []  # runs whose host died under them, and what became of them
         self._models: dict[Path, Any] = {}
         self._remote = self.ray.remote(max_retries=0)(score_on_host)
 
@@ -163,8 +167,11 @@ class RayBackend:
     def run(self, jobs: Iterable[Job], done: Done) -> None:
         """Keep every host busy with the next jobs in order; a job whose host died runs again elsewhere."""
         from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        starts = Queue()
+        here = self.ray.get_runtime_context().get_node_id()  # the queue lives and dies with the driver's host
+        starts = Queue(actor_options={"num_cpus": 0,
+                                      "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)})
         pending: Iterator[Job] = iter(jobs)
         flying: dict[Any, _InFlight] = {}
         retry: list[_InFlight] = []
@@ -206,11 +213,15 @@ class RayBackend:
             return ChildOutcome(f"the scoring task failed on its host: {exc.cause!r}"[:400], False,
                                 time.monotonic() - started)
         except self.ray.exceptions.RayError as exc:  # the host (or its worker) died
-            if flight.attempts < HOST_RETRIES:
-                retry.append(_InFlight(flight.job, flight.attempts + 1))
+            job = flight.job
+            kind_left = job.gpu_kind is None or job.gpu_kind in self.kinds()
+            self.lost.append(f"{job.out_dir.name} run {job.plan.first_run}: {type(exc).__name__}")
+            if flight.attempts < HOST_RETRIES and kind_left:
+                retry.append(_InFlight(job, flight.attempts + 1))
                 return None
-            return ChildOutcome(f"the host died while scoring it, {flight.attempts + 1} times "
-                                f"({type(exc).__name__}); not retried again", False, time.monotonic() - started)
+            why = "no host of its GPU kind is left" if not kind_left else "not retried again"
+            return ChildOutcome(f"the host died while scoring it, {flight.attempts + 1} time(s) "
+                                f"({type(exc).__name__}); {why}", False, time.monotonic() - started)
         flight.job.out_dir.mkdir(parents=True, exist_ok=True)
         for name, content in reply["files"].items():
             atomic_write_bytes(flight.job.out_dir / name, content)

@@ -502,6 +502,8 @@ class BatchSummary:
     reference: ReferenceRecord | None = None
     backend: str = "local"
     hosts: list[str] = field(default_factory=list, metadata=doc("the hosts that measured runs of this batch"))
+    lost_runs: list[str] = field(default_factory=list, metadata=doc(
+        "runs whose host died under them: each was run again on another host (or failed, said in its result)"))
     kind: Literal["edl-batch"] = "edl-batch"
 
 
