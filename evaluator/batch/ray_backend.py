@@ -143,7 +143,7 @@ class RayBackend:
         resources = {HOST_RESOURCE: 1.0}
         if snapshot is not None and snapshot.name:
             resources[GPU_KIND_PREFIX + kind_slug(snapshot.name)] = 1.0
-        return {"resources": resources, "include_dashboard": False, "log_to_driver": False,
+        return {"address": "local", "resources": resources, "include_dashboard": False, "log_to_driver": False,
                 "object_store_memory": 256 << 20, "num_cpus": os.cpu_count() or 1}
 
     def kinds(self) -> list[str]:
