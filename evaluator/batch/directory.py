@@ -179,6 +179,11 @@ class _Batch:
             return dataclasses.replace(item, outcome="skipped", status=entry.kept[0].status, seconds=None)
         parts = entry.kept + [result for index in entry.measured
                               if (result := _read(entry.out_dir / run_name(index))) is not None]
+        if len(parts) < len(entry.kept) + len(entry.measured):
+            reason = "a run's result could not be read back (edl changed during the batch?); score it again"
+            self._write(entry, failed_result(entry.submission.name, model, reason, self.config, self.data,
+                                             self.versions, entry.out_dir, entry.seconds))
+            return dataclasses.replace(item, outcome="failed", reason=reason)
         combined = combine(parts)  # recorded as the driver sees it: its config, the model seen from here
         self._write(entry, dataclasses.replace(combined, config=self.config, model=dataclasses.replace(
             combined.model, path=path_from(entry.out_dir, model))))

@@ -329,6 +329,7 @@ class Audit:
     tolerance_points: float
     private: PrivateCheck | None = None
     provider: str = field(default="", metadata=doc("where the audit ran: the scoring's provider"))
+    seconds: float | None = field(default=None, metadata=doc("wall time the audit added to the scoring"))
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -89,6 +90,7 @@ def run_audit(predict: Predict, dataset: Dataset, public_accuracy: float, config
     """Classify the audit copies (and the private images) with ``predict``; None when the audit is off."""
     if config.audit_copies == 0:
         return None
+    started = time.monotonic()
     organiser = secret is not None
     secret = secret if secret is not None else new_secret()
     correct = [int(np.count_nonzero(predict(copy) == dataset.labels)) for copy in audit_copies(dataset, secret, config)]
@@ -99,4 +101,4 @@ def run_audit(predict: Predict, dataset: Dataset, public_accuracy: float, config
                  copies=config.audit_copies, shift_px=config.audit_shift_px, seed_commitment=commitment(secret),
                  organiser_secret=organiser, correct=correct, accuracy=accuracy,
                  drop_points=(public_accuracy - accuracy) * 100, tolerance_points=config.audit_tolerance_points,
-                 private=checked, provider=provider)
+                 private=checked, provider=provider, seconds=time.monotonic() - started)
