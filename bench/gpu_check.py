@@ -42,6 +42,7 @@ OLD = ["--no-prefer-nhwc", "--no-cuda-graph", "--no-overlap-batches"]  # onnxrun
 DRY_RUN = False  # --dry-run: the same flow on the CPU with a fake NVML, 2 passes, to test this script
 PROVIDER = "cuda"
 ORT_DEFAULTS = {"prefer_nhwc": False, "cuda_graph": False, "overlap": False}
+DEFAULT_BATCH = 250  # edl's default batch size (evaluator.contract.spec.DEFAULT_BATCH_SIZE)
 EDL_DEFAULTS = {"prefer_nhwc": True, "cuda_graph": True, "overlap": True}
 
 
@@ -246,8 +247,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--budget-s", type=float, default=420)
-    parser.add_argument("--steps", choices=["issue", "batch", "overlap"], default="issue",
-                        help="issue: the issue's figures; batch: the default batch size, ResNet-20 and -56")
+    parser.add_argument("--steps", choices=["issue", "batch", "overlap", "repeats"], default="issue",
+                        help="issue: the issue's figures; batch: the default batch size, ResNet-20 and -56; "
+                             "repeats: score-dir --repeat 3 --reference over ResNet-20/32/56 fp32 and fp16")
     parser.add_argument("--bare", help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true", help="CPU, fake NVML, 2 passes: tests this script")
     args = parser.parse_args()
@@ -276,7 +278,9 @@ def main() -> None:
     (out / "env.json").write_text(env.stdout or env.stderr)
     log(out, f"ENV rc={env.returncode} {env.stdout.strip()[:3000]}")
 
-    if args.steps == "batch":
+    if args.steps == "repeats":
+        repeats_round(check)
+    elif args.steps == "batch":
         batch_sweep(check)
     elif args.steps == "overlap":
         overlap_rows(check)
@@ -327,11 +331,12 @@ def issue_table(check: Check) -> None:
                                 capture_output=True, text=True, cwd=ROOT)
         failed = [c for c in json.loads(verify.stdout or "{}").get("checks", []) if c["outcome"] != "pass"]
         log(out, f"VERIFY rc={verify.returncode} not passing: {failed} {verify.stderr.strip()[-500:]}")
-    check.bare([{"name": "fp32_defaults_200", "model": FP32, "batch": 1000, "passes": 200, "settings": EDL_DEFAULTS,
-                 "cooldown_s": 12}], 40)
+    # Like with like: the bare loop runs edl's default batch (250) with edl's default settings.
+    check.bare([{"name": "fp32_defaults_200", "model": FP32, "batch": DEFAULT_BATCH, "passes": 200,
+                 "settings": EDL_DEFAULTS, "cooldown_s": 12}], 40)
     check.edl("fp16_defaults", FP16, ["--passes", "200"], 50, cooldown=12, idle=5)
-    check.bare([{"name": "fp16_defaults_200", "model": FP16, "batch": 1000, "passes": 200, "settings": EDL_DEFAULTS,
-                 "cooldown_s": 12}], 35)
+    check.bare([{"name": "fp16_defaults_200", "model": FP16, "batch": DEFAULT_BATCH, "passes": 200,
+                 "settings": EDL_DEFAULTS, "cooldown_s": 12}], 35)
     # 2. The tuner.
     check.edl("fp32_tune", FP32, ["--passes", "200", "--tune", "--tune-seconds", "1"], 75)
     check.edl("fp16_tune", FP16, ["--passes", "200", "--tune", "--tune-seconds", "1"], 70)
@@ -356,6 +361,42 @@ def issue_table(check: Check) -> None:
     check.edl("fp32_nhwc_only", FP32, ["--passes", "200", "--no-cuda-graph", "--no-overlap-batches"], 30)
     check.edl("fp32_defaults_b250", FP32, ["--passes", "200", "--batch-size", "250"], 30)
     check.edl("fp32_defaults_b10000", FP32, ["--passes", "200", "--batch-size", "10000"], 30)
+
+
+def repeats_round(check: Check) -> None:
+    """Issue 13's evidence: a competition round in small, with repeats, a reference and a model under two names.
+
+    Needs .gpu/resnet{32,56}.onnx and .fp16 copies (bench/audit_strength.py's conversion, or the converter);
+    a missing one is skipped and listed. Records each result's repeats, interval and within-run CV, the
+    reference's drift, and whether the twin ties with its original.
+    """
+    subs = check.out / "runs" / "subs"
+    subs.mkdir(parents=True, exist_ok=True)
+    models = {"r20_fp32": FP32, "r20_fp16": FP16, "r20_fp32_twin": FP32, "r32_fp32": ".gpu/resnet32.onnx",
+              "r32_fp16": ".gpu/resnet32.fp16.onnx", "r56_fp32": ".gpu/resnet56.onnx",
+              "r56_fp16": ".gpu/resnet56.fp16.onnx"}
+    for name, model in models.items():
+        if (ROOT / model).is_file():
+            (subs / f"{name}.onnx").write_bytes((ROOT / model).read_bytes())
+        else:
+            check.summary["skipped"].append(f"{name}: {model} missing")
+    out = check.out / "runs" / "round"
+    scale = ["--passes", "2", "--cooldown", "0", "--idle-seconds", "0"] if DRY_RUN else \
+        ["--passes", "100", "--cooldown", "5", "--idle-seconds", "2"]
+    run = subprocess.run([sys.executable, "-m", "evaluator", "score-dir", str(subs), "--provider", PROVIDER,
+                          "--data", str(check.data), "--out", str(out), "--repeat", "3", "--reference",
+                          str(ROOT / FP32), "--reference-every", "4", "--timeout", "300", "--json", *scale],
+                         capture_output=True, text=True, cwd=ROOT)
+    log(check.out, f"ROUND rc={run.returncode} {run.stderr.strip()[-1500:]}")
+    board = subprocess.run([sys.executable, "-m", "evaluator", "leaderboard", str(out), "--format", "json",
+                            "--allow-mixed"], capture_output=True, text=True, cwd=ROOT)
+    rows = json.loads(board.stdout or "{}").get("rows", [])
+    check.summary["round"] = {"rows": rows, "batch": json.loads((out / "batch.json").read_text())
+                              if (out / "batch.json").is_file() else None}
+    keys = ("name", "rank", "energy_kj", "energy_kj_low", "energy_kj_high", "runs", "tied_with")
+    for row in rows:
+        log(check.out, f"ROW {json.dumps({k: row.get(k) for k in keys})}")
+    check.save()
 
 
 def finish(check: Check) -> None:

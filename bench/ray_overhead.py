@@ -37,7 +37,7 @@ def timed(subs: Path, out: Path, config: ScoreConfig, batch: BatchConfig) -> tup
     return time.monotonic() - started, summary.counts
 
 
-def two_host_cluster(folder: Path):  # noqa: ANN201 - a ray Cluster
+def two_host_cluster(folder: Path):  # a ray Cluster
     from ray.cluster_utils import Cluster
 
     def host(name: str) -> dict:
