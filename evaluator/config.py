@@ -189,8 +189,9 @@ class ScoreConfig(Options):
 class Secrets(Options):
     """What the organiser keeps to itself: used by a scoring, never recorded in a result or printed."""
 
-    audit_secret: str | None = option(None, "Secret that draws the audit copies (only its hash is recorded) "
-                                      "[default: a random one for this run]", envvar="EDL_AUDIT_SECRET",
+    audit_secret: str | None = option(None, "Secret that draws the audit copies; only its hash is recorded "
+                                      "(scoring: a random one per run when unset; verify: the one "
+                                      "the result was scored with)", envvar="EDL_AUDIT_SECRET",
                                       comparable=False, commands=(SCORE, SCORE_DIR, "verify"))
     signing_key: Path | None = option(None, "The organiser's private key (edl keys init): results are signed "
                                       "with it [default: unsigned]", envvar="EDL_SIGNING_KEY", comparable=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -28,14 +29,24 @@ def _gpu_rows(gpu: int) -> list[dict[str, str]]:
     except MeterUnavailable as exc:
         return [_row("gpu energy (nvml)", False, str(exc))]
     state, meter = gpu_state(source.nvml, gpu), source.gpus[0]
-    rows = [_row(f"gpu {gpu}", True, f"{state.name}, driver {driver_version(source.nvml)}"),
+    uuid = f", {state.uuid}" if state.uuid else ""
+    rows = [_row(f"gpu {gpu}", True, f"{state.name}, driver {driver_version(source.nvml)}{uuid}"),
             _row("nvml energy counter", meter.energy_counter,
                  "nvmlDeviceGetTotalEnergyConsumption" if meter.energy_counter else "; ".join(meter.notes)),
             _row("nvml power", meter.power_method == "instant",
                  {"instant": "NVML_FI_DEV_POWER_INSTANT", "average": "nvmlDeviceGetPowerUsage (1 s average)",
                   "none": "no power reading"}[meter.power_method])]
     source.close()
+    if state.name:
+        rows.append(_row("ray resources", True, f"ray start ... --resources '{ray_resources(state.name)}'"))
     return rows
+
+
+def ray_resources(gpu_name: str) -> str:
+    """What this host offers a Ray cluster for score-dir --backend ray: itself, and its GPU kind."""
+    from evaluator.batch.ray_backend import GPU_KIND_PREFIX, HOST_RESOURCE, kind_slug
+
+    return json.dumps({HOST_RESOURCE: 1, GPU_KIND_PREFIX + kind_slug(gpu_name): 1})
 
 
 def environment_rows(gpu: int = 0) -> list[dict[str, str]]:

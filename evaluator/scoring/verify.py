@@ -22,7 +22,7 @@ from evaluator.errors import MeterError
 from evaluator.fileio import sha256_file
 from evaluator.power.analysis import Window, load_samples
 from evaluator.report.categories import category_for
-from evaluator.report.energy import run_energy
+from evaluator.report.energy import run_energy, summarise
 from evaluator.report.integrity import seal_holds
 from evaluator.report.reader import read_result
 from evaluator.report.result import BATCH_NAME, RESULT_NAME, Result, Run
@@ -177,6 +177,11 @@ def _check_summary(result: Result, checks: Checks) -> None:
     known = [value for value in repeats if value is not None]
     median = statistics.median(known) if known and len(known) == len(repeats) else None
     checks.add("energy.total_j = median of runs", _close(energy.total_j, median), f"{energy.total_j}")
+    again = summarise(result.runs, result.passes or 1, result.data.images if result.data else 1).total_j_interval
+    recorded = energy.total_j_interval
+    same = (again is None and recorded is None) or (
+        again is not None and recorded is not None and all(map(_close, again, recorded)))
+    checks.add("energy.total_j_interval recomputed from the runs", same, f"recorded {recorded}, recomputed {again}")
 
 
 def _audit_figures(result: Result, checks: Checks) -> None:

@@ -66,6 +66,7 @@ def test_env_with_a_gpu_and_rapl(tmp_path, fake_gpu, monkeypatch, cli):
     monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
     rows = {row["item"]: row for row in json.loads(cli("env", "--json").stdout)["rows"]}
     assert rows["gpu 0"]["detail"].startswith("Fake GPU")
+    assert rows["ray resources"]["detail"] == """ray start ... --resources '{"edl-host": 1, "edl-gpu-fake-gpu": 1}'"""
     assert rows["nvml energy counter"]["status"] == "ok"
     assert "package0" in rows["cpu energy (rapl)"]["detail"] and "dram0" in rows["cpu energy (rapl)"]["detail"]
 

@@ -35,6 +35,7 @@ def test_verify_passes_an_untouched_result(scored):
     assert outcomes["audit secret"] == "skip"  # a one-off secret: the audit copies cannot be drawn again
     assert outcomes["audit verdict follows from its figures"] == "pass"
     assert outcomes["run 1: energy.cpu_j recomputed from samples"] == "pass"
+    assert outcomes["energy.total_j_interval recomputed from the runs"] == "pass"
     assert _outcomes(scored.parent) == outcomes  # the result folder names the same result
 
 
@@ -61,6 +62,16 @@ def test_verify_catches_resealed_energy_and_tampered_samples(scored):
     samples = scored.parent / run.samples.name
     samples.write_text(samples.read_text().replace(",", ";", 1))
     assert _outcomes(scored)["run 1: samples sha256"] == "fail"
+
+
+def test_verify_catches_an_edited_interval(scored):
+    result = read_result(scored)
+    low, high = result.energy.total_j_interval
+    moved = dataclasses.replace(result.energy, total_j_interval=[low * 0.9, high * 1.1])  # a tie it never had
+    write_result(scored, seal(dataclasses.replace(result, energy=moved)))  # resealed: only the arithmetic tells
+    outcomes = _outcomes(scored)
+    assert outcomes["document checksum"] == "pass"
+    assert outcomes["energy.total_j_interval recomputed from the runs"] == "fail"
 
 
 def test_verify_cli_exit_codes_and_model_check(scored, tmp_path, cli):
