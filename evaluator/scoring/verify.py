@@ -177,8 +177,12 @@ def _check_summary(result: Result, checks: Checks) -> None:
     known = [value for value in repeats if value is not None]
     median = statistics.median(known) if known and len(known) == len(repeats) else None
     checks.add("energy.total_j = median of runs", _close(energy.total_j, median), f"{energy.total_j}")
-    again = summarise(result.runs, result.passes or 1, result.data.images if result.data else 1).total_j_interval
     recorded = energy.total_j_interval
+    if recorded is None and not energy.interval_method and energy.total_j is not None:
+        checks.add("energy.total_j_interval recomputed from the runs", None,
+                   f"written by schema {result.schema_version}, before results carried an interval")
+        return
+    again = summarise(result.runs, result.passes or 1, result.data.images if result.data else 1).total_j_interval
     same = (again is None and recorded is None) or (
         again is not None and recorded is not None and all(map(_close, again, recorded)))
     checks.add("energy.total_j_interval recomputed from the runs", same, f"recorded {recorded}, recomputed {again}")

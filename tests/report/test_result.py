@@ -104,4 +104,5 @@ def test_verify_rechecks_a_schema_1_result_from_its_samples(tmp_path):
     shutil.copytree(LEGACY / "small_cnn", tmp_path / "small_cnn")
     outcomes = {c.name: c.outcome for c in verify_result(tmp_path / "small_cnn")}
     assert outcomes["run 1: energy.cpu_j recomputed from samples"] == "pass"
+    assert outcomes["energy.total_j_interval recomputed from the runs"] == "skip"  # schema 1 had no interval
     assert outcomes["generalization audit"] == "skip" and "fail" not in outcomes.values()
