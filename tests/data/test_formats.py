@@ -14,14 +14,6 @@ from evaluator.data import formats, store
 from evaluator.errors import DataError
 
 
-@pytest.fixture
-def arrays():
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, size=(50, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=50).astype(np.uint8)
-    return images, labels
-
-
 def test_python_tarball_decodes_chw_rows_to_nhwc(tmp_path, arrays):
     images, labels = arrays
     tarball = make_tarball(tmp_path / "cifar-10-python.tar.gz", formats.PY_MEMBER, python_batch_bytes(images, labels))

@@ -10,14 +10,6 @@ from evaluator.data import formats, store
 from evaluator.errors import DataError
 
 
-@pytest.fixture
-def arrays():
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, size=(50, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=50).astype(np.uint8)
-    return images, labels
-
-
 def test_fetch_verifies_md5_and_caches_atomically(tmp_path, arrays):
     images, labels = arrays
     raw = python_batch_bytes(images, labels)
