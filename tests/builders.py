@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
+from evaluator.power.analysis import Window
 
 ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8}
 IR_VERSION = 9  # what the installed onnxruntime accepts; onnx's default may be newer
@@ -110,7 +111,8 @@ class PowercapTree:
     """A powercap tree on disk in the kernel's file format, whose counters advance at known watts.
 
     A thread rewrites each ``energy_uj`` (atomically, by rename) every ``tick_s``, wrapping at
-    ``max_energy_range_uj`` exactly as the hardware does.
+    ``max_energy_range_uj`` exactly as the hardware does. It remembers when it wrote: on loaded cores
+    it runs late, and a counter that many ms late is W x that many joules off at a window's edge.
     """
 
     def __init__(self, root: Path, package_watts: list[float], dram_watts: float | None = None,
@@ -132,6 +134,7 @@ class PowercapTree:
         self._zone(root / "intel-rapl:9", "psys", 999.0)  # platform zone: overlaps packages, never summed
         self._zone(root / "intel-rapl-mmio:0", "package-0", 999.0)  # mmio duplicate of package 0
         self._t0 = time.monotonic()
+        self.written_s: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -150,6 +153,14 @@ class PowercapTree:
             tmp = path / ".energy_uj.tmp"
             tmp.write_text(f"{value}\n")
             os.replace(tmp, path / "energy_uj")
+        self.written_s.append(time.monotonic())
+
+    def lag_s(self, window: Window | None = None) -> float:
+        """The writer's longest pause between writes around ``window`` (default: the whole run)."""
+        t = np.array(self.written_s)
+        start_s, end_s = (window.start_s, window.end_s) if window else (-np.inf, np.inf)
+        around = t[max(np.searchsorted(t, start_s) - 1, 0):np.searchsorted(t, end_s) + 1]
+        return float(np.diff(around).max()) if around.size > 1 else self.tick_s
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick_s):

@@ -6,7 +6,6 @@ import os
 import signal
 import time
 
-import numpy as np
 import pytest
 from builders import PowercapTree
 
@@ -19,30 +18,9 @@ from evaluator.power.sampler import Sampler
 from evaluator.report.energy import run_energy
 
 
-class _TimedTree(PowercapTree):
-    """A PowercapTree that remembers when its writer thread wrote: on loaded cores it runs late, and a counter
-    that many ms late is W x that many joules off at a window's edge (a lag over the wrap time loses a wrap)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.written: list[float] = []
-
-    def write(self, elapsed_s: float) -> None:
-        super().write(elapsed_s)
-        self.written.append(time.monotonic())
-
-    def lag_s(self, window: Window) -> float:
-        """The writer's longest pause between writes around the window."""
-        return float(np.diff(_bracket(np.array(self.written), window)).max())
-
-
-def _bracket(t: np.ndarray, window: Window) -> np.ndarray:
-    return t[max(np.searchsorted(t, window.start_s) - 1, 0):np.searchsorted(t, window.end_s) + 1]
-
-
 def test_spawn_sampler_records_known_watts(tmp_path, fake_gpu):
     fake_gpu(watts=200.0)
-    with _TimedTree(tmp_path / "pc", package_watts=[35.0], dram_watts=5.0) as tree:
+    with PowercapTree(tmp_path / "pc", package_watts=[35.0], dram_watts=5.0) as tree:
         sampler = Sampler(default_specs((0,), "fake_pynvml", str(tmp_path / "pc")), tmp_path / "s.csv", 0.01)
         with sampler:
             start = time.monotonic()
@@ -118,7 +96,7 @@ def test_a_stall_that_could_hide_a_rapl_wrap_invalidates_the_window(tmp_path):
     """At 500 W a 300 J counter wraps every 0.6 s: a 0.8 s stall, under the 1.0 s stall limit (20 periods of
     50 ms), loses one wrap (300 J) silently; the wrap limit (0.3 s) refuses it, and lets a normal run through."""
     watts = 500.0
-    with _TimedTree(tmp_path / "pc", package_watts=[watts], max_range_uj=300_000_000) as tree:
+    with PowercapTree(tmp_path / "pc", package_watts=[watts], max_range_uj=300_000_000) as tree:
         with Sampler([RaplSpec(root=str(tmp_path / "pc"))], tmp_path / "normal.csv", 0.05) as sampler:
             normal = _sample(sampler, 1.5)
         with Sampler([RaplSpec(root=str(tmp_path / "pc"))], tmp_path / "stalled.csv", 0.05) as sampler:

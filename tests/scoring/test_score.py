@@ -150,14 +150,14 @@ def test_score_with_fake_meters_reports_watts_times_seconds(tmp_path, fake_gpu, 
     data = save_npz(tmp_path / "d.npz", images, labels)
     model = conv_model(tmp_path / "m.onnx")
     passes = passes_lasting(model, images=1000, seconds=2.5)
-    with PowercapTree(tmp_path / "pc", package_watts=[45.0, 30.0], dram_watts=6.0):
+    with PowercapTree(tmp_path / "pc", package_watts=[45.0, 30.0], dram_watts=6.0) as tree:
         monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
         result = score(model, fast_config(data, passes=passes, idle_s=1.0, plot=True), tmp_path / "out")
     run = result.runs[0]
     energy, seconds = run.energy, run.seconds
     assert seconds > 1.5, f"{passes} passes lasted {seconds:.2f} s: the window is too short to test joules"
-    # The tree's writer thread shares the GIL with the workload: a tick up to 50 ms late at an edge.
-    rapl_rel = 0.02 + 0.05 / seconds
+    # The tree's writer thread shares the GIL with the workload: a tick late at each edge (50 ms at least).
+    rapl_rel = 0.02 + max(0.05, 2 * tree.lag_s()) / seconds
     assert energy.cpu_j == pytest.approx(75.0 * seconds, rel=rapl_rel)
     assert energy.dram_j == pytest.approx(12.0 * seconds, rel=rapl_rel)
     assert energy.gpu_j == pytest.approx(120.0 * seconds, rel=0.02 + 0.1 / seconds)
