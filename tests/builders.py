@@ -36,7 +36,8 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
 
 
 def oracle_model(path: Path, dtype: str = "float32", layout: str = "NCHW", output: str = "scores",
-                 batch: int | str = "N", metadata_batch: int | None = None, opset: int = 17) -> Path:
+                 batch: int | str = "N", metadata_batch: int | None = None, opset: int = 17,
+                 label_dtype: str = "int64") -> Path:
     """A model whose answer is written in the image: scores are row 0, columns 0..9 of channel 0.
 
     ``oracle_images`` writes a chosen class there, so the expected accuracy is known exactly in
@@ -60,8 +61,10 @@ def oracle_model(path: Path, dtype: str = "float32", layout: str = "NCHW", outpu
     if output == "scores":
         y = helper.make_tensor_value_info("scores", score_type, [batch, 10])
     else:
-        nodes.append(helper.make_node("ArgMax", ["scores"], ["labels"], axis=1, keepdims=0))
-        y = helper.make_tensor_value_info("labels", TensorProto.INT64, [batch])
+        label_type = helper.np_dtype_to_tensor_dtype(np.dtype(label_dtype))
+        nodes.append(helper.make_node("ArgMax", ["scores"], ["argmax"], axis=1, keepdims=0))
+        nodes.append(helper.make_node("Cast", ["argmax"], ["labels"], to=label_type))
+        y = helper.make_tensor_value_info("labels", label_type, [batch])
     graph = helper.make_graph(nodes, "oracle", [x], [y], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     if metadata_batch is not None:

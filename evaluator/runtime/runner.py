@@ -23,16 +23,13 @@ from evaluator.runtime.session import SessionInfo, create_session
 # onnxruntime's CUDA provider runs each graph id twice normally, then captures it on the third run.
 GRAPH_CAPTURE_RUNS = 3
 _NO_SYNC = "disable_synchronize_execution_providers"
-_ORT_TYPES = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int16)": np.int16,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-}
+_ORT_TO_NUMPY_NAMES = {"float": "float32", "double": "float64"}  # the rest are spelled alike: uint32, float16...
+
+
+def _numpy_dtype(ort_type: str) -> np.dtype:
+    """The numpy dtype of an onnxruntime tensor type such as ``tensor(uint32)``."""
+    name = ort_type.removeprefix("tensor(").removesuffix(")")
+    return np.dtype(_ORT_TO_NUMPY_NAMES.get(name, name))
 
 
 def make_batches(images: np.ndarray, contract: Contract, batch_size: int) -> tuple[list[np.ndarray], int]:
@@ -71,6 +68,7 @@ class BoundRunner:
             raise SubmissionError([f"cannot place the test set on {self.device}: {exc}"]) from None
         self._sizes = [batch.shape[0] for batch in batches]
         static = static_outputs or info.cuda_graph
+        self._output_dtype = _numpy_dtype(session.get_outputs()[0].type) if static else None
         self._bindings = [self._bind(value, size, static) for value, size in zip(self._inputs, self._sizes,
                                                                                strict=True)]
         self._run_options = [self._options(index, len(batches), info) for index in range(len(batches))]
@@ -79,11 +77,8 @@ class BoundRunner:
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self.contract.input_name, value)
         if static:
-            output_type = self.session.get_outputs()[0].type
-            if output_type not in _ORT_TYPES:
-                raise SubmissionError([f"output type {output_type} cannot be preallocated"])
             output = ort().OrtValue.ortvalue_from_shape_and_type(
-                list(self.contract.output_shape(size)), _ORT_TYPES[output_type], self.device, self._device_id)
+                list(self.contract.output_shape(size)), self._output_dtype, self.device, self._device_id)
             binding.bind_ortvalue_output(self.contract.output_name, output)
         else:
             binding.bind_output(self.contract.output_name, self.device, self._device_id)

@@ -32,10 +32,12 @@ def test_a_fixed_batch_pads_the_last_batch_and_drops_its_predictions(tmp_path):
     assert predictions.shape == (700,) and int((predictions == labels).sum()) == 640
 
 
-@pytest.mark.parametrize("output", ["scores", "labels"])
-def test_preallocated_outputs_give_the_same_predictions(tmp_path, output):
-    """The binding CUDA graphs need (fixed output buffers), exercised on the CPU."""
-    model = oracle_model(tmp_path / "m.onnx", "uint8", "NHWC", output)
+@pytest.mark.parametrize(("output", "label_dtype"), [("scores", "int64"), ("labels", "int64"), ("labels", "uint32"),
+                                                    ("labels", "uint16"), ("labels", "uint64"), ("labels", "int8")])
+def test_preallocated_outputs_give_the_same_predictions(tmp_path, output, label_dtype):
+    """The binding CUDA graphs need (fixed output buffers), exercised on the CPU, for every label type edl check
+    accepts."""
+    model = oracle_model(tmp_path / "m.onnx", "uint8", "NHWC", output, label_dtype=label_dtype)
     images, labels = oracle_images(700, correct=650)
     dynamic, _ = _runner(model, images, 300)
     static, _ = _runner(model, images, 300, static=True)
