@@ -210,14 +210,14 @@ class Check:
 
         result = parse_result(json.loads(run.stdout), name)
         first = result.runs[0]
-        energy, provider = first.energy, first.provider
+        energy, provider = first.energy, result.provider
         gpu = energy.domains.get("gpu")
         row = {
             "j_per_pass": energy.per_pass_j,
             "gpu_j_per_pass": None if energy.gpu_j is None else energy.gpu_j / first.passes,
             "images_per_s": first.images_per_second,
             "seconds": first.seconds,
-            "accuracy": result.accuracy if result.accuracy else None,
+            "accuracy": result.accuracy,
             "batch_size": result.batch_size,
             "mismatched_passes": len(first.prediction_mismatch_passes),
             "placement": provider.placement,
@@ -231,7 +231,7 @@ class Check:
             "above_idle_j": energy.above_idle_j,
             "cooldown": to_json(first.fairness.cooldown),
             "gpu_end": to_json(first.fairness.gpu_end),
-            "tuning": to_json(first.tuning),
+            "tuning": to_json(result.tuning),
             "warnings": result.warnings,
             "wall_s": wall,
         }
