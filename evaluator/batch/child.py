@@ -16,6 +16,7 @@ from pathlib import Path
 from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import EdlError, SubmissionError
 from evaluator.fileio import atomic_write_bytes
+from evaluator.report.result import DataRecord
 from evaluator.scoring.score import Plan, score
 from evaluator.typedjson import from_json, to_json
 
@@ -31,7 +32,7 @@ class Job:
     name: str
     out_dir: Path
     config: ScoreConfig
-    data_fingerprint: str  # what the parent resolved: the child refuses other data
+    data: DataRecord  # the test set the parent resolved: the child refuses other data, and records this one
     plan: Plan = field(default_factory=Plan)  # which run(s) this child measures, and where it leaves them
     secrets: Secrets = field(default_factory=Secrets)  # never recorded; the job file is owner-only
     gpu_kind: str | None = None  # on a cluster: run it on a host of this GPU kind
@@ -67,7 +68,7 @@ def _write_outcome(out_dir: Path, outcome: Outcome) -> None:
 def run_job(job: Job) -> Outcome:
     """Score the job's submission; an error of ours becomes the outcome's one-line reason."""
     try:
-        score(job.model, job.config, job.out_dir, name=job.name, data_fingerprint=job.data_fingerprint,
+        score(job.model, job.config, job.out_dir, name=job.name, resolved_data=job.data,
               secrets=job.secrets, plan=job.plan)
     except SubmissionError as exc:
         return Outcome(False, "; ".join(exc.problems))

@@ -153,7 +153,7 @@ class _Batch:
         plan = Plan(first_run=index, runs=1, audit=index == 1, target_temp_c=self.thermal.target_c,
                     result_name=run_name(index))
         return Job(entry.submission.model.resolve(), entry.submission.name, entry.out_dir, self.config,
-                   self.data.fingerprint, plan, self.secrets, entry.gpu_kind)
+                   self.data, plan, self.secrets, entry.gpu_kind)
 
     def done(self, job: Job, outcome: ChildOutcome) -> None:
         entry = next(e for e in self.entries if e.out_dir == job.out_dir)
@@ -261,7 +261,7 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
     try:
         state.entries = [state.plan(submission, kind, named)
                          for submission, kind, named in _placements(submissions, kinds, batch.every_gpu_kind)]
-        references = ReferenceRuns(batch.reference, out_root, config, state.data.fingerprint, state.secrets) \
+        references = ReferenceRuns(batch.reference, out_root, config, state.data, state.secrets) \
             if batch.reference is not None else None
         if any(entry.pending for entry in state.entries):
             state.thermal = _thermal(state)

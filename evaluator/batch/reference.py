@@ -11,7 +11,7 @@ from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import ResultError
 from evaluator.fileio import sha256_file
 from evaluator.report.reader import read_result
-from evaluator.report.result import ReferenceRecord, ReferenceRun, utc_now
+from evaluator.report.result import DataRecord, ReferenceRecord, ReferenceRun, utc_now
 from evaluator.scoring.score import Plan, run_name
 
 REFERENCE_NAME = "_reference"
@@ -22,8 +22,8 @@ DRIFT_LIMIT_PCT = 2.0
 class ReferenceRuns:
     """The reference's jobs, one run each, and what they measured."""
 
-    def __init__(self, model: Path, out_root: Path, config: ScoreConfig, fingerprint: str, secrets: Secrets) -> None:
-        self.model, self.config, self.fingerprint, self.secrets = model.resolve(), config, fingerprint, secrets
+    def __init__(self, model: Path, out_root: Path, config: ScoreConfig, data: DataRecord, secrets: Secrets) -> None:
+        self.model, self.config, self.data, self.secrets = model.resolve(), config, data, secrets
         self.out_dir = out_root / REFERENCE_NAME
         self.target_temp_c: float | None = None
         self.runs: list[ReferenceRun] = []
@@ -38,7 +38,7 @@ class ReferenceRuns:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         plan = Plan(first_run=index, runs=1, audit=False, target_temp_c=self.target_temp_c,
                     result_name=run_name(index))
-        return Job(self.model, REFERENCE_NAME, self.out_dir, self.config, self.fingerprint, plan, self.secrets)
+        return Job(self.model, REFERENCE_NAME, self.out_dir, self.config, self.data, plan, self.secrets)
 
     def done(self, job: Job, outcome: ChildOutcome) -> None:
         index = job.plan.first_run

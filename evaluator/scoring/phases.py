@@ -3,6 +3,7 @@ folder writable. Each phase refuses early with a clear reason, so nothing half-m
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import load_path, resolve
 from evaluator.errors import DataError, ResultError, SubmissionError
+from evaluator.report.result import DataRecord
 from evaluator.scoring.progress import Progress
 
 
@@ -39,14 +41,21 @@ def check_phase(model_path: Path, config: ScoreConfig, progress: Progress, name:
     return Submission(name or Path(model_path).stem, Path(model_path), report, report.contract)
 
 
-def data_phase(config: ScoreConfig, progress: Progress, fingerprint: str = "") -> Dataset:
-    """The test set; with ``fingerprint``, exactly that one (a batch's children see what the batch resolved)."""
+def data_phase(config: ScoreConfig, progress: Progress, resolved: DataRecord | None = None) -> Dataset:
+    """The test set; with ``resolved``, exactly the one a batch resolved, recorded as the batch resolved it.
+
+    The same bytes (by SHA-256) are the same test set: a copy a Ray host received is as official, and
+    comes from the same source, as what the driver verified.
+    """
     progress.phase("data")
     dataset = resolve(config.data)
-    if fingerprint and dataset.fingerprint != fingerprint:
+    if resolved is None:
+        return dataset
+    if dataset.fingerprint != resolved.fingerprint:
         raise DataError(f"the test set here ({dataset.source}, fingerprint {dataset.fingerprint[:16]}…) is not the "
-                        f"one the batch resolved ({fingerprint[:16]}…); give every host the same --data")
-    return dataset
+                        f"one the batch resolved ({resolved.fingerprint[:16]}…); give every host the same --data")
+    return dataclasses.replace(dataset, source=resolved.source, official=resolved.official,
+                               note="" if resolved.official else dataset.note)
 
 
 def prepare_out_dir(out_dir: Path) -> Path:

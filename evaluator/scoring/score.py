@@ -16,7 +16,7 @@ from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, Secrets
 from evaluator.data.dataset import Dataset
 from evaluator.report.categories import category_for
 from evaluator.report.energy import summarise
-from evaluator.report.result import RESULT_NAME, Audit, Result, Run, utc_now, write_result
+from evaluator.report.result import RESULT_NAME, Audit, DataRecord, Result, Run, utc_now, write_result
 from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.audit import run_audit
 from evaluator.scoring.hostinfo import versions
@@ -95,13 +95,16 @@ def run_name(run_index: int) -> str:
 
 
 def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, progress: Progress | None = None,
-          name: str = "", data_fingerprint: str = "", secrets: Secrets | None = None, plan: Plan | None = None
-          ) -> Result:
-    """Score ``model_path``; write the sealed result into ``out_dir`` and return it."""
+          name: str = "", resolved_data: DataRecord | None = None, secrets: Secrets | None = None,
+          plan: Plan | None = None) -> Result:
+    """Score ``model_path``; write the sealed result into ``out_dir`` and return it.
+
+    ``resolved_data`` is the test set a batch resolved: this scoring must see exactly it.
+    """
     secrets, plan, progress = secrets or Secrets(), plan or Plan(), progress or Silent()
     key = load_private(secrets.signing_key) if secrets.signing_key is not None else None  # a bad key fails now
     submission = check_phase(model_path, config, progress, name)
-    dataset = data_phase(config, progress, data_fingerprint)
+    dataset = data_phase(config, progress, resolved_data)
     private = private_phase(config)
     out_dir = prepare_out_dir(Path(out_dir) if out_dir is not None else default_out_dir(model_path))
     warnings = list(submission.report.warnings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -28,7 +29,7 @@ from evaluator.contract.check import check_submission
 from evaluator.errors import DataError, MeterError, ProviderError, SubmissionError
 from evaluator.report.integrity import seal_holds
 from evaluator.report.reader import read_result
-from evaluator.report.result import RESULT_NAME
+from evaluator.report.result import RESULT_NAME, DataRecord
 from evaluator.runtime.providers import cuda_unavailable_reason
 from evaluator.scoring.score import score
 
@@ -102,8 +103,20 @@ def test_invalid_submission_is_refused_before_anything_runs(tmp_path, dataset):
 
 
 def test_other_data_than_the_batch_resolved_is_refused(tmp_path, dataset):
+    other = DataRecord(fingerprint="0" * 64, images=1000, official=True, source="elsewhere")
     with pytest.raises(DataError, match="not the one the batch resolved"):
-        score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset), tmp_path / "o", data_fingerprint="0" * 64)
+        score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset), tmp_path / "o", resolved_data=other)
+
+
+def test_the_data_a_batch_resolved_is_recorded_as_it_resolved_it(tmp_path, dataset):
+    """A Ray host gets the bytes in a temporary file it cannot verify; the same bytes are the driver's test set."""
+    copy = save_npz(tmp_path / "host-copy.npz", *oracle_images(1000, correct=917))
+    resolved = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset), tmp_path / "driver").data
+    assert resolved is not None and not resolved.official
+    verified = dataclasses.replace(resolved, official=True, source="official download (md5 verified)")
+    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(copy), tmp_path / "o", resolved_data=verified)
+    assert result.data == verified
+    assert not any(w.startswith("data:") for w in result.warnings)
 
 
 def test_runtime_output_shape_is_checked(tmp_path, dataset):
