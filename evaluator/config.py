@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from evaluator.errors import ConfigError
-from evaluator.typedjson import DOC, JsonObject, JsonValue, from_json, to_json
+from evaluator.typedjson import DOC, JsonValue, to_json
 
 OPTION = "option"  # field metadata key of an OptionSpec
 PROVIDERS = ("auto", "cuda", "tensorrt", "cpu")
@@ -288,14 +288,3 @@ def comparable_settings(config: Options) -> dict[str, JsonValue]:
                 value = value[part]  # type: ignore[index,call-overload]
             settings[".".join(found.path)] = value
     return settings
-
-
-def config_to_json(config: Options) -> JsonObject:
-    document = to_json(config)
-    assert isinstance(document, dict)
-    return document
-
-
-def config_from_json(cls: type[C], document: object, where: str = "config") -> C:
-    """Read a config written by ``config_to_json``; a bad value is a ConfigError naming the option."""
-    return from_json(cls, document, where)

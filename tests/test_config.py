@@ -15,12 +15,11 @@ from evaluator.config import (
     ScoreConfig,
     build,
     comparable_settings,
-    config_from_json,
-    config_to_json,
     option_fields,
     parse_thresholds,
 )
 from evaluator.errors import ConfigError
+from evaluator.typedjson import TypedJsonError, from_json, to_json
 
 
 def test_every_option_has_a_unique_name_and_flag_across_the_family():
@@ -49,15 +48,14 @@ def test_bad_values_are_refused_naming_the_flag(make, message):
 def test_json_round_trip_and_strict_reading(tmp_path):
     config = ScoreConfig(data=tmp_path / "d.npz", passes=7, runtime=RuntimeConfig(batch_size=64, cuda_graph=False),
                          meter=MeterConfig(sample_period_ms=5.0, target_temp_c=40.0))
-    document = config_to_json(config)
+    document = to_json(config)
+    assert isinstance(document, dict)
     assert document["meter"]["sample_period_ms"] == 5.0 and document["data"] == str(tmp_path / "d.npz")
-    assert config_from_json(ScoreConfig, document) == config
+    assert from_json(ScoreConfig, document, "config") == config
     with pytest.raises(ConfigError, match="--passes 0"):
-        config_from_json(ScoreConfig, document | {"passes": 0})
-    from evaluator.typedjson import TypedJsonError
-
+        from_json(ScoreConfig, document | {"passes": 0}, "config")
     with pytest.raises(TypedJsonError, match=r"config.meter: unknown field\(s\) \['sample_ms'\]"):
-        config_from_json(ScoreConfig, document | {"meter": document["meter"] | {"sample_ms": 10}})
+        from_json(ScoreConfig, document | {"meter": document["meter"] | {"sample_ms": 10}}, "config")
 
 
 def test_comparable_settings_leave_out_where_files_go_and_refusal_policies(tmp_path):

@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from evaluator.cli.console import note, out, print_json, say, warn
-from evaluator.cli.options import config_options
-from evaluator.cli.score import JsonOption
+from evaluator.cli.options import JsonOption, config_options
 from evaluator.config import DEFAULT_THRESHOLDS, Secrets, parse_thresholds, show_thresholds
 from evaluator.errors import EdlError
-from evaluator.scoring.verify import Check
+
+if TYPE_CHECKING:  # the verifier loads onnx, numpy and cryptography: only `edl verify` pays for it
+    from evaluator.scoring.verify import Check
 
 
 def leaderboard(

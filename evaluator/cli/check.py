@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
 from evaluator.cli.console import error, out, print_json, warn
-from evaluator.cli.options import config_options
-from evaluator.cli.score import JsonOption
+from evaluator.cli.options import JsonOption, ModelArgument, config_options
 from evaluator.config import Limits
 
 
 @config_options("check")
 def check(
-    model: Annotated[Path, typer.Argument(help="The .onnx submission", metavar="MODEL")],
+    model: ModelArgument,
     limits: Limits,
     as_json: JsonOption = False,
 ) -> None:

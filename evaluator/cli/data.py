@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from evaluator.cli.console import print_json, say
+from evaluator.cli.options import JsonOption
 from evaluator.cli.progress import progress_display
-from evaluator.cli.score import JsonOption
 
 
 def data_fetch(
@@ -41,10 +40,10 @@ def data_info(
     """Show what would be used: source, count, fingerprint, official or not."""
     from evaluator.data import store
 
-    if path is None and store.load_cached(store.default_cache_dir()) is None:
+    dataset = store.load_path(path) if path is not None else store.load_cached()
+    if dataset is None:
         _not_cached(as_json)
         return
-    dataset = store.resolve(path, allow_download=False)
     info = {"fingerprint": dataset.fingerprint, "images": dataset.count, "official": dataset.official,
             "source": dataset.source, "note": dataset.note}
     if as_json:
@@ -60,7 +59,7 @@ def _not_cached(as_json: bool) -> None:
     from evaluator.data import store
 
     cache = store.default_cache_dir()
-    url = os.environ.get("EDL_CIFAR10_URL", store.OFFICIAL_URL)  # as store.fetch chooses it
+    url = store.download_url()
     if as_json:
         print_json({"fingerprint": None, "images": None, "official": None, "source": None, "cached": False,
                     "cache": str(cache), "download": url})

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from evaluator.cli.console import fmt, out, print_json, say
-from evaluator.cli.score import JsonOption
+from evaluator.cli.options import JsonOption
 from evaluator.config import MeterConfig
 from evaluator.errors import EdlError
 from evaluator.typedjson import to_json

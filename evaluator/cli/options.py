@@ -21,6 +21,10 @@ from evaluator.config import OptionField, build, option_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+ModelArgument = Annotated[Path, typer.Argument(help="The .onnx submission", metavar="MODEL")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the JSON document on stdout and nothing else.",
+                                          metavar="")]
+
 
 def _cli_type(found: OptionField) -> Any:
     """The type typer parses: the field's own, or str where the option has a parser."""

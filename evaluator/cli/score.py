@@ -10,17 +10,13 @@ import typer
 from rich.table import Table
 
 from evaluator.cli.console import Interrupted, fmt, note, out, print_json, say, warn
-from evaluator.cli.options import config_options
+from evaluator.cli.options import JsonOption, ModelArgument, config_options
 from evaluator.cli.outdir import FolderRollback
 from evaluator.cli.progress import progress_display
 from evaluator.config import SCORE, SCORE_DIR, BatchConfig, ScoreConfig, Secrets
 from evaluator.errors import EdlError
 from evaluator.report.result import RESULT_NAME, Result, result_json
 from evaluator.typedjson import to_json
-
-ModelArgument = Annotated[Path, typer.Argument(help="The .onnx submission", metavar="MODEL")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the JSON document on stdout and nothing else.",
-                                          metavar="")]
 
 
 def _energy_rows(table: Table, result: Result) -> None:

@@ -145,6 +145,11 @@ def download(url: str, destination: Path, progress: ProgressHook | None = None) 
         ) from None
 
 
+def download_url() -> str:
+    """Where the official archive is downloaded from (``EDL_CIFAR10_URL`` points it at a mirror)."""
+    return os.environ.get("EDL_CIFAR10_URL", OFFICIAL_URL)
+
+
 def fetch(
     cache_dir: Path | None = None,
     url: str | None = None,
@@ -154,7 +159,7 @@ def fetch(
 ) -> Dataset:
     """Download the official archive, verify both md5s, and cache the canonical test set."""
     cache_dir = cache_dir or default_cache_dir()
-    url = url or os.environ.get("EDL_CIFAR10_URL", OFFICIAL_URL)
+    url = url or download_url()
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cache_dir / f".download-{os.getpid()}.part"
     try:

@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from evaluator.config import PROVIDERS
 from evaluator.errors import ProviderError
 
 CUDA_EP = "CUDAExecutionProvider"
@@ -83,8 +84,8 @@ def uses_gpu(requested: str) -> bool:
 
 def resolve_provider(requested: str) -> tuple[str, str]:
     """The provider that will run, and why; never a silent substitute for an explicit request."""
-    if requested not in ("auto", *EXECUTION_PROVIDERS):
-        raise ProviderError(f"unknown provider {requested!r}; choose auto, cuda, tensorrt or cpu")
+    if requested not in PROVIDERS:
+        raise ProviderError(f"unknown provider {requested!r}; choose {', '.join(PROVIDERS[:-1])} or {PROVIDERS[-1]}")
     if requested == "tensorrt":
         if (reason := tensorrt_unavailable_reason()) is not None:
             raise ProviderError(f"--provider tensorrt was asked for, but {reason}")
