@@ -7,7 +7,8 @@ module's epoch, optionally in NVML-like steps.
 FAKE_NVML_MODE: comma-separated flags: ``absent`` (nvmlInit fails), ``no_counter``,
 ``no_instant`` (the field returns NotSupported), ``no_power``.
 FAKE_NVML_WATTS, FAKE_NVML_STEP_S, FAKE_NVML_EPOCH (a monotonic time), FAKE_NVML_TEMPS (a list
-of temperatures returned one after another, the last repeated), FAKE_NVML_NAME (the GPU's model name).
+of temperatures returned one after another, the last repeated), FAKE_NVML_NAME (the GPU's model name),
+FAKE_NVML_INIT_DELAY_S (nvmlInit takes this long).
 
 FAKE_NVML_GPUS: the boards, comma-separated, in NVML's index order: ``<uuid>@<pci bus id>``, then
 ``/<mig uuid>:<gpu instance>:<compute instance>`` for each MIG instance on the board; unset, one
@@ -90,6 +91,7 @@ def _board(handle: SimpleNamespace) -> int:
 
 
 def nvmlInit() -> None:  # noqa: N802 - pynvml's own name
+    time.sleep(float(os.environ.get("FAKE_NVML_INIT_DELAY_S", "0")))  # a driver slow to answer
     if "absent" in _mode():
         raise NVMLError("NVML Shared Library Not Found")
 

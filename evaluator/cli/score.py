@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 from typing import Annotated
 
@@ -59,14 +58,6 @@ def print_result(result: Result) -> None:
     out.print(table)
 
 
-def _stop_sampler() -> None:
-    """A run cut short (Ctrl-C while the sampler was starting) may leave it behind: stop it before its files go."""
-    for child in multiprocessing.active_children():
-        if child.name == "edl-sampler":
-            child.terminate()
-            child.join(5)
-
-
 @config_options(SCORE)
 def score(
     model: ModelArgument,
@@ -86,11 +77,9 @@ def score(
         with progress_display() as progress:
             result = run_score(model, config, out_dir, progress, secrets=secrets)
     except KeyboardInterrupt:
-        _stop_sampler()
         rollback.undo()
         raise Interrupted(rollback.kept()) from None
     except BaseException:
-        _stop_sampler()
         rollback.undo()
         raise
     rollback.commit()

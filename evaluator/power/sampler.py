@@ -140,21 +140,28 @@ class Sampler:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
         child_end.close()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not parent_end.poll(0.05):
-            if not self._process.is_alive() or time.monotonic() > deadline:
-                self._kill()
-                raise MeterError("the power sampler did not start (it died or hung before its first sample)")
         try:
-            message = parent_end.recv()
-        except EOFError:
+            message = self._await_ready(parent_end)
+        except BaseException:  # Ctrl-C too: a sampler that never became ready is never left behind
             self._kill()
-            raise MeterError("the power sampler died before its first sample") from None
-        if "error" in message:
-            self._kill()
-            raise MeterError(f"the power sampler failed: {message['error'].strip().splitlines()[-1]}")
+            raise
         self.channels = message["channels"]
         self.unavailable = message["unavailable"]
+
+    def _await_ready(self, conn: Connection) -> dict:
+        """The sampler's first message: its channels, or why it could not start."""
+        assert self._process is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not conn.poll(0.05):
+            if not self._process.is_alive() or time.monotonic() > deadline:
+                raise MeterError("the power sampler did not start (it died or hung before its first sample)")
+        try:
+            message = conn.recv()
+        except EOFError:
+            raise MeterError("the power sampler died before its first sample") from None
+        if "error" in message:
+            raise MeterError(f"the power sampler failed: {message['error'].strip().splitlines()[-1]}")
+        return message
 
     def _kill(self) -> None:
         if self._process is not None and self._process.is_alive():
@@ -186,13 +193,15 @@ class Sampler:
 
     def close(self) -> None:
         """Ask a running sampler to stop, then make sure it is gone; safe to call at any time."""
-        if self.alive() and self._conn is not None and self._process is not None:
-            try:
-                self._conn.send("stop")
-            except OSError:
-                pass
-            self._process.join(timeout=10)
-        self._kill()
+        try:
+            if self.alive() and self._conn is not None and self._process is not None:
+                try:
+                    self._conn.send("stop")
+                except OSError:
+                    pass
+                self._process.join(timeout=10)
+        finally:  # a second Ctrl-C while it stops still leaves no sampler behind
+            self._kill()
 
     def __enter__(self) -> Sampler:
         self.start()

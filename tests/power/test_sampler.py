@@ -38,6 +38,26 @@ def test_spawn_sampler_records_known_watts(tmp_path, fake_gpu):
     assert report.dram_j == pytest.approx(5.0 * window.seconds, abs=5.0 * lag)
 
 
+def test_ctrl_c_while_the_sampler_starts_leaves_no_sampler(tmp_path, fake_gpu, monkeypatch):
+    """The sampler is its own process: interrupted before it is ready, start() must not leave it behind."""
+    fake_gpu(watts=100.0)
+    monkeypatch.setenv("FAKE_NVML_INIT_DELAY_S", "30")  # never ready within the test
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    sampler = Sampler([NvmlSpec((0,), "fake_pynvml")], tmp_path / "s.csv")
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(KeyboardInterrupt):
+            sampler.start()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert sampler._process is not None and sampler._process.exitcode is not None, "the sampler is still running"
+
+
 def test_killed_sampler_makes_the_measurement_invalid(tmp_path):
     sampler = Sampler([RaplSpec(root=str(tmp_path / "none")), NvmlSpec((0,), "fake_pynvml")], tmp_path / "s.csv")
     sampler.start()
