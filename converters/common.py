@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluator.contract.spec import BATCH_METADATA_KEY, model_input
+from evaluator.contract.spec import BATCH_METADATA_KEY, INPUT_DTYPES, LAYOUTS, model_input
 from evaluator.errors import onnxruntime_message
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -97,8 +97,8 @@ def parse_triple(text: str | None, what: str) -> tuple[float, float, float] | No
 def add_contract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mean", help="per-channel mean R,G,B of [0,1] pixels, applied inside the graph")
     parser.add_argument("--std", help="per-channel std R,G,B, applied inside the graph")
-    parser.add_argument("--input", dest="input_dtype", default="float32", choices=["uint8", "float32", "float16"])
-    parser.add_argument("--layout", default="nchw", choices=["nchw", "nhwc"])
+    parser.add_argument("--input", dest="input_dtype", default="float32", choices=INPUT_DTYPES)
+    parser.add_argument("--layout", default="nchw", choices=[layout.lower() for layout in LAYOUTS])
     parser.add_argument("--batch-size", type=int, help="fix the batch dimension (default: dynamic)")
     parser.add_argument("--output", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--fp16", action="store_true", help="also write OUTPUT with .fp16.onnx, verified too")

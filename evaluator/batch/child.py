@@ -15,8 +15,7 @@ from pathlib import Path
 
 from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import EdlError, SubmissionError
-from evaluator.fileio import atomic_write_bytes
-from evaluator.report.result import DataRecord
+from evaluator.report.result import DataRecord, write_document
 from evaluator.scoring.score import Plan, score
 from evaluator.typedjson import from_json, to_json
 
@@ -62,7 +61,7 @@ def read_outcome(out_dir: Path) -> Outcome | None:
 
 
 def _write_outcome(out_dir: Path, outcome: Outcome) -> None:
-    atomic_write_bytes(out_dir / OUTCOME_NAME, json.dumps(to_json(outcome)).encode())
+    write_document(out_dir / OUTCOME_NAME, outcome)
 
 
 def run_job(job: Job) -> Outcome:

@@ -12,6 +12,7 @@ measured with the same model, data and comparable settings stands.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -62,16 +63,17 @@ def _read(path: Path) -> Result | None:
         return None  # absent, unreadable or from another schema: score again
 
 
-def still_stands(previous: Result | None, model: Path, fingerprint: str, config: ScoreConfig,
+def still_stands(previous: Result | None, model_sha256: Callable[[], str], fingerprint: str, config: ScoreConfig,
                  timeout_s: float) -> bool:
     """A result scored from the same model, data and comparable settings stands; a time-out under a
-    shorter --timeout than now deserves another try."""
+    shorter --timeout than now deserves another try. The model is hashed last: it is the costly check."""
     if previous is None or previous.data is None:
         return False
     if not previous.scored and (previous.timeout_s or timeout_s) < timeout_s:
         return False
-    return (previous.model.sha256 == sha256_file(model) and previous.data.fingerprint == fingerprint
-            and comparable_settings(previous.config) == comparable_settings(config))
+    return (previous.data.fingerprint == fingerprint
+            and comparable_settings(previous.config) == comparable_settings(config)
+            and previous.model.sha256 == model_sha256())
 
 
 @dataclass
@@ -113,8 +115,9 @@ class _Batch:
         entry = Entry(submission, self.out_root / folder, gpu_kind)
         if submission.model is None:
             return entry
+        model_sha256 = functools.cache(functools.partial(sha256_file, submission.model))  # hashed once, if at all
         standing = None if self.batch.force else _read(entry.out_dir / RESULT_NAME)
-        if self._stands(standing, submission.model):
+        if self._stands(standing, model_sha256):
             assert standing is not None
             entry.kept, entry.complete = [standing], True
             if submission.name in self.batch.rematch and standing.scored:
@@ -122,14 +125,14 @@ class _Batch:
                 entry.pending = list(range(last + 1, last + 1 + self.config.repeat))
             return entry
         candidates = [] if self.batch.force else [_read(path) for path in sorted(entry.out_dir.glob("run-*.json"))]
-        parts = [part for part in candidates if part is not None and self._stands(part, submission.model)]
+        parts = [part for part in candidates if part is not None and self._stands(part, model_sha256)]
         done = {run.index for part in parts for run in part.runs}
         entry.kept = parts if 1 in done else []  # run 1 carries the audit: without it, start again
         entry.pending = [i for i in range(1, self.config.repeat + 1) if i not in done or not entry.kept]
         return entry
 
-    def _stands(self, result: Result | None, model: Path) -> bool:
-        return still_stands(result, model, self.data.fingerprint, self.config, self.batch.timeout_s)
+    def _stands(self, result: Result | None, model_sha256: Callable[[], str]) -> bool:
+        return still_stands(result, model_sha256, self.data.fingerprint, self.config, self.batch.timeout_s)
 
     def jobs(self, references: ReferenceRuns | None) -> Iterator[Job]:
         """Round robin over the pending runs, reference runs between; a failed submission gets no more runs."""

@@ -13,7 +13,6 @@ them. A task whose host died is run again on another host, up to ``HOST_RETRIES`
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import platform
 import queue
@@ -25,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evaluator.batch.child import Job
 from evaluator.batch.limits import child_limits
 from evaluator.batch.local import ChildOutcome, Done, run_child
 from evaluator.data.dataset import Dataset
+from evaluator.data.formats import npz_bytes
 from evaluator.errors import EdlError
 from evaluator.fileio import atomic_write_bytes
 from evaluator.typedjson import from_json, to_json
@@ -60,12 +58,6 @@ def kind_slug(model: str) -> str:
 def gpu_kinds(resources: dict[str, float]) -> list[str]:
     """The GPU kinds a cluster's hosts advertise (``edl-gpu-<kind>`` resources)."""
     return sorted(name.removeprefix(GPU_KIND_PREFIX) for name in resources if name.startswith(GPU_KIND_PREFIX))
-
-
-def data_bytes(dataset: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, x=dataset.images, y=dataset.labels)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -115,6 +107,7 @@ def score_on_host(task_json: dict[str, Any], model: bytes, data: bytes, starts: 
 class _InFlight:
     job: Job
     attempts: int
+    submitted: float = 0.0  # monotonic: a run that fails on its host took this long, not the time to collect it
 
 
 class RayBackend:
@@ -127,7 +120,7 @@ class RayBackend:
         if self.connected_here:
             self.ray.init(**self._init_arguments(address))
         self.timeout_s, self.max_memory_gb, self.announce = timeout_s, max_memory_gb, announce
-        self.data_ref = self.ray.put(data_bytes(dataset))
+        self.data_ref = self.ray.put(npz_bytes(dataset.images, dataset.labels))
         self.lost: list[str] = []  # runs whose host died under them, and what became of them
         self._models: dict[Path, Any] = {}
         self._remote = self.ray.remote(max_retries=0)(score_on_host)
@@ -159,6 +152,7 @@ class RayBackend:
 
     def _submit(self, flight: _InFlight, starts: Any) -> Any:
         job = flight.job
+        flight.submitted = time.monotonic()
         resources = {HOST_RESOURCE: 1.0} | ({GPU_KIND_PREFIX + job.gpu_kind: 0.001} if job.gpu_kind else {})
         task = Task(job, job.model.name, self.timeout_s, self.max_memory_gb)
         return self._remote.options(resources=resources).remote(to_json(task), self._model_ref(job.model),
@@ -206,12 +200,11 @@ class RayBackend:
 
     def _collect(self, ref: Any, flight: _InFlight, retry: list[_InFlight]) -> ChildOutcome | None:
         """The job's outcome with its files written, or None when it was queued again after its host died."""
-        started = time.monotonic()
         try:
             reply = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as exc:  # our own code failed on the host
             return ChildOutcome(f"the scoring task failed on its host: {exc.cause!r}"[:400], False,
-                                time.monotonic() - started)
+                                time.monotonic() - flight.submitted)
         except self.ray.exceptions.RayError as exc:  # the host (or its worker) died
             job = flight.job
             kind_left = job.gpu_kind is None or job.gpu_kind in self.kinds()
@@ -221,7 +214,7 @@ class RayBackend:
                 return None
             why = "no host of its GPU kind is left" if not kind_left else "not retried again"
             return ChildOutcome(f"the host died while scoring it, {flight.attempts + 1} time(s) "
-                                f"({type(exc).__name__}); {why}", False, time.monotonic() - started)
+                                f"({type(exc).__name__}); {why}", False, time.monotonic() - flight.submitted)
         flight.job.out_dir.mkdir(parents=True, exist_ok=True)
         for name, content in reply["files"].items():
             atomic_write_bytes(flight.job.out_dir / name, content)

@@ -61,7 +61,3 @@ class Contract:
 
     def output_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, NUM_CLASSES) if self.output_kind == "scores" else (batch,)
-
-    @property
-    def input_shape(self) -> tuple[str, ...]:
-        return ("N", "3", "32", "32") if self.layout == "NCHW" else ("N", "32", "32", "3")

@@ -85,6 +85,13 @@ def decode_binary_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]
     return validate_arrays(images, labels, where)
 
 
+def npz_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """The .npz form ``load_npz`` reads: arrays ``x`` (images) and ``y`` (labels)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, x=images, y=labels)
+    return buffer.getvalue()
+
+
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import urllib.error
@@ -21,6 +20,7 @@ from evaluator.data.formats import (
     load_npz,
     md5_bytes,
     md5_file,
+    npz_bytes,
     read_tar,
 )
 from evaluator.errors import DataError
@@ -114,9 +114,7 @@ def load_cached(cache_dir: Path | None = None) -> Dataset | None:
 def store_cache(images: np.ndarray, labels: np.ndarray, source: str, official: bool, cache_dir: Path) -> Dataset:
     """Write the canonical form and its metadata; each file appears whole or not at all."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, x=images, y=labels)
-    atomic_write_bytes(cache_dir / CACHE_NPZ, buffer.getvalue())
+    atomic_write_bytes(cache_dir / CACHE_NPZ, npz_bytes(images, labels))
     digest = fingerprint(images, labels)
     atomic_write_json(
         cache_dir / CACHE_META,

@@ -13,7 +13,7 @@ from typing import Any
 
 from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
 from evaluator.report.integrity import seal
-from evaluator.report.result import Result
+from evaluator.report.result import GpuState, Result, RunEnergy
 from evaluator.typedjson import from_json, to_json
 
 LEGACY_VERSION = 1
@@ -30,7 +30,9 @@ _SETTINGS = {"provider": ("runtime", "provider"), "gpu": ("runtime", "gpu"), "ba
 
 
 def seal_held(document: dict[str, Any]) -> bool:
-    """Schema 1's seal: sha256 of the JSON without its integrity field, keys sorted, no spaces."""
+    """Schema 1's seal: sha256 of the JSON without its integrity field, keys sorted, no spaces.
+
+    Written out here on purpose: schema 1 is frozen, whatever today's ``canonical_bytes`` becomes."""
     body = {key: value for key, value in document.items() if key != "integrity"}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return (document.get("integrity") or {}).get("sha256") == digest
@@ -53,7 +55,6 @@ def _known(cls: type, values: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _run(document: dict[str, Any]) -> dict[str, Any]:
-    from evaluator.report.result import GpuState, RunEnergy
 
     energy = _known(RunEnergy, document["energy"]) or {}
     energy["domains"] = {name: {key: value for key, value in domain.items() if key != "reason" or value}

@@ -8,13 +8,12 @@ classes (``edl schema``). A failed submission is the same type with ``status == 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from evaluator.config import BatchConfig, ScoreConfig
-from evaluator.fileio import atomic_write_bytes
+from evaluator.fileio import atomic_write_json
 from evaluator.typedjson import JsonObject, doc, json_schema, to_json
 
 SCHEMA_VERSION = 2
@@ -528,7 +527,7 @@ def result_json(result: Result) -> JsonObject:
 
 def write_document(path: Path, document: object) -> None:
     """Write a dataclass document atomically (temp file, fsync, rename): readers see the old or the new."""
-    atomic_write_bytes(path, (json.dumps(to_json(document), indent=2) + "\n").encode())
+    atomic_write_json(path, to_json(document))
 
 
 def write_result(path: Path, result: Result) -> None:

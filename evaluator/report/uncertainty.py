@@ -34,7 +34,3 @@ def interval(totals: list[float], bounds_j: list[float]) -> tuple[float, float, 
         return centre - bound, centre + bound, BOUND_ONLY
     half = t_975(len(totals) - 1) * statistics.stdev(totals) / math.sqrt(len(totals)) + bound
     return centre - half, centre + half, T_METHOD
-
-
-def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    return a[0] <= b[1] and b[0] <= a[1]
