@@ -154,9 +154,14 @@ def counter_blind_s(t_s: np.ndarray, energy_j: np.ndarray, window: Window) -> fl
     return float(np.diff(around).max()) if around.size > 1 else window.seconds
 
 
+def stall_limit_s(period_s: float) -> float:
+    """The longest gap a sampler may leave before it counts as stalled: 20 periods or 0.5 s."""
+    return max(20 * period_s, 0.5)
+
+
 def gap_limit_s(samples: Samples) -> float:
-    """The longest gap a valid window may hold: 20 periods or 0.5 s, and under half the shortest counter wrap."""
-    limit = max(20 * samples.period_s, 0.5)
+    """The longest gap a valid window may hold: the stall limit, and under half the shortest counter wrap."""
+    limit = stall_limit_s(samples.period_s)
     if samples.shortest_wrap_s is not None:
         limit = min(limit, samples.shortest_wrap_s / 2)
     return limit
@@ -170,7 +175,7 @@ def check_continuity(samples: Samples, window: Window) -> float:
     """
     gap, limit = largest_gap_s(samples.t_s, window), gap_limit_s(samples)
     wrap_note = ""
-    if samples.shortest_wrap_s is not None and limit < max(20 * samples.period_s, 0.5):
+    if samples.shortest_wrap_s is not None and limit < stall_limit_s(samples.period_s):
         wrap_note = f", and a RAPL counter can wrap in {samples.shortest_wrap_s:.2f} s, so one may have been missed"
     if gap > limit:
         raise MeterError(

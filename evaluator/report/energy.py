@@ -7,6 +7,7 @@ import statistics
 import numpy as np
 
 from evaluator.power.analysis import (
+    COUNTER,
     DOMAINS,
     NVML_COUNTER_PERIOD_S,
     TOTAL_DOMAINS,
@@ -84,7 +85,7 @@ def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass:
     )
     energy.sample_period_achieved_s, energy.sample_period_p95_s = _achieved_period(samples, measured)
     warnings = []
-    if domains["gpu"].method == "energy counter":
+    if domains["gpu"].method == COUNTER:
         energy.gpu_counter_quantisation_bound = NVML_COUNTER_PERIOD_S / measured.seconds
         if measured.seconds < SHORT_WINDOW_S:
             warnings.append(

@@ -67,18 +67,19 @@ class BoundRunner:
         except Exception as exc:  # noqa: BLE001 - out of device memory, mostly
             raise SubmissionError([f"cannot place the test set on {self.device}: {exc}"]) from None
         self._sizes = [batch.shape[0] for batch in batches]
+        self._output_shapes = [contract.output_shape(size) for size in self._sizes]
         static = static_outputs or info.cuda_graph
         self._output_dtype = _numpy_dtype(session.get_outputs()[0].type) if static else None
-        self._bindings = [self._bind(value, size, static) for value, size in zip(self._inputs, self._sizes,
-                                                                               strict=True)]
+        self._bindings = [self._bind(value, shape, static) for value, shape in zip(self._inputs, self._output_shapes,
+                                                                                 strict=True)]
         self._run_options = [self._options(index, len(batches), info) for index in range(len(batches))]
 
-    def _bind(self, value: Any, size: int, static: bool) -> Any:
+    def _bind(self, value: Any, output_shape: tuple[int, ...], static: bool) -> Any:
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self.contract.input_name, value)
         if static:
             output = ort().OrtValue.ortvalue_from_shape_and_type(
-                list(self.contract.output_shape(size)), self._output_dtype, self.device, self._device_id)
+                list(output_shape), self._output_dtype, self.device, self._device_id)
             binding.bind_ortvalue_output(self.contract.output_name, output)
         else:
             binding.bind_output(self.contract.output_name, self.device, self._device_id)
@@ -116,10 +117,10 @@ class BoundRunner:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
             raise SubmissionError([f"onnxruntime failed while running the model: {onnxruntime_message(exc)}"]
                                   ) from None
-        for size, out in zip(self._sizes, outputs, strict=True):
-            if out.shape != self.contract.output_shape(size):
+        for size, shape, out in zip(self._sizes, self._output_shapes, outputs, strict=True):
+            if out.shape != shape:
                 raise SubmissionError([f"output {self.contract.output_name!r} has shape {out.shape} for a batch of "
-                                       f"{size}; the contract needs {self.contract.output_shape(size)}"])
+                                       f"{size}; the contract needs {shape}"])
         stacked = np.concatenate(outputs)
         if self.contract.output_kind == "scores":
             return np.argmax(stacked, axis=1)

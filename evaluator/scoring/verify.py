@@ -121,8 +121,7 @@ def _check_accuracy(result: Result, images: int, checks: Checks) -> None:
     checks.add("correct = first run's correct", bool(result.runs) and result.runs[0].correct == correct)
 
 
-def _check_run_arithmetic(run: Run, images: int, checks: Checks) -> Window | None:
-    windows = {w.name: Window(w.name, w.start_s, w.end_s) for w in run.windows}
+def _check_run_arithmetic(run: Run, windows: dict[str, Window], images: int, checks: Checks) -> None:
     measured = windows.get("measured")
     label = f"run {run.index}"
     checks.add(f"{label}: seconds = measured window", measured is not None and _close(run.seconds, measured.seconds))
@@ -134,10 +133,9 @@ def _check_run_arithmetic(run: Run, images: int, checks: Checks) -> Window | Non
                                                                      energy.total_j))
         checks.add(f"{label}: total_j = sum of counted domains",
                    _close(energy.total_j, sum(getattr(energy, f"{d}_j") or 0.0 for d in energy.total_domains)))
-    return measured
 
 
-def _check_run_samples(run: Run, measured: Window | None, images: int, folder: Path, checks: Checks) -> None:
+def _check_run_samples(run: Run, windows: dict[str, Window], images: int, folder: Path, checks: Checks) -> None:
     label = f"run {run.index}"
     if run.samples is None:
         checks.add(f"{label}: samples file", None, "metering was off: nothing to recompute")
@@ -150,7 +148,7 @@ def _check_run_samples(run: Run, measured: Window | None, images: int, folder: P
     checks.add(f"{label}: samples sha256", digest == run.samples.sha256, f"{digest[:16]}…")
     try:
         samples = load_samples(samples_path)
-        windows = {w.name: Window(w.name, w.start_s, w.end_s) for w in run.windows}
+        measured = windows.get("measured")
         passes = sorted((w for name, w in windows.items() if name.startswith("pass")), key=lambda w: w.start_s)
         if measured is None:
             raise MeterError("no measured window in the result")
@@ -172,20 +170,18 @@ def _check_summary(result: Result, checks: Checks) -> None:
     energy = result.energy
     assert energy is not None
     checks.add("seconds = median of runs", _close(result.seconds, statistics.median(r.seconds for r in result.runs)))
-    repeats = [run.energy.total_j for run in result.runs]
-    checks.add("energy.repeats_j = each run's total_j", energy.repeats_j == repeats)
-    known = [value for value in repeats if value is not None]
-    median = statistics.median(known) if known and len(known) == len(repeats) else None
-    checks.add("energy.total_j = median of runs", _close(energy.total_j, median), f"{energy.total_j}")
-    recorded = energy.total_j_interval
+    again = summarise(result.runs, result.passes or 1, result.data.images if result.data else 1)
+    checks.add("energy.repeats_j = each run's total_j", energy.repeats_j == again.repeats_j)
+    checks.add("energy.total_j = median of runs", _close(energy.total_j, again.total_j), f"{energy.total_j}")
+    recorded, interval = energy.total_j_interval, again.total_j_interval
     if recorded is None and not energy.interval_method and energy.total_j is not None:
         checks.add("energy.total_j_interval recomputed from the runs", None,
                    f"written by schema {result.schema_version}, before results carried an interval")
         return
-    again = summarise(result.runs, result.passes or 1, result.data.images if result.data else 1).total_j_interval
-    same = (again is None and recorded is None) or (
-        again is not None and recorded is not None and all(map(_close, again, recorded)))
-    checks.add("energy.total_j_interval recomputed from the runs", same, f"recorded {recorded}, recomputed {again}")
+    same = (interval is None and recorded is None) or (
+        interval is not None and recorded is not None and all(map(_close, interval, recorded)))
+    checks.add("energy.total_j_interval recomputed from the runs", same,
+               f"recorded {recorded}, recomputed {interval}")
 
 
 def _audit_figures(result: Result, checks: Checks) -> None:
@@ -248,8 +244,8 @@ def verify_result(path: Path, options: VerifyOptions | None = None) -> list[Chec
         path = path / RESULT_NAME
     result = read_result(path)
     checks = Checks()
-    checks.add("document checksum", seal_holds(result),
-               "matches" if seal_holds(result) else "the document was edited after it was written"
+    sealed = seal_holds(result)
+    checks.add("document checksum", sealed, "matches" if sealed else "the document was edited after it was written"
                if result.integrity else "no integrity field")
     _check_signature(result, options.public_key, checks)
     if not result.scored:
@@ -260,8 +256,9 @@ def verify_result(path: Path, options: VerifyOptions | None = None) -> list[Chec
     _check_model(result, found, looked, checks)
     _check_accuracy(result, result.data.images, checks)
     for run in result.runs:
-        measured = _check_run_arithmetic(run, result.data.images, checks)
-        _check_run_samples(run, measured, result.data.images, path.parent, checks)
+        windows = {w.name: Window(w.name, w.start_s, w.end_s) for w in run.windows}
+        _check_run_arithmetic(run, windows, result.data.images, checks)
+        _check_run_samples(run, windows, result.data.images, path.parent, checks)
     _check_summary(result, checks)
     _check_audit(result, found, options.audit_secret, options.data, checks)
     return checks.items
