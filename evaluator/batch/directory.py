@@ -35,6 +35,7 @@ from evaluator.report.reader import read_result
 from evaluator.report.result import (
     BATCH_NAME,
     RESULT_NAME,
+    RUN_RESULT_NAME,
     BatchItem,
     BatchSummary,
     ChildLimitsRecord,
@@ -53,6 +54,7 @@ from evaluator.scoring.records import data_record, failed_result, path_from
 from evaluator.scoring.score import Plan, combine, run_name
 
 ProgressHook = Callable[[str, int, int], None]
+RUN_RESULTS = RUN_RESULT_NAME.format("*")  # the runs a child left, until the batch combines them
 """Called with (what is being scored, scorings done, scorings in all)."""
 
 
@@ -124,7 +126,7 @@ class _Batch:
                 last = max(run.index for run in standing.runs)
                 entry.pending = list(range(last + 1, last + 1 + self.config.repeat))
             return entry
-        candidates = [] if self.batch.force else [_read(path) for path in sorted(entry.out_dir.glob("run-*.json"))]
+        candidates = [] if self.batch.force else [_read(path) for path in sorted(entry.out_dir.glob(RUN_RESULTS))]
         parts = [part for part in candidates if part is not None and self._stands(part, model_sha256)]
         done = {run.index for part in parts for run in part.runs}
         entry.kept = parts if 1 in done else []  # run 1 carries the audit: without it, start again
@@ -195,7 +197,7 @@ class _Batch:
     def _write(self, entry: Entry, result: Result) -> None:
         entry.out_dir.mkdir(parents=True, exist_ok=True)
         write_result(entry.out_dir / RESULT_NAME, finalise(result, self.key))
-        for partial in entry.out_dir.glob("run-*.json"):
+        for partial in entry.out_dir.glob(RUN_RESULTS):
             partial.unlink()
 
     def summary(self, directory: Path, items: list[BatchItem], started_utc: str, wall_s: float,

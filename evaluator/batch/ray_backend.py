@@ -31,13 +31,14 @@ from evaluator.data.dataset import Dataset
 from evaluator.data.formats import npz_bytes
 from evaluator.errors import EdlError
 from evaluator.fileio import atomic_write_bytes
+from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
 from evaluator.typedjson import from_json, to_json
 
 HOST_RESOURCE = "edl-host"
 GPU_KIND_PREFIX = "edl-gpu-"
 HOST_LABEL = "edl.host"  # a node label naming the host (hosts simulated on one machine share a hostname)
 HOST_RETRIES = 2
-RETURNED = ("run-*.json", "samples-*.csv", "timeline-*.png")
+RETURNED = tuple(name.format("*") for name in (RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME))
 
 
 def ray_module() -> Any:

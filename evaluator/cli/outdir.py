@@ -18,11 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from evaluator.errors import EdlError
-from evaluator.report.result import RESULT_NAME
+from evaluator.report.result import RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
 
 BACKUP_PREFIX = ".edl-before-"
 # What evaluator.scoring.score writes into its folder, as patterns.
-RUN_OUTPUTS = (RESULT_NAME, f".{RESULT_NAME}.*.tmp", "samples-*.csv", "timeline-*.png", "trt-cache", ".write-probe-*")
+RUN_OUTPUTS = (RESULT_NAME, f".{RESULT_NAME}.*.tmp", SAMPLES_NAME.format("*"), TIMELINE_NAME.format("*"), "trt-cache",
+               ".write-probe-*")
 
 
 def _written_by_runs(name: str) -> bool:

@@ -19,6 +19,8 @@ from evaluator.typedjson import JsonObject, doc, json_schema, to_json
 SCHEMA_VERSION = 2
 RESULT_KIND = "edl-result"
 RESULT_NAME = "result.json"
+# One run's files in a result folder, by run index ("*" gives the pattern of them all).
+RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME = "run-{}.json", "samples-{}.csv", "timeline-{}.png"
 BATCH_NAME = "batch.json"  # score-dir's summary, beside the result folders
 SCHEMA_ID = "https://edl.invalid/schema/result-2.json"
 Status = Literal["scored", "failed"]

@@ -17,7 +17,18 @@ from evaluator.fileio import sha256_file
 from evaluator.power.analysis import Samples, Window
 from evaluator.power.meter import Meter
 from evaluator.report.energy import run_energy, unmeasured
-from evaluator.report.result import Cooldown, Fairness, FileRecord, GpuState, Run, RunEnergy, Tuning, utc_now
+from evaluator.report.result import (
+    SAMPLES_NAME,
+    TIMELINE_NAME,
+    Cooldown,
+    Fairness,
+    FileRecord,
+    GpuState,
+    Run,
+    RunEnergy,
+    Tuning,
+    utc_now,
+)
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
 from evaluator.runtime.session import SessionInfo, create_session
 from evaluator.scoring.hostinfo import host
@@ -41,11 +52,11 @@ class Prepared:
 
 
 def samples_name(run_index: int) -> str:
-    return f"samples-{run_index}.csv"
+    return SAMPLES_NAME.format(run_index)
 
 
 def timeline_name(run_index: int) -> str:
-    return f"timeline-{run_index}.png"
+    return TIMELINE_NAME.format(run_index)
 
 
 def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path,

@@ -16,7 +16,7 @@ from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, Secrets
 from evaluator.data.dataset import Dataset
 from evaluator.report.categories import category_for
 from evaluator.report.energy import summarise
-from evaluator.report.result import RESULT_NAME, Audit, DataRecord, Result, Run, utc_now, write_result
+from evaluator.report.result import RESULT_NAME, RUN_RESULT_NAME, Audit, DataRecord, Result, Run, utc_now, write_result
 from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.audit import run_audit
 from evaluator.scoring.hostinfo import versions
@@ -91,7 +91,7 @@ class Plan:
 
 def run_name(run_index: int) -> str:
     """Where a score-dir child leaves one run, until the batch combines a submission's runs."""
-    return f"run-{run_index}.json"
+    return RUN_RESULT_NAME.format(run_index)
 
 
 def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, progress: Progress | None = None,
