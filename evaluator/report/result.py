@@ -137,8 +137,15 @@ class DomainEnergy:
 @dataclass
 class IdleRecord:
     seconds: float
-    watts: dict[str, float | None]
+    watts: dict[str, float | None] = field(metadata=doc(
+        "mean watts per domain; each energy counter read between its first and last move inside the idle window, so "
+        "a step carrying energy from before it (the priming pass's) is not counted"))
     total_w: float | None
+    reason: str = field(default="", metadata=doc(
+        "why the watts are null: the idle window failed the measured window's gap and wrap rules, or there is no "
+        "meter and the idle baseline was skipped"))
+    method: str = field(default="", metadata=doc(
+        "how the watts were read; empty in results written before idle counters were read between their moves"))
 
 
 @dataclass

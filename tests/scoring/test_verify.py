@@ -85,3 +85,19 @@ def test_verify_cli_exit_codes_and_model_check(scored, tmp_path, cli):
     as_json = json.loads(cli("verify", scored, "--json").stdout)
     assert as_json["ok"] is True and {c["outcome"] for c in as_json["checks"]} == {"pass", "skip"}
     assert as_json["summary"].startswith("no check failed, but 2")
+
+
+def test_verify_applies_the_gap_and_wrap_rules_to_the_idle_window(scored):
+    """A samples file whose idle window hides a possible RAPL wrap: verify recomputes no idle figure and says so."""
+    result = read_result(scored)
+    idle = next(w for w in result.runs[0].windows if w.name == "idle")
+    samples = scored.parent / result.runs[0].samples.name
+    header, columns, *rows = samples.read_text().splitlines()
+    meta = json.loads(header[2:]) | {"shortest_wrap_s": 0.2}  # a counter that can wrap in 0.2 s: no 0.1 s gap
+    kept = [row for row in rows if row.startswith("#") or not idle.start_s < float(row.split(",")[0]) < idle.end_s]
+    samples.write_text("\n".join(["# " + json.dumps(meta), columns, *kept]) + "\n")
+    checks = {c.name: c for c in verify_result(scored)}
+    recomputed = checks["run 1: energy.idle.total_w recomputed from samples"]
+    assert recomputed.outcome == "fail" and recomputed.detail.endswith("recomputed None")
+    assert checks["run 1: energy.above_idle_j recomputed from samples"].outcome == "fail"
+    assert checks["run 1: energy.cpu_j recomputed from samples"].outcome == "pass"  # the measured window holds
