@@ -256,45 +256,81 @@ def _merge(view: GraphView, node: onnx.NodeProto, state: Batch, shape: list[obje
     return _lost(view, node)
 
 
+COPIED, EXACT = -2, -3  # target dims: the input's batch-axis dim copied (0), or exactly the image batch
+
+
+def _reshape_target(view: GraphView, node: onnx.NodeProto, state: Batch, shape: list[object]) -> list[int] | None:
+    """The Reshape's target with the batch marked: a constant (0 and -1 resolved as onnx does), else the shape
+    onnx's inference propagated (a target computed from Shape, as ``x.view(x.size(0), -1)`` exports)."""
+    target = view.constant(node.input[1])
+    batch = view.shape(view.image_inputs[0])[0] if view.image_inputs and view.shape(view.image_inputs[0]) else None
+    if target is not None:
+        allowzero = bool(attribute(node, "allowzero", 0))
+        dims = [int(v) for v in target.reshape(-1)]
+        return [(COPIED if i == state.axis else shape[i]) if d == 0 and not allowzero and i < len(shape) else d
+                for i, d in enumerate(dims)]  # type: ignore[misc]
+    out = view.shape(node.output[0])
+    if out is None:
+        return None
+    out = [None if isinstance(d, str) and d != batch else d for d in out]  # inference's own unk__ symbols
+    if sum(d is None for d in out) > 1:
+        return None
+    return [-1 if d is None else EXACT if isinstance(d, str) else int(d) for d in out]  # one unknown: inferred
+
+
 def _reshape(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State:
     """Row-major reshape: the batch is at output axis j when the dims before it multiply to the same as before."""
-    state, shape, target = states[0], view.shape(node.input[0]), view.constant(node.input[1])
+    state, shape = states[0], view.shape(node.input[0])
     if not isinstance(state, Batch) or shape is None:
         return _lost(view, node)
-    others = [d for i, d in enumerate(shape) if i != state.axis]
-    if target is None or not all(isinstance(d, int) for d in others):
-        out = view.shape(node.output[0])  # a computed target: trust inference when it keeps the batch first
-        if state.axis == 0 and out and out[0] is not None and out[0] == shape[0] and state.inner == 1:
-            return Batch(0)
+    if not all(isinstance(d, int) for i, d in enumerate(shape) if i != state.axis):
         return _lost(view, node)
-    before = 1
-    for d in shape[:state.axis]:
-        before *= d  # type: ignore[operator]
-    per_batch = state.inner
-    for d in shape[state.axis + 1:]:
-        per_batch *= d  # type: ignore[operator]
-    dims = [int(v) for v in target.reshape(-1)]
-    allowzero = bool(attribute(node, "allowzero", 0))
-    dims = [(shape[i] if i != state.axis else -2) if d == 0 and not allowzero and i < len(shape) else d
-            for i, d in enumerate(dims)]  # -2: the batch dimension copied
+    dims = _reshape_target(view, node, state, shape)
+    if dims is None or not all(isinstance(d, int) for d in dims):
+        return _lost(view, node)
+    before, per_batch = _product(shape[:state.axis]), state.inner * _product(shape[state.axis + 1:])
+    fixed = view.shape(view.image_inputs[0])[0] if view.image_inputs else None  # type: ignore[index]
     prefix = 1
     for j, d in enumerate(dims):
-        if prefix == before and d in (-1, -2):
-            tail = [x for x in dims[j + 1:]]
-            if -1 in tail or -2 in tail:
+        if prefix == before:
+            if d == COPIED:
+                return Batch(j, state.inner)
+            if d == EXACT:  # exactly the image batch, with the same dims before it: the rest is per image
+                _note_shape(view, node.output[0], dims, j, before * per_batch)
+                return Batch(j)
+            tail = dims[j + 1:]
+            if any(x < 0 for x in tail):
                 return _lost(view, node)
-            rest = 1
-            for x in tail:
-                rest *= x  # type: ignore[operator]
-            if d == -2 or (rest and per_batch % rest == 0 and rest <= per_batch):
-                return Batch(j, state.inner if d == -2 else per_batch // max(rest, 1))
-            break
-        if not isinstance(d, int) or d < 0:
+            rest = _product(tail)
+            if d == -1 and rest and per_batch % rest == 0:
+                if per_batch == rest:
+                    _note_shape(view, node.output[0], dims, j, before * per_batch)
+                return Batch(j, per_batch // rest)
+            if isinstance(fixed, int) and d > 0 and d % fixed == 0 and (d // fixed) * rest == per_batch:
+                return Batch(j, d // fixed)
+        if d < 0:
             break
         prefix *= d
         if prefix > before:
             break
     return _mixed(view, node, "Reshape folds the batch into another axis", strong=False)
+
+
+def _note_shape(view: GraphView, name: str, dims: list[int], batch_axis: int, elements_per_image: int) -> None:
+    """Where onnx's inference left a dim unknown (unk__), the shape this module resolved, for the next Reshape."""
+    known = _product([d for i, d in enumerate(dims) if i != batch_axis and d >= 0])
+    inputs = view.shape(view.image_inputs[0]) if view.image_inputs else None
+    resolved: list[int | str | None] = [d if d >= 0 else (elements_per_image // known if known else None)
+                                        for d in dims]
+    resolved[batch_axis] = inputs[0] if inputs else None
+    view.shapes[name] = resolved
+
+
+def _product(dims: list[object]) -> int:
+    total = 1
+    for d in dims:
+        total *= d  # type: ignore[operator]
+    return total
 
 
 def _axis_op(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State | list[State]:

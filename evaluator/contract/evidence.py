@@ -130,7 +130,7 @@ class _Table(NamedTuple):
     reaches_output: bool
 
 
-def _selected_rows(view: GraphView, node: onnx.NodeProto) -> int | None | str:
+def _selected_rows(view: GraphView, node: onnx.NodeProto) -> int | str | None:
     """The size of the axis a selector chooses along: an int, None when unknown, "skip" when not a table's."""
     shape = view.shape(node.input[0])
     if shape is None:
