@@ -11,12 +11,13 @@ does not follow), or None (the tensor does not depend on the input).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
 
-from evaluator.contract.graphview import GraphView, attribute
+from evaluator.contract.graphview import Dim, GraphView, attribute
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _axes(view: GraphView, node: onnx.NodeProto, input_index: int) -> list[int] 
         value = view.constant(node.input[input_index])
         return None if value is None else [int(v) for v in value.reshape(-1)]
     found = attribute(node, "axes")
-    return [] if found is None else [int(v) for v in found]  # type: ignore[attr-defined]
+    return [] if found is None else [int(v) for v in found]
 
 
 def _mixed(view: GraphView, node: onnx.NodeProto, why: str, strong: bool = True) -> Mixed:
@@ -120,7 +121,7 @@ def _reduction(view: GraphView, node: onnx.NodeProto, states: list[State]) -> St
         return _lost(view, node)
     keep = bool(attribute(node, "keepdims", 1))
     if node.op_type in ("ArgMax", "ArgMin"):
-        axes: list[int] | None = [int(attribute(node, "axis", 0))]  # type: ignore[call-overload]
+        axes: list[int] | None = [int(attribute(node, "axis", 0))]
     else:
         axes = _axes(view, node, 1)
         if axes is None:
@@ -129,7 +130,7 @@ def _reduction(view: GraphView, node: onnx.NodeProto, states: list[State]) -> St
             if attribute(node, "noop_with_empty_axes", 0):
                 return state
             axes = list(range(rank))
-    axes = [a % rank for a in axes] if rank else []
+    axes = [a % rank for a in axes or []] if rank else []
     if state.axis in axes:
         return _mixed(view, node, f"{node.op_type} over the batch axis ({state.axis})")
     return Batch(state.axis if keep else state.axis - sum(a < state.axis for a in axes), state.inner)
@@ -147,7 +148,7 @@ def _along_axis(view: GraphView, node: onnx.NodeProto, states: list[State]) -> S
         axis = axes[0]
     else:
         default = 1 if node.op_type in ("Softmax", "LogSoftmax", "Hardmax") and opset < 13 else -1
-        axis = int(attribute(node, "axis", default))  # type: ignore[call-overload]
+        axis = int(attribute(node, "axis", default))
     axis %= max(rank, 1)
     coerced = node.op_type in ("Softmax", "LogSoftmax", "Hardmax") and opset < 13  # flattened from axis on
     if state.axis == axis or (coerced and state.axis > axis) or (state.inner > 1 and state.axis == axis):
@@ -203,7 +204,7 @@ def _transpose(view: GraphView, node: onnx.NodeProto, states: list[State]) -> St
     if not isinstance(state, Batch):
         return _lost(view, node)
     perm = attribute(node, "perm")
-    perm = list(perm) if perm is not None else (list(range(rank))[::-1] if rank is not None else None)  # type: ignore
+    perm = list(perm) if perm is not None else (list(range(rank))[::-1] if rank is not None else None)
     if perm is None or state.axis not in perm:
         return _lost(view, node)
     return Batch(perm.index(state.axis), state.inner)
@@ -233,11 +234,11 @@ def _flatten(view: GraphView, node: onnx.NodeProto, states: list[State]) -> Stat
     state, shape = states[0], view.shape(node.input[0])
     if not isinstance(state, Batch) or shape is None:
         return _lost(view, node)
-    split = int(attribute(node, "axis", 1)) % (len(shape) + 1)  # type: ignore[call-overload]
+    split = int(attribute(node, "axis", 1)) % (len(shape) + 1)
     return _merge(view, node, state, shape, [list(range(split)), list(range(split, len(shape)))])
 
 
-def _merge(view: GraphView, node: onnx.NodeProto, state: Batch, shape: list[object],
+def _merge(view: GraphView, node: onnx.NodeProto, state: Batch, shape: Sequence[Dim],
            groups: list[list[int]]) -> State:
     """Axes merged in groups (row-major): the batch stays the outer factor of its group, or batchmates fold."""
     for out_axis, group in enumerate(groups):
@@ -247,28 +248,25 @@ def _merge(view: GraphView, node: onnx.NodeProto, state: Batch, shape: list[obje
         after = group[group.index(state.axis) + 1:]
         if any(shape[i] != 1 for i in before):
             return _mixed(view, node, f"{node.op_type} folds the batch inside another axis", strong=False)
-        inner = state.inner
-        for i in after:
-            if not isinstance(shape[i], int):
-                return _lost(view, node)
-            inner *= shape[i]  # type: ignore[operator]
-        return Batch(out_axis, inner)
+        if not all(isinstance(shape[i], int) for i in after):
+            return _lost(view, node)
+        return Batch(out_axis, state.inner * _product([shape[i] for i in after]))
     return _lost(view, node)
 
 
 COPIED, EXACT = -2, -3  # target dims: the input's batch-axis dim copied (0), or exactly the image batch
 
 
-def _reshape_target(view: GraphView, node: onnx.NodeProto, state: Batch, shape: list[object]) -> list[int] | None:
+def _reshape_target(view: GraphView, node: onnx.NodeProto, state: Batch, shape: Sequence[Dim]) -> list[int] | None:
     """The Reshape's target with the batch marked: a constant (0 and -1 resolved as onnx does), else the shape
     onnx's inference propagated (a target computed from Shape, as ``x.view(x.size(0), -1)`` exports)."""
     target = view.constant(node.input[1])
-    batch = view.shape(view.image_inputs[0])[0] if view.image_inputs and view.shape(view.image_inputs[0]) else None
+    batch = view.batch_dim
     if target is not None:
         allowzero = bool(attribute(node, "allowzero", 0))
         dims = [int(v) for v in target.reshape(-1)]
-        return [(COPIED if i == state.axis else shape[i]) if d == 0 and not allowzero and i < len(shape) else d
-                for i, d in enumerate(dims)]  # type: ignore[misc]
+        return [(COPIED if i == state.axis else int(shape[i] or 0)) if d == 0 and not allowzero and i < len(shape)
+                else d for i, d in enumerate(dims)]
     out = view.shape(node.output[0])
     if out is None:
         return None
@@ -289,7 +287,7 @@ def _reshape(view: GraphView, node: onnx.NodeProto, states: list[State]) -> Stat
     if dims is None or not all(isinstance(d, int) for d in dims):
         return _lost(view, node)
     before, per_batch = _product(shape[:state.axis]), state.inner * _product(shape[state.axis + 1:])
-    fixed = view.shape(view.image_inputs[0])[0] if view.image_inputs else None  # type: ignore[index]
+    fixed = view.batch_dim
     prefix = 1
     for j, d in enumerate(dims):
         if prefix == before:
@@ -319,17 +317,16 @@ def _reshape(view: GraphView, node: onnx.NodeProto, states: list[State]) -> Stat
 def _note_shape(view: GraphView, name: str, dims: list[int], batch_axis: int, elements_per_image: int) -> None:
     """Where onnx's inference left a dim unknown (unk__), the shape this module resolved, for the next Reshape."""
     known = _product([d for i, d in enumerate(dims) if i != batch_axis and d >= 0])
-    inputs = view.shape(view.image_inputs[0]) if view.image_inputs else None
-    resolved: list[int | str | None] = [d if d >= 0 else (elements_per_image // known if known else None)
-                                        for d in dims]
-    resolved[batch_axis] = inputs[0] if inputs else None
+    resolved: list[Dim] = [d if d >= 0 else (elements_per_image // known if known else None) for d in dims]
+    resolved[batch_axis] = view.batch_dim
     view.shapes[name] = resolved
 
 
-def _product(dims: list[object]) -> int:
+def _product(dims: Sequence[Dim]) -> int:
+    """The product of dims known to be ints (callers check)."""
     total = 1
     for d in dims:
-        total *= d  # type: ignore[operator]
+        total *= d if isinstance(d, int) else 1
     return total
 
 
@@ -340,7 +337,7 @@ def _axis_op(view: GraphView, node: onnx.NodeProto, states: list[State]) -> Stat
     if rank is None or len(set(carriers)) > 1:
         return _lost(view, node)
     state = carriers[0]
-    axis = int(attribute(node, "axis", 0)) % max(rank, 1)  # type: ignore[call-overload]
+    axis = int(attribute(node, "axis", 0)) % max(rank, 1)
     if axis == state.axis:
         return _mixed(view, node, f"{node.op_type} along the batch axis", strong=False)
     return [state] * len(node.output)
@@ -352,16 +349,16 @@ def _slice(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State:
         return _lost(view, node)
     if len(node.input) == 1:  # opset < 10: attributes
         starts, ends, axes = (attribute(node, key) for key in ("starts", "ends", "axes"))
-        steps: object = None
+        steps: Any = None
     else:
         starts, ends = (view.constant(node.input[i]) for i in (1, 2))
         axes, steps = (view.constant(node.input[i]) if len(node.input) > i and node.input[i] else None
                        for i in (3, 4))
     if starts is None or ends is None:
         return _lost(view, node)
-    starts_list, ends_list = [int(v) for v in list(starts)], [int(v) for v in list(ends)]  # type: ignore
-    axes_list = [int(v) % rank for v in list(axes)] if axes is not None else list(range(len(starts_list)))  # type: ignore
-    steps_list = [int(v) for v in list(steps)] if steps is not None else [1] * len(starts_list)  # type: ignore
+    starts_list, ends_list = [int(v) for v in list(starts)], [int(v) for v in list(ends)]
+    axes_list = [int(v) % rank for v in list(axes)] if axes is not None else list(range(len(starts_list)))
+    steps_list = [int(v) for v in list(steps)] if steps is not None else [1] * len(starts_list)
     for start, end, axis, step in zip(starts_list, ends_list, axes_list, steps_list, strict=False):
         if axis == state.axis and not (start == 0 and step == 1 and end >= 2**31 - 1):
             return _mixed(view, node, "Slice cuts or reorders the batch", strong=False)
@@ -373,7 +370,7 @@ def _gather(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State
     rank, index_rank = _rank(view, node.input[0]), _rank(view, node.input[1])
     if rank is None or index_rank is None:
         return _lost(view, node)
-    axis = int(attribute(node, "axis", 0)) % max(rank, 1)  # type: ignore[call-overload]
+    axis = int(attribute(node, "axis", 0)) % max(rank, 1)
     if isinstance(data, Batch):
         if isinstance(indices, Batch) or axis == data.axis:
             return _mixed(view, node, "Gather picks along the batch axis", strong=False)
@@ -391,7 +388,7 @@ def _onehot(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State
     state, rank = states[0], _rank(view, node.input[0])
     if not isinstance(state, Batch) or rank is None:
         return _lost(view, node)
-    axis = int(attribute(node, "axis", -1)) % (rank + 1)  # type: ignore[call-overload]
+    axis = int(attribute(node, "axis", -1)) % (rank + 1)
     return Batch(state.axis if state.axis < axis else state.axis + 1, state.inner)
 
 
@@ -405,7 +402,7 @@ def _pad_like(view: GraphView, node: onnx.NodeProto, states: list[State]) -> Sta
         amounts = None if value is None else [int(v) for v in value.reshape(-1)]
     else:
         found = attribute(node, "pads")
-        amounts = None if found is None else [int(v) for v in found]  # type: ignore[attr-defined]
+        amounts = None if found is None else [int(v) for v in found]
     if amounts is None:
         return _lost(view, node)
     if node.op_type == "Tile":

@@ -137,7 +137,7 @@ def _selected_rows(view: GraphView, node: onnx.NodeProto) -> int | str | None:
         return None
     opset = next((o.version for o in view.model.opset_import if o.domain in ("", "ai.onnx")), 13)
     default = 0 if node.op_type in ("ArgMin", "ArgMax") else (1 if opset < 13 and node.op_type != "TopK" else -1)
-    axis = int(attribute(node, "axis", default))  # type: ignore[call-overload]
+    axis = int(attribute(node, "axis", default))
     if not -len(shape) <= axis < len(shape):
         return "skip"
     dim = shape[axis]

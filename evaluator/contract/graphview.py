@@ -9,6 +9,7 @@ assembles a huge constant costs nothing until something asks for it, and then on
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -19,16 +20,16 @@ SHAPE_INIT_ELEMENTS = 4096  # initializers up to this size keep their values for
 Dim = int | str | None
 
 
-def attribute(node: onnx.NodeProto, name: str, default: object = None) -> object:
+def attribute(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     for attr in node.attribute:
         if attr.name == name:
             return onnx.helper.get_attribute_value(attr)
     return default
 
 
-def _elements(dims: object) -> int:
+def _elements(dims: Any) -> int:
     total = 1
-    for dim in dims:  # type: ignore[attr-defined]
+    for dim in dims:
         total *= max(int(dim), 0)
     return total
 
@@ -100,6 +101,12 @@ class GraphView:
             tensor_type = vi.type.tensor_type
             if tensor_type.HasField("shape"):
                 self.shapes[vi.name] = [_dim(dim) for dim in tensor_type.shape.dim]
+
+    @property
+    def batch_dim(self) -> Dim:
+        """The image input's first dimension: its symbol, or a fixed batch size."""
+        shape = self.shape(self.image_inputs[0]) if self.image_inputs else None
+        return shape[0] if shape else None
 
     def shape(self, name: str) -> list[Dim] | None:
         """The tensor's shape: a constant's own, else the inferred one (None when unknown)."""
@@ -210,7 +217,7 @@ def _squeeze(node: onnx.NodeProto, values: list[np.ndarray | None]) -> np.ndarra
 
 def _cast(node: onnx.NodeProto, values: list[np.ndarray | None]) -> np.ndarray:
     assert values[0] is not None
-    to = int(attribute(node, "to", TensorProto.FLOAT))  # type: ignore[call-overload]
+    to = int(attribute(node, "to", TensorProto.FLOAT))
     return values[0].astype(onnx.helper.tensor_dtype_to_np_dtype(to))
 
 
@@ -242,11 +249,11 @@ FOLDS: dict[str, Callable[[onnx.NodeProto, list[np.ndarray | None]], np.ndarray 
     "Identity": lambda node, values: _one(values),
     "Cast": _cast,
     "Concat": lambda node, values: np.concatenate([v for v in values if v is not None],
-                                                  axis=int(attribute(node, "axis", 0))),  # type: ignore[call-overload]
+                                                  axis=int(attribute(node, "axis", 0))),
     "Reshape": _reshape,
     "Flatten": lambda node, values: _one(values).reshape(
-        int(np.prod(_one(values).shape[:int(attribute(node, "axis", 1))])), -1),  # type: ignore[call-overload]
-    "Transpose": lambda node, values: np.transpose(_one(values), attribute(node, "perm")),  # type: ignore[arg-type]
+        int(np.prod(_one(values).shape[:int(attribute(node, "axis", 1))])), -1),
+    "Transpose": lambda node, values: np.transpose(_one(values), attribute(node, "perm")),
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
     "Slice": _slice,

@@ -278,3 +278,56 @@ def test_a_table_below_the_bound_is_no_lookup(tmp_path):
     """Choosing among fewer than TABLE_ROWS[0] stored rows (a prototype classifier) is not a test-set lookup."""
     findings = find_evidence(onnx.load(nearest_neighbour(tmp_path / "m.onnx", rows=TABLE_ROWS[0] - 1)))
     assert findings == [], [f.line for f in findings]
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet32", "resnet44", "resnet56"])
+def test_the_shared_resnets_converted_fp32_and_fp16_show_nothing(tmp_path, shared_data, name):
+    pytest.importorskip("torch", reason="the [torch] extra is not installed")
+    from converters.common import ContractOptions
+    from converters.pytorch_to_onnx import convert, load_weights
+    from samples import cifar_resnet
+
+    (weights,) = (shared_data.parents[1] / "models").glob(f"{name}-*.th")
+    model = getattr(cifar_resnet, name)()
+    load_weights(model, weights)
+    fixed = 250 if name == "resnet20" else None  # one fixed-batch uint8 NHWC form too
+    options = ContractOptions("uint8" if fixed else "float32", "nhwc" if fixed else "nchw", (0.485, 0.456, 0.406),
+                              (0.229, 0.224, 0.225), fixed)
+    convert(model, tmp_path / f"{name}.onnx", options, fp16=True)
+    for path in (tmp_path / f"{name}.onnx", tmp_path / f"{name}.fp16.onnx"):
+        report = check_submission(path)
+        assert report.valid and report.evidence == [], [f.line for f in report.evidence]
+
+
+def test_a_converted_keras_model_shows_nothing(tmp_path):
+    keras = pytest.importorskip("keras", reason="the [tf] extra is not installed")
+    from converters.common import ContractOptions
+    from converters.tf_to_onnx import convert
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    convert(lambda images: model(images, training=False), tmp_path / "k.onnx",
+            ContractOptions("uint8", "nhwc", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), None), fp16=True)
+    for path in (tmp_path / "k.onnx", tmp_path / "k.fp16.onnx"):
+        report = check_submission(path)
+        assert report.valid and report.evidence == [], [f.line for f in report.evidence]
+
+
+def test_edl_check_prints_the_findings_and_keeps_exit_0(tmp_path, cli):
+    import json
+
+    path = nearest_neighbour(tmp_path / "cheat.onnx")
+    run = cli("check", path)
+    assert run.exit_code == 0, run.stderr
+    assert "graph evidence strong: lookup at difference, nearest, answer" in run.stdout
+    assert "graph evidence of stored answers" in run.stderr  # the strong finding's warning
+    document = json.loads(cli("check", path, "--json").stdout)
+    assert {(f["kind"], f["strength"]) for f in document["evidence"]} == {("lookup", "strong"), ("labels", "note")}
+    honest = cli("check", ROOT / "samples" / "resnet20.onnx")
+    assert honest.exit_code == 0 and "graph evidence" not in honest.stdout + honest.stderr
