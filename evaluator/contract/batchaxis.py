@@ -85,6 +85,10 @@ def _lost(view: GraphView, node: onnx.NodeProto) -> Lost:
 
 
 def _elementwise(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State:
+    if len(states) == 1 or (sum(s is not None for s in states) == 1 and all(
+            s is not None or _rank(view, name) == 0 for s, name in zip(states, node.input, strict=False))):
+        first = next(s for s in states if s is not None)
+        return first  # one tensor, or one beside scalars: nothing to align
     ranks = [_rank(view, name) if name else None for name in node.input]
     carriers = [(s, ranks[i]) for i, s in enumerate(states) if isinstance(s, Batch)]
     if any(rank is None for _, rank in carriers):
@@ -429,17 +433,19 @@ RULES: dict[str, Rule] = {
 }
 
 
-def _node_states(view: GraphView, node: onnx.NodeProto, states: dict[str, State]) -> list[State]:
-    inputs = [states.get(name) if name else None for name in node.input]
+def _node_states(view: GraphView, index: int, states: dict[str, State]) -> list[State]:
+    node, (names, outputs) = view.nodes[index], view.io[index]
+    inputs = [states.get(name) if name else None for name in names]
+    if all(s is None for s in inputs) and index not in view.with_subgraphs:
+        return [None] * len(outputs)  # constants, and shapes computed from the input's shape
     for kind in (Mixed, Lost):
         first = next((s for s in inputs if isinstance(s, kind)), None)
         if first is not None:
-            return [first] * len(node.output)
-    if any(attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for attr in node.attribute) \
-            and any(name in view.dependent for name in node.output):
-        return [_lost(view, node)] * len(node.output)  # If/Loop/Scan bodies are not followed
+            return [first] * len(outputs)
+    if index in view.with_subgraphs and any(name in view.dependent for name in outputs):
+        return [_lost(view, node)] * len(outputs)  # If/Loop/Scan bodies are not followed
     if not any(isinstance(s, Batch) for s in inputs):
-        return [None] * len(node.output)  # constants, and shapes computed from the input's shape
+        return [None] * len(outputs)
     rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx", "com.microsoft") else None
     if rule is None:
         return [_lost(view, node)] * len(node.output)
@@ -450,8 +456,8 @@ def _node_states(view: GraphView, node: onnx.NodeProto, states: dict[str, State]
 def track_batch(view: GraphView) -> dict[str, State]:
     """Every tensor's batch state, the image input's batch being its first axis."""
     states: dict[str, State] = {name: Batch(0) for name in view.image_inputs}
-    for node in view.nodes:
-        for name, state in zip(node.output, _node_states(view, node, states), strict=False):
+    for index, (_, outputs) in enumerate(view.io):
+        for name, state in zip(outputs, _node_states(view, index, states), strict=False):
             if name:
                 states[name] = state
     return states

@@ -248,8 +248,9 @@ def _lookup_finding(view: GraphView, selector: onnx.NodeProto, rows: int | None,
 
 def _labels_of(value: np.ndarray | None) -> np.ndarray | None:
     """The labels a constant stores, in order: integers 0..9 with every class present, or one-hot rows of 10."""
-    if value is None or value.size < TABLE_ROWS[0] or value.size > TABLE_ROWS[1] * NUM_CLASSES:
-        return None
+    if value is None or value.size < TABLE_ROWS[0] or value.size > TABLE_ROWS[1] * NUM_CLASSES \
+            or value.dtype.kind not in "iubf" or value.min() < 0 or value.max() > NUM_CLASSES - 1:
+        return None  # most weights fail here, before the dearer tests
     if value.dtype.kind in "iub" or (value.dtype.kind == "f" and np.all(np.mod(value, 1) == 0)):
         flat = value.reshape(-1)
         if value.dtype.kind != "b" and flat.size <= TABLE_ROWS[1] and flat.min() >= 0 and flat.max() < NUM_CLASSES \

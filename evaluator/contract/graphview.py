@@ -44,13 +44,18 @@ class GraphView:
         self.initializers = {tensor.name: tensor for tensor in graph.initializer}
         self.image_inputs = [vi.name for vi in graph.input if vi.name not in self.initializers]
         self.outputs = [vi.name for vi in graph.output]
+        # Each node's input and output names, read once: protobuf's repeated fields are slow to walk in Python.
+        self.io = [(list(node.input), list(node.output)) for node in self.nodes]
+        self.with_subgraphs = {index for index, node in enumerate(self.nodes)
+                               if any(attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                      for attr in node.attribute)}
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in self.nodes:
-            for name in node.output:
+        for node, (inputs, outputs) in zip(self.nodes, self.io, strict=True):
+            for name in outputs:
                 if name:
                     self.producer[name] = node
-            for name in node.input:
+            for name in inputs:
                 if name:
                     self.consumers.setdefault(name, []).append(node)
         self.dependent = self._input_dependent()
@@ -61,9 +66,10 @@ class GraphView:
     def _input_dependent(self) -> set[str]:
         """Tensors computed from the image input (nodes are in topological order, as the checker demands)."""
         dependent = set(self.image_inputs)
-        for node in self.nodes:
-            if any(name in dependent for name in node.input) or _reads_outer(node, dependent):
-                dependent.update(name for name in node.output if name)
+        for index, (node, (inputs, outputs)) in enumerate(zip(self.nodes, self.io, strict=True)):
+            if any(name in dependent for name in inputs) or (index in self.with_subgraphs
+                                                               and _reads_outer(node, dependent)):
+                dependent.update(name for name in outputs if name)
         return dependent
 
     def _reaching_outputs(self) -> set[str]:
