@@ -203,6 +203,34 @@ def _gemm(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State:
     return Batch(axis, inner)
 
 
+def _normalise_from_axis(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State | list[State]:
+    """LayerNormalization and its fused forms: statistics over the axes from ``axis`` on, per earlier index."""
+    state, rank = states[0], _rank(view, node.input[0])
+    if not isinstance(state, Batch) or rank is None or any(isinstance(s, Batch) for s in states[1:]):
+        return _lost(view, node)
+    if state.axis >= int(attribute(node, "axis", -1)) % max(rank, 1) or state.inner > 1:
+        return _mixed(view, node, f"{node.op_type} normalises across the batch axis")
+    return [state] * len(node.output)
+
+
+def _einsum(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State:
+    """The batch's letter must reach the output (not summed away) and meet no other batch letter."""
+    raw = attribute(node, "equation", b"")
+    equation = (raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)).replace(" ", "")
+    if "..." in equation or "->" not in equation:
+        return _lost(view, node)
+    operands, output = equation.split("->")
+    terms = operands.split(",")
+    letters = {terms[i][s.axis] for i, s in enumerate(states) if isinstance(s, Batch) and s.axis < len(terms[i])}
+    if len(terms) != len(states) or len(letters) != 1:
+        return _lost(view, node) if len(letters) != 2 else _mixed(view, node, "Einsum pairs images")
+    (letter,) = letters
+    if letter not in output:
+        return _mixed(view, node, "Einsum sums over the batch axis")
+    inner = next(s.inner for s in states if isinstance(s, Batch))
+    return Batch(output.index(letter), inner)
+
+
 def _transpose(view: GraphView, node: onnx.NodeProto, states: list[State]) -> State:
     state, rank = states[0], _rank(view, node.input[0])
     if not isinstance(state, Batch):
@@ -429,7 +457,9 @@ RULES: dict[str, Rule] = {
     "MatMul": _matmul, "MatMulInteger": _matmul, "QLinearMatMul": _matmul, "Gemm": _gemm,
     "Transpose": _transpose, "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Flatten": _flatten,
     "Reshape": _reshape, "Concat": _axis_op, "Split": _axis_op, "Slice": _slice, "Gather": _gather,
-    "OneHot": _onehot, "Pad": _pad_like, "Tile": _pad_like,
+    "OneHot": _onehot, "Pad": _pad_like, "Tile": _pad_like, "Einsum": _einsum,
+    "LayerNormalization": _normalise_from_axis, "SimplifiedLayerNormalization": _normalise_from_axis,
+    "SkipLayerNormalization": _normalise_from_axis,
 }
 
 

@@ -254,7 +254,24 @@ def _honest_batch_ops(path: Path) -> Path:
     return _model(path, nodes, inits, output="scores")
 
 
+def _honest_fixed_batch_tokens(path: Path) -> Path:
+    """A fixed batch, a Reshape to a constant (BATCH, tokens, width), a LayerNormalization, attention written
+    as Einsum with a Softmax over 256 tokens, and a mean over tokens: per-image work that moves axes around."""
+    rng = np.random.default_rng(2)
+    inits = {"tokens": np.array([BATCH, 256, 12], np.int64), "scale": np.ones(12, np.float32),
+             "bias": np.zeros(12, np.float32), "head": rng.standard_normal((12, 10)).astype(np.float32)}
+    nodes = [helper.make_node("Reshape", ["pixels", "tokens"], ["seq"]),
+             helper.make_node("LayerNormalization", ["seq", "scale", "bias"], ["normed"], axis=-1),
+             helper.make_node("Einsum", ["normed", "normed"], ["affinity"], equation="bid,bjd->bij"),
+             helper.make_node("Softmax", ["affinity"], ["attention"], axis=-1),
+             helper.make_node("Einsum", ["attention", "normed"], ["mixed"], equation="bij,bjd->bid"),
+             helper.make_node("ReduceMean", ["mixed"], ["pooled"], axes=[1], keepdims=0),
+             helper.make_node("MatMul", ["pooled", "head"], ["scores"])]
+    return _model(path, nodes, inits, output="scores", batch=BATCH)
+
+
 HONEST = {
+    "fixed batch, tokens, LayerNorm, Einsum attention": _honest_fixed_batch_tokens,
     "conv model": conv_model,
     "colour model": colour_model,
     "colour model, fixed batch": lambda p: colour_model(p, batch=BATCH),
