@@ -31,6 +31,23 @@ def utc_now() -> str:
 
 
 @dataclass
+class GraphFinding:
+    """Static evidence in the graph that it stores answers (edl check's findings): for review, never a verdict."""
+
+    kind: str = field(metadata=doc("lookup (table, nearest row, stored answer), labels (stored labels 0..9), batch "
+                                   "(the batch axis combined before the output) or analysis (what could not be read)"))
+    strength: str = field(metadata=doc("strong: a full path from input to output, an output computed across the "
+                                       "batch, or stored labels matching the test labels; note: a weaker sign"))
+    nodes: list[str] = field(default_factory=list)
+    tensor: str = field(default="", metadata=doc("the stored table or labels, when there is one"))
+    shape: list[int] = field(default_factory=list)
+    size: int = 0
+    explanation: str = ""
+    label_match: float | None = field(default=None, metadata=doc(
+        "fraction of the test labels that the stored labels repeat in order (null: not compared)"))
+
+
+@dataclass
 class ModelRecord:
     """The submission file that was scored."""
 
@@ -41,6 +58,8 @@ class ModelRecord:
     parameters: int | None = None
     opsets: dict[str, int] = field(default_factory=dict)
     producer: str = ""
+    evidence: list[GraphFinding] = field(default_factory=list, metadata=doc(
+        "the graph inspection's findings (empty: none, or a result older than the inspection)"))
 
 
 @dataclass
