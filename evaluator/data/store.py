@@ -252,8 +252,9 @@ def _store_cifar10_1(data_raw: bytes, labels_raw: bytes, where: str, cache_dir: 
 
 
 def fetch_cifar10_1(cache_dir: Path | None = None, url: str | None = None, progress: ProgressHook | None = None,
-                    release: cifar10_1.Release = cifar10_1.V6) -> Dataset:
-    """Download both files of ``release``, verify their git blob ids, and cache them."""
+                    release: cifar10_1.Release | None = None) -> Dataset:
+    """Download both files of ``release`` (v6), verify their git blob ids, and cache them."""
+    release = release or cifar10_1.V6
     cache_dir = cache_dir or default_cache_dir()
     base = (url or cifar10_1_url()).rstrip("/")
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -269,8 +270,9 @@ def fetch_cifar10_1(cache_dir: Path | None = None, url: str | None = None, progr
 
 
 def import_cifar10_1(path: Path, cache_dir: Path | None = None,
-                     release: cifar10_1.Release = cifar10_1.V6) -> Dataset:
+                     release: cifar10_1.Release | None = None) -> Dataset:
     """Cache a local copy of the pair (its data file, labels file or folder), verified like a download."""
+    release = release or cifar10_1.V6
     data_path, labels_path = cifar10_1.pair_paths(Path(path).expanduser())
     try:
         data_raw, labels_raw = data_path.read_bytes(), labels_path.read_bytes()

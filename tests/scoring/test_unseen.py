@@ -82,7 +82,8 @@ def test_the_record_carries_the_expectation_and_the_tolerance_parts():
     assert checked.expected_accuracy == pytest.approx(0.8816, abs=1e-4) == expectation.expected
     parts = (checked.fit_sd_points, checked.test_sd_points, checked.private_sd_points)
     assert checked.combined_sd_points == pytest.approx(float(np.hypot.reduce(parts)))
-    assert checked.tolerance_sd == 3.0 and checked.allowed_shortfall_points == pytest.approx(3 * checked.combined_sd_points)
+    assert checked.tolerance_sd == 3.0
+    assert checked.allowed_shortfall_points == pytest.approx(3 * checked.combined_sd_points)
     # The old reading holds: the largest test-minus-private gap that passes.
     assert checked.tolerance_points == pytest.approx((0.95 - checked.expected_accuracy) * 100
                                                      + checked.allowed_shortfall_points)
