@@ -119,3 +119,25 @@ def test_a_result_made_before_the_fit_keeps_its_fixed_gap_rule():
 def test_the_expectation_stays_inside_zero_and_one_and_rises_with_the_test_accuracy():
     expected = [expect(t, 10_000, 2000).expected for t in (0.0, 0.5, 0.9, 0.95, 0.99, 1.0)]
     assert all(0 < e < 1 for e in expected) and expected == sorted(expected)
+
+
+def test_a_real_lookup_scored_with_a_npy_pair_is_caught_by_the_unseen_images(tmp_path):
+    """A six-operator lookup of the test set, scored end to end with unseen images given as a .npy pair."""
+    from builders import fast_config, memorizing_model, oracle_images, save_npz
+
+    from evaluator.scoring.score import score
+
+    images, labels = oracle_images(1000, correct=1000)
+    unseen_images, unseen_labels = oracle_images(500, correct=500, seed=5)
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    np.save(pair / "held_back_data.npy", unseen_images, allow_pickle=False)
+    np.save(pair / "held_back_labels.npy", unseen_labels.astype(np.int32), allow_pickle=False)
+    config = fast_config(save_npz(tmp_path / "d.npz", images, labels), passes=1)
+    config = dataclasses.replace(config, audit=dataclasses.replace(config.audit, private_data=pair))
+    result = score(memorizing_model(tmp_path / "lookup.onnx", images, labels), config, tmp_path / "o")
+    private = result.audit.private
+    assert result.accuracy == 1.0 and private.images == 500 and private.test_images == 1000
+    assert private.accuracy < 0.2 and private.expected_accuracy > 0.99
+    assert private.shortfall_points > private.allowed_shortfall_points and result.audit.verdict == "suspect"
+    assert "on 500 unseen images, where an honest model is expected to score" in result.audit.reason
