@@ -17,6 +17,7 @@ from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, comparable_setting
 from evaluator.errors import EdlError, ResultError
 from evaluator.report.categories import category_for
 from evaluator.report.integrity import seal_holds
+from evaluator.report.prizes import checked_on_unseen
 from evaluator.report.reader import read_result
 from evaluator.report.result import BATCH_NAME, RESULT_NAME, BatchSummary, Result
 from evaluator.report.signing import Ed25519PublicKey, signature_problem
@@ -97,6 +98,7 @@ class Leaderboard:
     under_review: list[Entry] = field(default_factory=list)  # the generalization audit found them suspect
     unsigned: list[Entry] = field(default_factory=list)  # not signed by the organiser's key (with --public-key)
     unaudited: list[Entry] = field(default_factory=list)  # no audit, and --allow-unaudited was not given
+    unchecked_unseen: list[Entry] = field(default_factory=list)  # a prize board: no check on unseen images
     warnings: list[str] = field(default_factory=list)  # what a reader of the board must know
 
 
@@ -171,19 +173,20 @@ def comparability_problems(entries: list[Entry]) -> list[str]:
 
 
 def rank_by_gpu(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS, allow_mixed: bool = False,
-                allow_unaudited: bool = False) -> dict[str, Leaderboard]:
+                allow_unaudited: bool = False, require_unseen: bool = False) -> dict[str, Leaderboard]:
     """One board per GPU model the results were measured on (a result without a GPU: "no GPU")."""
     groups: dict[str, list[Entry]] = {}
     for entry in entries:
         groups.setdefault(entry.result.gpu_model or "no GPU", []).append(entry)
-    return {model: rank(members, thresholds, allow_mixed, allow_unaudited) for model, members in sorted(groups.items())}
+    return {model: rank(members, thresholds, allow_mixed, allow_unaudited, require_unseen)
+            for model, members in sorted(groups.items())}
 
 
 UNAUDITED_NOTE = ("no generalization audit (an older result, or --audit-copies 0): not ranked; rescore it, or pass "
                   "--allow-unaudited")
 
 
-def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool) -> bool:
+def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool, require_unseen: bool = False) -> bool:
     """Unsigned (with a key), failed, suspect and (unless allowed) unaudited results are listed apart, never ranked."""
     if entry.not_signed:
         board.unsigned.append(entry)
@@ -193,20 +196,22 @@ def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool) -> bool:
         board.under_review.append(entry)
     elif entry.result.audit is None and not allow_unaudited:
         board.unaudited.append(entry)
+    elif require_unseen and not checked_on_unseen(entry.result):
+        board.unchecked_unseen.append(entry)
     else:
         return False
     return True
 
 
 def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS, allow_mixed: bool = False,
-         allow_unaudited: bool = False) -> Leaderboard:
+         allow_unaudited: bool = False, require_unseen: bool = False) -> Leaderboard:
     """Place each entry in its highest category and order each category by energy.
 
     Results set apart (unsigned, failed, suspect, unaudited) are listed, not ranked; the rest must have
     been measured alike (or ``allow_mixed``, and the board says what differed).
     """
     board = Leaderboard(tuple(sorted(thresholds)), {t: [] for t in sorted(thresholds, reverse=True)}, [], [], [], [])
-    ranked = [entry for entry in entries if not _set_apart(entry, board, allow_unaudited)]
+    ranked = [entry for entry in entries if not _set_apart(entry, board, allow_unaudited, require_unseen)]
     board.mixed = comparability_problems(ranked)
     if board.mixed and not allow_mixed:
         raise EdlError("these results are not comparable: " + "; ".join(board.mixed)

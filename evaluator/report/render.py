@@ -20,6 +20,7 @@ from rich.table import Table
 
 from evaluator.errors import EdlError
 from evaluator.report.leaderboard import TIE_RULE, UNAUDITED_NOTE, Entry, Leaderboard
+from evaluator.report.prizes import UNCHECKED_UNSEEN, UNCHECKED_UNSEEN_NOTE
 
 FORMATS = ("table", "csv", "md", "json", "html")
 COLUMNS = ("category", "rank", "name", "accuracy_pct", "audit_pct", "energy_kj", "energy_kj_low", "energy_kj_high",
@@ -55,6 +56,7 @@ def rows(board: Leaderboard) -> list[dict[str, object]]:
                 for e in members]
     out += [_row(e, "under review", public_note(e)) for e in board.under_review]
     out += [_row(e, "unaudited", UNAUDITED_NOTE) for e in board.unaudited]
+    out += [_row(e, UNCHECKED_UNSEEN, UNCHECKED_UNSEEN_NOTE) for e in board.unchecked_unseen]
     out += [_row(e, "unsigned", public_note(e)) for e in board.unsigned]
     out += [_row(e, "unranked", "below the lowest threshold") for e in board.unranked]
     out += [_row(e, "unmeasured", public_note(e)) for e in board.unmeasured]

@@ -335,7 +335,28 @@ class PrivateCheck:
     correct: int
     accuracy: float
     gap_points: float = field(metadata=doc("test-set accuracy minus private accuracy, in percentage points"))
-    tolerance_points: float
+    tolerance_points: float = field(metadata=doc("the largest gap that still passes: test-set minus expected "
+                                                 "accuracy plus allowed_shortfall_points (older results: a "
+                                                 "fixed number of points)"))
+    expected_accuracy: float | None = field(default=None, metadata=doc(
+        "what an honest model of this test-set accuracy is expected to score on images drawn anew (the fit); "
+        "null in results made before the fit"))
+    fit: str = field(default="", metadata=doc("the fit that gives the expected accuracy"))
+    shortfall_points: float | None = field(default=None, metadata=doc(
+        "expected minus private accuracy, in percentage points: the check fails above allowed_shortfall_points"))
+    allowed_shortfall_points: float | None = field(default=None, metadata=doc(
+        "tolerance_sd times combined_sd_points, or the organiser's override in points"))
+    tolerance_sd: float | None = field(default=None, metadata=doc(
+        "standard deviations allowed (null when the organiser gave the tolerance in points)"))
+    combined_sd_points: float | None = field(default=None, metadata=doc(
+        "the combined standard deviation: the root sum of squares of the three parts below"))
+    fit_sd_points: float | None = field(default=None, metadata=doc(
+        "the fit's spread (residuals and the line's own uncertainty) at the expected accuracy"))
+    test_sd_points: float | None = field(default=None, metadata=doc(
+        "binomial error of the test-set accuracy on test_images images, through the fit's slope"))
+    private_sd_points: float | None = field(default=None, metadata=doc(
+        "binomial error of the private accuracy on images images, at the expected accuracy"))
+    test_images: int | None = field(default=None, metadata=doc("images the test-set accuracy was taken over"))
 
 
 @dataclass

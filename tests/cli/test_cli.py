@@ -43,7 +43,9 @@ def test_data_info_without_a_cache_says_what_the_default_would_do(cli):
     run = cli("data", "info")
     assert run.exit_code == 0 and run.stderr == ""
     assert run.stdout == f"source       not cached; edl score would download {store.OFFICIAL_URL} into {cache} " \
-                         "(edl data fetch)\n"
+                         "(edl data fetch)\n" \
+                         "cifar10.1    not cached; `edl data fetch --cifar10.1` would download it from " \
+                         f"{store.cifar10_1_url()}\n"
     document = json.loads(cli("data", "info", "--json").stdout)
     assert (document["cached"], document["source"], document["cache"], document["download"]) == (
         False, None, str(cache), store.OFFICIAL_URL)
