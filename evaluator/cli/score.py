@@ -106,18 +106,24 @@ def score_dir(
     """Score every submission in a folder, each run in its own process (here or on a Ray cluster); resumable."""
     from evaluator.batch.directory import score_directory
 
-    with progress_display() as progress:
-        summary = score_directory(directory, out_root, config, batch, progress.submissions, secrets, note)
+    try:
+        with progress_display() as progress:
+            summary = score_directory(directory, out_root, config, batch, progress.submissions, secrets, note)
+    except KeyboardInterrupt:
+        raise Interrupted(f"every result in {out_root} is whole or absent; the runs finished so far wait in "
+                          f"{out_root}/_partial/ and the same command resumes them") from None
     if as_json:
         print_json(to_json(summary))
     else:
+        for ignored in summary.ignored:
+            say(f"{'ignored':<8} {ignored.name}  {ignored.reason}")
         for item in summary.submissions:
             detail = item.reason or (f"{item.seconds:.1f} s" if item.seconds is not None else "")
-            say(f"{item.outcome:<8} {item.name}  {detail}")
+            say(f"{item.outcome:<8} {item.name}  {detail}" + (f"; the earlier result moved to {item.archived}"
+                                                                if item.archived else ""))
         counts = summary.counts
-        say(f"scored {counts['scored']}, failed {counts['failed']}, skipped {counts['skipped']}; results in {out_root}")
-    if not summary.submissions:
-        raise EdlError(f"{directory}: no submissions found (*.onnx files, or folders holding one)")
+        say(f"scored {counts['scored']}, failed {counts['failed']}, skipped {counts['skipped']}, "
+            f"ignored {len(summary.ignored)}; results in {out_root}")
     if counts_all_failed(summary.counts):
         raise EdlError(f"every submission failed; see the reasons above and in {out_root}/*/{RESULT_NAME}")
 
