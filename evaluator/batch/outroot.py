@@ -69,25 +69,23 @@ def stage_of(out_root: Path, folder: str) -> Path:
     return out_root / PARTIAL_DIR / folder
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def _copy(source: Path, target: Path) -> None:
+    """A copy, not a hard link: the archived file must not change if the new folder's copy is ever rewritten."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+    shutil.copy2(source, target)
 
 
 def publish(stage: Path, final: Path, archive: Archive) -> str:
     """Make the staged ``result.json`` (and its files) the submission's result; an earlier one goes to the archive.
 
-    The earlier folder's files the new result still names (a rematch keeps its first runs) are linked in
+    The earlier folder's files the new result still names (a rematch keeps its first runs) are copied in
     first, so the rename leaves a whole folder. Killed between the two renames, ``recover`` finishes it.
     Returns where the earlier result went ("" if there was none)."""
     if final.is_dir():
         for source in final.rglob("*"):
             target = stage / source.relative_to(final)
             if source.is_file() and source.name != RESULT_NAME and not os.path.lexists(target):
-                _link_or_copy(source, target)
+                _copy(source, target)
     for partial in stage.glob(RUN_RESULTS):
         partial.unlink()
     archived = str(archive.move(final)) if os.path.lexists(final) else ""
