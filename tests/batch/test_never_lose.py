@@ -10,7 +10,6 @@ from builders import conv_model, fast_config, oracle_images, oracle_model, save_
 
 from evaluator.batch.directory import score_directory
 from evaluator.batch.outroot import PARTIAL_DIR
-from evaluator.config import BatchConfig
 from evaluator.errors import UsageError
 from evaluator.report.reader import read_result
 from evaluator.report.result import BATCH_NAME, RESULT_NAME
@@ -100,7 +99,8 @@ def test_a_new_model_replaces_its_result_and_the_old_one_is_archived(data, score
     assert item.outcome == "scored" and snapshot(Path(item.archived)) == before
     assert Path(item.archived).parent.parent == out / "_archive"
     assert (Path(item.archived).parent / BATCH_NAME).read_bytes() == first_batch  # the batch record is kept too
-    assert read_result(out / "b" / RESULT_NAME).model.sha256 != read_result(Path(item.archived) / RESULT_NAME).model.sha256
+    old = read_result(Path(item.archived) / RESULT_NAME)
+    assert read_result(out / "b" / RESULT_NAME).model.sha256 != old.model.sha256
     assert not (out / PARTIAL_DIR).exists()
 
 

@@ -133,4 +133,4 @@ def test_piped_progress_prints_a_line_per_phase(tmp_path, data):
     assert process.returncode == 0, stderr
     phases = [line.split(":")[0].removesuffix("...") for line in stderr.splitlines() if not line.startswith("warn")]
     assert phases[:5] == ["check", "data", "session", "warmup", "pass"], stderr
-    assert "pass: 2,000 images" in stderr.splitlines() and "\x1b" not in stderr, "plain lines, no terminal codes"
+    assert "measuring: 2,000 images" in stderr.splitlines() and "\x1b" not in stderr, "plain lines, no terminal codes"
