@@ -176,3 +176,21 @@ def test_a_batch_where_nothing_scored_exits_non_zero(tmp_path, data, cli):
     (broken / "bad.onnx").write_bytes(b"junk")
     run = cli("score-dir", broken, "--data", data, "--out", tmp_path / "o2")
     assert run.exit_code == 1 and "every submission failed" in run.stderr and "failed   bad" in run.stdout
+
+
+def test_discovery_lists_every_entry_it_does_not_score(tmp_path, data, cli):
+    """Today's main scored 1 of these, said "scored 1, failed 0, skipped 0" and named none of the others."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    oracle_model(subs / "TeamA.ONNX")  # any case of the suffix is a submission
+    oracle_model(subs / "_team.onnx")
+    oracle_model(subs / ".hidden.onnx")
+    (subs / "notes.txt").write_text("read me")
+    run = cli("score-dir", subs, "--data", data, "--out", tmp_path / "out", "--repeat", "1", "--passes", "2",
+              "--idle-seconds", "0", "--cooldown", "0", "--no-plot")
+    assert run.exit_code == 0, run.stderr
+    assert "scored   TeamA" in run.stdout and "scored 1, failed 0, skipped 0, ignored 3" in run.stdout
+    assert "ignored  _team.onnx  names starting with '_' are kept for edl's own folders" in run.stdout
+    assert "ignored  .hidden.onnx  hidden" in run.stdout and "ignored  notes.txt  not an .onnx file" in run.stdout
+    batch = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert [entry["name"] for entry in batch["ignored"]] == [".hidden.onnx", "_team.onnx", "notes.txt"]
