@@ -36,6 +36,7 @@ from evaluator.batch.outroot import (
     read_or_none,
     recover,
     refuse_incomparable,
+    remove_if_empty,
     stage_of,
     utc_stamp,
 )
@@ -226,6 +227,7 @@ class _Batch:
                                          self.data, self.versions, entry.final, entry.seconds, timeout_s), self.key)
         if entry.out_dir.is_dir():
             self.archive.move(entry.out_dir)  # the runs it did measure are kept, out of the resume's way
+            remove_if_empty(entry.out_dir.parent)
         standing = read_or_none(entry.final / RESULT_NAME)
         item = dataclasses.replace(item, outcome="failed", reason=reason)
         if standing is not None and standing.scored:

@@ -90,11 +90,12 @@ def publish(stage: Path, final: Path, archive: Archive) -> str:
         partial.unlink()
     archived = str(archive.move(final)) if os.path.lexists(final) else ""
     os.replace(stage, final)
-    _remove_if_empty(stage.parent)
+    remove_if_empty(stage.parent)
     return archived
 
 
-def _remove_if_empty(folder: Path) -> None:
+def remove_if_empty(folder: Path) -> None:
+    """``_partial/`` goes when its last staged submission does."""
     try:
         folder.rmdir()
     except OSError:

@@ -83,7 +83,7 @@ def test_a_failed_rerun_keeps_the_scored_result_and_records_the_failure(data, sc
     assert (out / "a" / RESULT_NAME).read_bytes() == before
     failure = read_result(Path(item.failure_file))
     assert Path(item.failure_file).parent == out / "a" / "failures" and failure.status == "failed"
-    assert "not an ONNX model" in failure.reason
+    assert "not an ONNX model" in failure.reason and not (out / PARTIAL_DIR).exists()
     again = score_directory(subs, out, fast_config(data))  # the board's folder still holds one result.json
     assert (out / "a" / RESULT_NAME).read_bytes() == before and len(list((out / "a" / "failures").iterdir())) == 2
     assert [item.outcome for item in again.submissions] == ["failed", "skipped"]
