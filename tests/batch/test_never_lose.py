@@ -11,6 +11,7 @@ from builders import conv_model, fast_config, oracle_images, oracle_model, save_
 from evaluator.batch.directory import score_directory
 from evaluator.batch.outroot import PARTIAL_DIR
 from evaluator.errors import UsageError
+from evaluator.report.leaderboard import load_results
 from evaluator.report.reader import read_result
 from evaluator.report.result import BATCH_NAME, RESULT_NAME
 
@@ -87,6 +88,8 @@ def test_a_failed_rerun_keeps_the_scored_result_and_records_the_failure(data, sc
     again = score_directory(subs, out, fast_config(data))  # the board's folder still holds one result.json
     assert (out / "a" / RESULT_NAME).read_bytes() == before and len(list((out / "a" / "failures").iterdir())) == 2
     assert [item.outcome for item in again.submissions] == ["failed", "skipped"]
+    board = {entry.name: entry.result.status for entry in load_results(out)}
+    assert board == {"a": "scored", "b": "scored"}  # the board reads result.json, never the failures beside it
 
 
 def test_a_new_model_replaces_its_result_and_the_old_one_is_archived(data, scored):
