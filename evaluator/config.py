@@ -34,6 +34,7 @@ class OptionSpec:
     help: str
     flag: str = ""  # "" means --name-with-dashes
     minimum: float | None = None  # the value must be >= minimum
+    maximum: float | None = None  # the value must be <= maximum
     above: float | None = None  # the value must be > above
     choices: tuple[str, ...] = ()
     comparable: bool = True  # runs that differ here are not comparable: not resumed over, not ranked together
@@ -63,6 +64,8 @@ def _check(value: Any, name: str, spec: OptionSpec) -> None:
         raise ConfigError(f"{flag} {value!r}: choose {listing}")
     if spec.minimum is not None and value < spec.minimum:
         raise ConfigError(f"{flag} {value}: must be {spec.minimum:g} or more")
+    if spec.maximum is not None and value > spec.maximum:
+        raise ConfigError(f"{flag} {value}: must be {spec.maximum:g} or less")
     if spec.above is not None and value <= spec.above:
         raise ConfigError(f"{flag} {value}: must be more than {spec.above:g}")
 
@@ -153,8 +156,9 @@ class AuditConfig(Options):
 
     audit_copies: int = option(2, "Audit copies of the test set (flips, shifts), run outside the measured "
                                "window; 0 switches the audit off and the result is not ranked", minimum=0)
+    # 4 px already costs honest models as much as the tolerance (README "Generalization audit"): no further.
     audit_shift_px: int = option(2, "Largest translation of an audit copy (pixels, reflect padding)", minimum=1,
-                                 flag="--audit-shift")
+                                 maximum=4, flag="--audit-shift")
     audit_tolerance_points: float = option(3.0, "Largest accuracy drop on the audit copies that still passes "
                                            "(percentage points)", minimum=0, flag="--audit-tolerance")
     private_data: Path | None = option(None, "Images no team has seen, labelled (any --data form, CIFAR-10.1's "
@@ -209,7 +213,8 @@ class BatchConfig(Options):
 
     timeout_s: float = option(3600.0, "Seconds one submission may take before its process is killed",
                               flag="--timeout", above=0, commands=(SCORE_DIR,))
-    force: bool = option(False, "Rescore submissions that already have a matching result", commands=(SCORE_DIR,))
+    force: bool = option(False, "Move every earlier result in --out to --out/_archive/<utc>/ (nothing is deleted) "
+                         "and score everything again", commands=(SCORE_DIR,))
     max_memory_gb: float = option(16.0, "Address-space limit of each CPU scoring child (GiB)", above=0,
                                   commands=(SCORE_DIR,))
     reference: Path | None = option(None, "A reference submission scored before the first submission, every "

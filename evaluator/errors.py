@@ -39,7 +39,14 @@ class ResultError(EdlError):
     """A result document cannot be written, read or trusted."""
 
 
-class ConfigError(EdlError):
+class UsageError(EdlError):
+    """The command was called in a way it cannot carry out as asked: a usage error (exit 2), before anything is
+    written; the message names the argument and the choices."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
     """An option has a value it cannot take; the message names the option and what it accepts."""
 
 

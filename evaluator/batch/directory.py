@@ -6,7 +6,10 @@ A B C, ...) so that slow drift of the machine hits every submission alike, and e
 GPU to the batch's one target temperature first. An optional reference submission is scored
 before the first scoring, every ``--reference-every`` scorings and after the last: its drift is
 recorded. Results are written atomically and a batch resumes: a result (or a single run) already
-measured with the same model, data and comparable settings stands.
+measured with the same model, data and comparable settings stands. Nothing measured is ever lost
+(``evaluator.batch.outroot``): runs are staged in ``_partial/``, a whole result appears in one rename,
+a replaced result is archived, a failed re-run is recorded beside the scored result that stands, and a
+batch under settings not comparable with those already in ``--out`` does not start.
 """
 
 from __future__ import annotations
@@ -22,24 +25,37 @@ from typing import Protocol
 from evaluator.batch.child import Job
 from evaluator.batch.discover import Submission, discover
 from evaluator.batch.limits import child_limits
-from evaluator.batch.local import ChildOutcome, Done, LocalBackend
+from evaluator.batch.local import ChildOutcome, Done, LocalBackend, remove_run_files
+from evaluator.batch.outroot import (
+    FAILURES_DIR,
+    RUN_RESULTS,
+    Archive,
+    archive_batch_record,
+    archive_everything,
+    publish,
+    read_or_none,
+    recover,
+    refuse_incomparable,
+    remove_if_empty,
+    stage_of,
+    utc_stamp,
+)
 from evaluator.batch.ray_backend import RayBackend
 from evaluator.batch.reference import ReferenceRuns
 from evaluator.batch.thermal import batch_target
 from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_settings
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import resolve
-from evaluator.errors import EdlError, ResultError
+from evaluator.errors import EdlError, UsageError
 from evaluator.fileio import sha256_file
-from evaluator.report.reader import read_result
 from evaluator.report.result import (
     BATCH_NAME,
     RESULT_NAME,
-    RUN_RESULT_NAME,
     BatchItem,
     BatchSummary,
     ChildLimitsRecord,
     DataRecord,
+    IgnoredEntry,
     Result,
     RunPlace,
     ThermalRecord,
@@ -54,15 +70,7 @@ from evaluator.scoring.records import data_record, failed_result, path_from
 from evaluator.scoring.score import Plan, combine, run_name
 
 ProgressHook = Callable[[str, int, int], None]
-RUN_RESULTS = RUN_RESULT_NAME.format("*")  # the runs a child left, until the batch combines them
 """Called with (what is being scored, scorings done, scorings in all)."""
-
-
-def _read(path: Path) -> Result | None:
-    try:
-        return read_result(path)
-    except ResultError:
-        return None  # absent, unreadable or from another schema: score again
 
 
 def still_stands(previous: Result | None, model_sha256: Callable[[], str], fingerprint: str, config: ScoreConfig,
@@ -83,7 +91,8 @@ class Entry:
     """One submission's part in the batch: what stands already, the runs still to measure, how it went."""
 
     submission: Submission
-    out_dir: Path
+    final: Path  # where its whole result lives
+    out_dir: Path  # where its runs are measured: the stage under _partial/
     gpu_kind: str | None = None
     kept: list[Result] = field(default_factory=list)
     complete: bool = False  # kept is the standing result.json itself (not runs left by an interrupted batch)
@@ -95,7 +104,7 @@ class Entry:
 
     @property
     def name(self) -> str:
-        return self.out_dir.name
+        return self.final.name
 
 
 class _Batch:
@@ -109,27 +118,33 @@ class _Batch:
         self.limits = child_limits(config.runtime.provider, batch.timeout_s, batch.max_memory_gb)
         self.versions = versions()
         self.entries: list[Entry] = []
+        self.archive = Archive(out_root)
+        self.in_flight: list[Job] = []  # yielded to the backend, not yet done: what an interruption cleans up
         self.thermal = ThermalRecord(None, "not fixed yet", config.meter.temp_band_c)
 
     def plan(self, submission: Submission, gpu_kind: str | None = None, kind_in_name: bool = False) -> Entry:
         """What stands for ``submission`` and which runs remain: all, the missing ones, or a rematch's more."""
         folder = f"{submission.name}@{gpu_kind}" if kind_in_name else submission.name
-        entry = Entry(submission, self.out_root / folder, gpu_kind)
+        entry = Entry(submission, self.out_root / folder, stage_of(self.out_root, folder), gpu_kind)
         if submission.model is None:
             return entry
         model_sha256 = functools.cache(functools.partial(sha256_file, submission.model))  # hashed once, if at all
-        standing = None if self.batch.force else _read(entry.out_dir / RESULT_NAME)
+        standing = read_or_none(entry.final / RESULT_NAME)
+        candidates = [read_or_none(path) for path in sorted(entry.out_dir.glob(RUN_RESULTS))]
+        staged = [part for part in candidates if part is not None and self._stands(part, model_sha256)]
         if self._stands(standing, model_sha256):
             assert standing is not None
             entry.kept, entry.complete = [standing], True
             if submission.name in self.batch.rematch and standing.scored:
                 last = max(run.index for run in standing.runs)
-                entry.pending = list(range(last + 1, last + 1 + self.config.repeat))
+                wanted = range(last + 1, last + 1 + self.config.repeat)
+                extra = [part for part in staged if all(run.index in wanted for run in part.runs)]
+                done = {run.index for part in extra for run in part.runs}
+                entry.kept += extra  # a rematch interrupted earlier keeps the extra runs it measured
+                entry.pending = [index for index in wanted if index not in done]
             return entry
-        candidates = [] if self.batch.force else [_read(path) for path in sorted(entry.out_dir.glob(RUN_RESULTS))]
-        parts = [part for part in candidates if part is not None and self._stands(part, model_sha256)]
-        done = {run.index for part in parts for run in part.runs}
-        entry.kept = parts if 1 in done else []  # run 1 carries the audit: without it, start again
+        done = {run.index for part in staged for run in part.runs}
+        entry.kept = staged if 1 in done else []  # run 1 carries the audit: without it, start again
         entry.pending = [i for i in range(1, self.config.repeat + 1) if i not in done or not entry.kept]
         return entry
 
@@ -141,16 +156,29 @@ class _Batch:
         rounds = max((len(entry.pending) for entry in self.entries), default=0)
         scorings = 0
         if references is not None and rounds:
-            yield references.job(scorings)
+            yield self._tracked(references.job(scorings))
         for position in range(rounds):
             for entry in self.entries:
                 if position < len(entry.pending) and entry.failure is None:
-                    yield self._job(entry, entry.pending[position])
+                    yield self._tracked(self._job(entry, entry.pending[position]))
                     scorings += 1
                     if references is not None and scorings % self.batch.reference_every == 0:
-                        yield references.job(scorings)
+                        yield self._tracked(references.job(scorings))
         if references is not None and rounds and scorings % self.batch.reference_every:
-            yield references.job(scorings)
+            yield self._tracked(references.job(scorings))
+
+    def _tracked(self, job: Job) -> Job:
+        self.in_flight.append(job)
+        return job
+
+    def abandon(self) -> None:
+        """Interrupted: the runs in flight leave nothing behind (their processes are gone); runs done stay staged."""
+        for job in self.in_flight:
+            remove_run_files(job.out_dir, job.plan.first_run)
+        for entry in self.entries:
+            for folder in (entry.out_dir, entry.out_dir.parent):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
 
     def _job(self, entry: Entry, index: int) -> Job:
         assert entry.submission.model is not None
@@ -162,6 +190,7 @@ class _Batch:
 
     def done(self, job: Job, outcome: ChildOutcome) -> None:
         entry = next(e for e in self.entries if e.out_dir == job.out_dir)
+        self.in_flight.remove(job)
         entry.seconds += outcome.elapsed_s
         entry.places.append(RunPlace(job.plan.first_run, outcome.host, outcome.started_utc, outcome.elapsed_s,
                                      outcome.reason or ""))
@@ -171,34 +200,45 @@ class _Batch:
             entry.measured.append(job.plan.first_run)
 
     def finish(self, entry: Entry) -> BatchItem:
-        """The submission's result from what stood and what was measured, written; its partial runs removed."""
+        """The submission's result from what stood and what was measured, published; or its failure, recorded."""
         name, model = entry.name, entry.submission.model
         item = BatchItem(name, "scored", seconds=entry.seconds, runs=entry.measured, places=entry.places,
                          gpu_kind=entry.gpu_kind)
         if model is None or entry.failure is not None:
             reason, timeout_s = entry.failure or (entry.submission.problem, None)
-            self._write(entry, failed_result(entry.submission.name, model, reason, self.config, self.data,
-                                             self.versions, entry.out_dir, entry.seconds, timeout_s))
-            return dataclasses.replace(item, outcome="failed", reason=reason)
-        if entry.complete and not entry.measured:
+            return self._failed(entry, item, reason, timeout_s)
+        if entry.complete and not entry.measured and len(entry.kept) == 1:
             return dataclasses.replace(item, outcome="skipped", status=entry.kept[0].status, seconds=None)
         parts = entry.kept + [result for index in entry.measured
-                              if (result := _read(entry.out_dir / run_name(index))) is not None]
+                              if (result := read_or_none(entry.out_dir / run_name(index))) is not None]
         if len(parts) < len(entry.kept) + len(entry.measured):
             reason = "a run's result could not be read back (edl changed during the batch?); score it again"
-            self._write(entry, failed_result(entry.submission.name, model, reason, self.config, self.data,
-                                             self.versions, entry.out_dir, entry.seconds))
-            return dataclasses.replace(item, outcome="failed", reason=reason)
-        combined = combine(parts)  # recorded as the driver sees it: its config, the model seen from here
-        self._write(entry, dataclasses.replace(combined, config=self.config, model=dataclasses.replace(
-            combined.model, path=path_from(entry.out_dir, model))))
-        return item
-
-    def _write(self, entry: Entry, result: Result) -> None:
+            return self._failed(entry, item, reason, None)
+        combined = combine(parts)  # recorded as the driver sees it: its config, the model seen from its folder
+        result = dataclasses.replace(combined, config=self.config, model=dataclasses.replace(
+            combined.model, path=path_from(entry.final, model)))
         entry.out_dir.mkdir(parents=True, exist_ok=True)
         write_result(entry.out_dir / RESULT_NAME, finalise(result, self.key))
-        for partial in entry.out_dir.glob(RUN_RESULTS):
-            partial.unlink()
+        return dataclasses.replace(item, archived=publish(entry.out_dir, entry.final, self.archive))
+
+    def _failed(self, entry: Entry, item: BatchItem, reason: str, timeout_s: float | None) -> BatchItem:
+        """A failure replaces no scored result: it is then recorded beside it, in failures/<utc>.json."""
+        failure = finalise(failed_result(entry.submission.name, entry.submission.model, reason, self.config,
+                                         self.data, self.versions, entry.final, entry.seconds, timeout_s), self.key)
+        if entry.out_dir.is_dir():
+            self.archive.move(entry.out_dir)  # the runs it did measure are kept, out of the resume's way
+            remove_if_empty(entry.out_dir.parent)
+        standing = read_or_none(entry.final / RESULT_NAME)
+        item = dataclasses.replace(item, outcome="failed", reason=reason)
+        if standing is not None and standing.scored:
+            path = entry.final / FAILURES_DIR / f"{utc_stamp()}.json"
+            path.parent.mkdir(exist_ok=True)
+            write_result(path, failure)
+            return dataclasses.replace(item, failure_file=str(path),
+                                       reason=f"{reason} (the earlier scored result stands; this failure is in {path})")
+        entry.final.mkdir(parents=True, exist_ok=True)
+        write_result(entry.final / RESULT_NAME, failure)
+        return item
 
     def summary(self, directory: Path, items: list[BatchItem], started_utc: str, wall_s: float,
                 references: ReferenceRuns | None) -> BatchSummary:
@@ -209,7 +249,7 @@ class _Batch:
             limits=ChildLimitsRecord(self.batch.timeout_s, self.limits.cpu_seconds, self.limits.address_space_bytes),
             counts=counts, submissions=items, started_utc=started_utc, wall_s=wall_s, thermal=self.thermal,
             reference=references.record() if references is not None else None, backend=self.batch.backend,
-            hosts=hosts)
+            hosts=hosts, archived=self.archive.moved)
 
 
 class Backend(Protocol):
@@ -252,33 +292,62 @@ def _thermal(state: _Batch) -> ThermalRecord:
                          state.config.meter.temp_band_c)
 
 
+def _prepare(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig, secrets: Secrets
+             ) -> tuple[list[Submission], list[IgnoredEntry], Dataset, _Batch]:
+    """Every check that can refuse the batch, before anything is written; then the results root made ready."""
+    found = discover(directory, exclude=(out_root,))
+    if not found.submissions:
+        ignored = "; ".join(f"{entry.name}: {entry.reason}" for entry in found.ignored)
+        raise UsageError(f"{directory}: no submissions found (.onnx files, or folders holding one)"
+                         + (f"; ignored {ignored}" if ignored else ""))
+    unknown = sorted(set(batch.rematch) - {submission.name for submission in found.submissions})
+    if unknown:
+        raise UsageError(f"--rematch {','.join(unknown)}: no such submission in {directory}")
+    dataset = resolve(config.data)
+    state = _Batch(out_root, config, batch, data_record(dataset), secrets)
+    if not batch.force:
+        refuse_incomparable(out_root, config, state.data.fingerprint)
+    prepare_out_dir(out_root)
+    if batch.force:
+        archive_everything(out_root, state.archive)
+    else:
+        recover(out_root, state.archive)
+    return found.submissions, found.ignored, dataset, state
+
+
 def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig | None = None,
                     progress: ProgressHook | None = None, secrets: Secrets | None = None,
                     announce: Callable[[str], None] | None = None) -> BatchSummary:
-    """Score every submission in ``directory``; returns the batch summary (also written as batch.json)."""
+    """Score every submission in ``directory``; returns the batch summary (also written as batch.json when this
+    batch measured something, the previous one archived first)."""
     batch = batch or BatchConfig()
     started_utc, started = utc_now(), time.monotonic()
-    submissions = discover(directory)
-    prepare_out_dir(out_root)
-    dataset = resolve(config.data)
-    state = _Batch(out_root, config, batch, data_record(dataset), secrets or Secrets())
+    submissions, ignored, dataset, state = _prepare(directory, out_root, config, batch, secrets or Secrets())
     backend, kinds = _backend(state, dataset, announce)
     try:
         state.entries = [state.plan(submission, kind, named)
                          for submission, kind, named in _placements(submissions, kinds, batch.every_gpu_kind)]
+        measuring = any(entry.pending for entry in state.entries)
+        if measuring:
+            archive_batch_record(out_root, state.archive)
         references = ReferenceRuns(batch.reference, out_root, config, state.data, state.secrets) \
             if batch.reference is not None else None
-        if any(entry.pending for entry in state.entries):
+        if measuring:
             state.thermal = _thermal(state)
         if references is not None:
             references.target_temp_c = state.thermal.target_c
-        _run(state, backend, references, progress)
+        try:
+            _run(state, backend, references, progress)
+        except BaseException:
+            state.abandon()
+            raise
     finally:
         backend.close()
     items = [state.finish(entry) for entry in state.entries]
     summary = state.summary(directory, items, started_utc, time.monotonic() - started, references)
-    summary.lost_runs = backend.lost
-    write_document(out_root / BATCH_NAME, summary)
+    summary.lost_runs, summary.ignored = backend.lost, ignored
+    if measuring or not (out_root / BATCH_NAME).exists():
+        write_document(out_root / BATCH_NAME, summary)
     return summary
 
 

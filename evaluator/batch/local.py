@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -11,10 +12,11 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
-from evaluator.batch.child import OUTCOME_NAME, Job, read_outcome, write_job
+from evaluator.batch.child import JOB_NAME, OUTCOME_NAME, Job, read_outcome, write_job
 from evaluator.batch.limits import ChildLimits
-from evaluator.report.result import utc_now
+from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME, utc_now
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,21 @@ def _failure_reason(returncode: int, stderr: str) -> str:
     return f"the scoring process exited with code {returncode}" + (f": {tail[-1]}" if tail else "")
 
 
+def remove_run_files(folder: Path, index: int) -> None:
+    """What the child measuring run ``index`` may have left in ``folder``, removed."""
+    for name in (RUN_RESULT_NAME.format(index), SAMPLES_NAME.format(index), TIMELINE_NAME.format(index),
+                 OUTCOME_NAME, JOB_NAME):
+        (folder / name).unlink(missing_ok=True)
+    for leftover in folder.glob(".*.tmp"):  # an atomic write cut short
+        leftover.unlink(missing_ok=True)
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.communicate()
+
+
 def run_child(job: Job, timeout_s: float, limits: ChildLimits) -> ChildOutcome:
     """Run one job in its own process group, killed at ``timeout_s``; the files it leaves are its outcome."""
     started_utc = utc_now()
@@ -61,10 +78,12 @@ def _run_child(job: Job, timeout_s: float, limits: ChildLimits) -> ChildOutcome:
     try:
         _, stderr = child.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.communicate()
+        _kill(child)
         return ChildOutcome(f"timed out after {timeout_s:g} s (--timeout); the scoring process was killed", True,
                             time.monotonic() - started)
+    except BaseException:
+        _kill(child)  # Ctrl-C: its own session never saw it; it must not write on after the batch cleaned up
+        raise
     finally:
         job_path.unlink(missing_ok=True)
     elapsed = time.monotonic() - started

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evaluator.cli.arguments import expect_result, unignored_in_git
 from evaluator.cli.console import note, out, print_json, say, warn
 from evaluator.cli.options import JsonOption, config_options
 from evaluator.config import DEFAULT_THRESHOLDS, Secrets, parse_thresholds, show_thresholds
@@ -117,6 +118,7 @@ def verify(
 
     from evaluator.scoring.verify import VerifyOptions, verify_result
 
+    expect_result(result)
     checks = verify_result(result, VerifyOptions(model, secrets.audit_secret, data, public_key, strict))
     line, code = _verdict(checks, strict)
     if as_json:
@@ -139,6 +141,9 @@ def keys_init(folder: Annotated[Path, typer.Argument(help="Where the key pair go
     from evaluator.report.signing import fingerprint, init_keys, load_public
 
     private, public = init_keys(folder)
+    if (tree := unignored_in_git(private)) is not None:
+        warn(f"the private key {private} is inside the git work tree {tree} and git does not ignore it: it could be "
+             f"committed; keep it outside any checkout (e.g. ~/.config/edl/keys), or add its folder to .gitignore")
     say(f"private key {private} (mode 0600: keep it on the scoring machine only; pass it with --signing-key or "
         "EDL_SIGNING_KEY)")
     say(f"public key  {public} (share it: edl verify --public-key, edl leaderboard --public-key)")

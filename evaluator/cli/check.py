@@ -22,7 +22,7 @@ def check(
     report = check_submission(model, limits)
     if as_json:
         print_json(report.to_json())
-    else:
+    elif report.sha256:  # a file that could not even be read has nothing to show but its error
         table = Table(title=f"{model.name}: {'valid' if report.valid else 'INVALID'}", show_header=False)
         table.add_row("sha256", report.sha256 or "-")
         table.add_row("size", f"{report.bytes:,} bytes")

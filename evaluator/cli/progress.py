@@ -10,6 +10,8 @@ from evaluator.cli.console import err, note
 
 PIPED_PROGRESS_EVERY_S = 10.0
 PIPED_COUNTDOWN_EVERY_S = 5.0
+# The scorer's phase names where a person would misread them ("pass: 200,000 images" reads like "passed").
+PHASE_LABELS = {"pass": "measuring"}
 
 
 def time_left(deadline: float) -> str:
@@ -37,7 +39,7 @@ class LiveProgress:
     def phase(self, name: str, total: int | None = None) -> None:
         if self._task is not None:
             self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(name, total=total, rate="")
+        self._task = self._progress.add_task(PHASE_LABELS.get(name, name), total=total, rate="")
         self._deadline = None
 
     def countdown(self, name: str, seconds: float) -> None:
@@ -90,6 +92,7 @@ class LineProgress:
         pass
 
     def phase(self, name: str, total: int | None = None) -> None:
+        name = PHASE_LABELS.get(name, name)
         self._name, self._total, self._done, self._last = name, total, 0, time.monotonic()
         self._deadline = None
         note(f"{name}..." if total is None else f"{name}: {total:,} images")

@@ -37,14 +37,32 @@ def _energy_rows(table: Table, result: Result) -> None:
         table.add_row("idle / above idle", f"{run.energy.idle.total_w:.1f} W / {fmt(run.energy.above_idle_j, ' J')}")
 
 
+def category_words(result: Result) -> str:
+    """The category as a person reads it: "95 %", "below 90 %", and "unofficial data" when not on the test set."""
+    assert result.data is not None
+    if result.category is not None:
+        words = f"{result.category * 100:g} %"
+    elif result.thresholds and result.accuracy is not None and result.accuracy < min(result.thresholds):
+        words = f"below {min(result.thresholds) * 100:g} %"
+    else:
+        words = "unranked"
+    return words if result.data.official else f"{words} (unofficial data: not the official test set)"
+
+
+def flat(text: str) -> str:
+    """``a (b (c))`` as ``a: b (c)``: one level of parentheses in a table cell, not three."""
+    head, bracket, tail = text.partition(" (")
+    return f"{head}: {tail[:-1]}" if bracket and tail.endswith(")") else text
+
+
 def print_result(result: Result) -> None:
     """The summary a person reads after `edl score`."""
     data, provider = result.data, result.provider
     assert data is not None and provider is not None and result.accuracy is not None
     table = Table(title=result.model.name, show_header=False)
     table.add_row("accuracy", f"{result.accuracy:.2%} ({result.correct}/{data.images})")
-    table.add_row("category", "unranked" if result.category is None else f"{result.category:.0%}")
-    table.add_row("provider", f"{provider.name} ({provider.selection})")
+    table.add_row("category", category_words(result))
+    table.add_row("provider", f"{provider.name}, {flat(provider.selection)}")
     table.add_row("batch / passes", f"{result.batch_size} ({result.batch_size_rule}) / {result.passes}")
     table.add_row("measured", f"{result.seconds:.3f} s, {result.images_per_second:,.0f} images/s")
     _energy_rows(table, result)
@@ -54,7 +72,8 @@ def print_result(result: Result) -> None:
                   + (f"; private images {audit.private.accuracy:.2%}" if audit.private else ""))
     table.add_row("signature", "unsigned" if result.signature is None else
                   f"signed by key {result.signature.public_key_sha256[:16]}…")
-    table.add_row("data", f"{data.fingerprint[:16]}… official={data.official}")
+    table.add_row("data", f"{data.fingerprint[:16]}…, " + ("the official test set" if data.official else
+                                                             "unofficial data: not the official test set"))
     out.print(table)
 
 
@@ -106,18 +125,24 @@ def score_dir(
     """Score every submission in a folder, each run in its own process (here or on a Ray cluster); resumable."""
     from evaluator.batch.directory import score_directory
 
-    with progress_display() as progress:
-        summary = score_directory(directory, out_root, config, batch, progress.submissions, secrets, note)
+    try:
+        with progress_display() as progress:
+            summary = score_directory(directory, out_root, config, batch, progress.submissions, secrets, note)
+    except KeyboardInterrupt:
+        raise Interrupted(f"every result in {out_root} is whole or absent; the runs finished so far wait in "
+                          f"{out_root}/_partial/ and the same command resumes them") from None
     if as_json:
         print_json(to_json(summary))
     else:
+        for ignored in summary.ignored:
+            say(f"{'ignored':<8} {ignored.name}  {ignored.reason}")
         for item in summary.submissions:
             detail = item.reason or (f"{item.seconds:.1f} s" if item.seconds is not None else "")
-            say(f"{item.outcome:<8} {item.name}  {detail}")
+            say(f"{item.outcome:<8} {item.name}  {detail}" + (f"; the earlier result moved to {item.archived}"
+                                                                if item.archived else ""))
         counts = summary.counts
-        say(f"scored {counts['scored']}, failed {counts['failed']}, skipped {counts['skipped']}; results in {out_root}")
-    if not summary.submissions:
-        raise EdlError(f"{directory}: no submissions found (*.onnx files, or folders holding one)")
+        say(f"scored {counts['scored']}, failed {counts['failed']}, skipped {counts['skipped']}, "
+            f"ignored {len(summary.ignored)}; results in {out_root}")
     if counts_all_failed(summary.counts):
         raise EdlError(f"every submission failed; see the reasons above and in {out_root}/*/{RESULT_NAME}")
 

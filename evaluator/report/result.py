@@ -491,6 +491,18 @@ class BatchItem:
     runs: list[int] = field(default_factory=list, metadata=doc("the run indices measured in this batch"))
     places: list[RunPlace] = field(default_factory=list, metadata=doc("which host measured each run, and when"))
     gpu_kind: str | None = None
+    archived: str = field(default="", metadata=doc(
+        "where the earlier result this batch replaced was moved (a folder under _archive/), if any"))
+    failure_file: str = field(default="", metadata=doc(
+        "a failed re-run of a submission with a scored result: the failure, recorded beside the result that stands"))
+
+
+@dataclass
+class IgnoredEntry:
+    """An entry of the submissions folder that score-dir did not score, and why."""
+
+    name: str
+    reason: str
 
 
 @dataclass
@@ -553,6 +565,10 @@ class BatchSummary:
     hosts: list[str] = field(default_factory=list, metadata=doc("the hosts that measured runs of this batch"))
     lost_runs: list[str] = field(default_factory=list, metadata=doc(
         "runs whose host died under them: each was run again on another host (or failed, said in its result)"))
+    ignored: list[IgnoredEntry] = field(default_factory=list, metadata=doc(
+        "entries of the submissions folder that are not submissions, each with its reason"))
+    archived: list[str] = field(default_factory=list, metadata=doc(
+        "what this batch moved into _archive/ (earlier results it replaced, the previous batch.json): never deleted"))
     kind: Literal["edl-batch"] = "edl-batch"
 
 

@@ -24,6 +24,7 @@ from builders import (
 
 from evaluator.batch.directory import score_directory
 from evaluator.config import BatchConfig, RuntimeConfig
+from evaluator.errors import UsageError
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
 
@@ -58,8 +59,12 @@ def test_mixed_folder_scores_the_good_and_records_the_bad(tmp_path, data):
     assert not list((tmp_path / "out").glob("*/.job.json")) and not list((tmp_path / "out").glob("*/.outcome.json"))
     again = score_directory(subs, tmp_path / "out", fast_config(data))
     assert again.counts["skipped"] == 3  # a failure stands too; the ambiguous folder is re-examined
-    other = score_directory(subs, tmp_path / "out", fast_config(data, passes=3))
-    assert other.counts["skipped"] == 0  # other comparable settings: nothing stands
+    with pytest.raises(UsageError, match=r"holds 2 measured result\(s\) under other settings \(passes: 2 there, 3 "
+                       r"now\).*--out.*--force"):
+        score_directory(subs, tmp_path / "out", fast_config(data, passes=3))  # other comparable settings: refused
+    other = score_directory(subs, tmp_path / "out", fast_config(data, passes=3), BatchConfig(force=True))
+    assert other.counts["skipped"] == 0  # --force: nothing stands, and the earlier results are archived, not lost
+    assert read_result(next((tmp_path / "out" / "_archive").glob("*/good/result.json"))).passes == 2
     plot_only = score_directory(subs, tmp_path / "out", fast_config(data, passes=3, plot=True))
     assert plot_only.counts["skipped"] == 3  # where files go and what is drawn do not change a measurement
 
@@ -144,12 +149,12 @@ def test_an_interrupted_batch_resumes_and_measures_each_run_once(tmp_path, data)
                "--passes", "30", "--repeat", "2", "--idle-seconds", "0", "--cooldown", "0", "--no-plot"]
     batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (out / "s1" / "run-2.json").exists() and time.monotonic() < deadline:
+    while not (out / "_partial" / "s1" / "run-2.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     batch.kill()  # kill -9 in the second round, while s2's second run is measured
     batch.wait()
     assert _results(out) == {}  # no submission has all its runs yet
-    kept = read_result(out / "s1" / "run-1.json").runs[0].started_utc
+    kept = read_result(out / "_partial" / "s1" / "run-1.json").runs[0].started_utc
     resumed = subprocess.run([*command, "--json"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     measured = {s["name"]: s["runs"] for s in json.loads(resumed.stdout)["submissions"]}
@@ -158,15 +163,34 @@ def test_an_interrupted_batch_resumes_and_measures_each_run_once(tmp_path, data)
     assert {r.status for r in final.values()} == {"scored"}
     assert all([run.index for run in r.runs] == [1, 2] and len(r.energy.repeats_j) == 2 for r in final.values())
     assert final["s1"].runs[0].started_utc == kept and not list(out.glob("*/run-*.json"))
+    assert not (out / "_partial").exists()
 
 
 def test_a_batch_where_nothing_scored_exits_non_zero(tmp_path, data, cli):
     empty = tmp_path / "empty"
     empty.mkdir()
     run = cli("score-dir", empty, "--data", data, "--out", tmp_path / "o1")
-    assert run.exit_code == 1 and "no submissions found" in run.stderr
+    assert run.exit_code == 2 and "no submissions found" in run.stderr and not (tmp_path / "o1").exists()
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "bad.onnx").write_bytes(b"junk")
     run = cli("score-dir", broken, "--data", data, "--out", tmp_path / "o2")
     assert run.exit_code == 1 and "every submission failed" in run.stderr and "failed   bad" in run.stdout
+
+
+def test_discovery_lists_every_entry_it_does_not_score(tmp_path, data, cli):
+    """Today's main scored 1 of these, said "scored 1, failed 0, skipped 0" and named none of the others."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    oracle_model(subs / "TeamA.ONNX")  # any case of the suffix is a submission
+    oracle_model(subs / "_team.onnx")
+    oracle_model(subs / ".hidden.onnx")
+    (subs / "notes.txt").write_text("read me")
+    run = cli("score-dir", subs, "--data", data, "--out", tmp_path / "out", "--repeat", "1", "--passes", "2",
+              "--idle-seconds", "0", "--cooldown", "0", "--no-plot")
+    assert run.exit_code == 0, run.stderr
+    assert "scored   TeamA" in run.stdout and "scored 1, failed 0, skipped 0, ignored 3" in run.stdout
+    assert "ignored  _team.onnx  names starting with '_' are kept for edl's own folders" in run.stdout
+    assert "ignored  .hidden.onnx  hidden" in run.stdout and "ignored  notes.txt  not an .onnx file" in run.stdout
+    batch = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert [entry["name"] for entry in batch["ignored"]] == [".hidden.onnx", "_team.onnx", "notes.txt"]

@@ -94,13 +94,54 @@ def test_score_prints_a_summary_and_where_the_result_is(tmp_path, data, cli):
     assert run.exit_code == 0, run.stderr
     assert "91.70% (917/1000)" in run.stdout and f"result: {tmp_path / 'o' / 'result.json'}" in run.stdout
     assert "unavailable: NVML cannot initialise" in run.stdout
+    assert "90 % (unofficial data: not the official test set)" in run.stdout  # said "90%" alone before
+    provider = next(line for line in run.stdout.splitlines() if "provider" in line)
+    assert provider.count("(") <= 1, provider  # three nested parentheses before
+
+
+def test_score_says_below_the_lowest_category(tmp_path, cli):
+    images, labels = oracle_images(1000, correct=800)
+    run = cli("score", oracle_model(tmp_path / "m.onnx"), "--data", save_npz(tmp_path / "low.npz", images, labels),
+              "--passes", "1", "--idle-seconds", "0", "--cooldown", "0", "--out", tmp_path / "o")
+    assert run.exit_code == 0 and "below 90 % (unofficial data" in run.stdout, run.stdout  # "unranked" before
+
+
+def test_check_of_a_missing_file_prints_only_the_error(cli):
+    run = cli("check", "missing.onnx")
+    assert run.exit_code == 2 and run.stdout == "" and run.stderr.startswith("error: missing.onnx: no such file")
+
+
+def test_verify_says_what_its_argument_is(tmp_path, cli):
+    root = tmp_path / "results"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "result.json").write_text("{}")
+    model = oracle_model(tmp_path / "m.onnx")
+    (tmp_path / "notes.txt").write_text("plain words")
+    for argument, words in ((root, "a results root (1 result folder(s))"), (model, "a submission, not a result"),
+                            (tmp_path / "notes.txt", "not a JSON document"), (tmp_path / "nothing", "no such file")):
+        run = cli("verify", argument)
+        assert run.exit_code == 2 and run.stderr.count("\n") == 1 and words in run.stderr, run.stderr
+        assert "Errno" not in run.stderr and "codec" not in run.stderr
+
+
+def test_keys_init_warns_inside_a_git_work_tree_unless_ignored(tmp_path, cli):
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    inside = cli("keys", "init", repo / "keys")
+    assert inside.exit_code == 0 and "inside the git work tree" in inside.stderr and ".gitignore" in inside.stderr
+    (repo / ".gitignore").write_text("ignored-keys/\n")
+    assert "git work tree" not in cli("keys", "init", repo / "ignored-keys").stderr
+    assert "git work tree" not in cli("keys", "init", tmp_path / "outside").stderr
 
 
 @pytest.mark.parametrize(("args", "message", "code"), [
     (("missing.onnx",), "no such file", 2),
     ((".",), "a folder, not a .onnx file; to score every submission in a folder use `edl score-dir`", 2),
-    (("m.onnx", "--cudnn-search", "FASTEST"), "--cudnn-search 'FASTEST': choose EXHAUSTIVE, HEURISTIC or DEFAULT", 1),
-    (("m.onnx", "--passes", "0"), "--passes 0: must be 1 or more", 1),
+    (("m.onnx", "--cudnn-search", "FASTEST"), "--cudnn-search 'FASTEST': choose EXHAUSTIVE, HEURISTIC or DEFAULT", 2),
+    (("m.onnx", "--passes", "0"), "--passes 0: must be 1 or more", 2),
+    (("m.onnx", "--passes", "-5"), "--passes -5: must be 1 or more", 2),  # exit 1 before: every usage error is 2
+    (("m.onnx", "--provider", "gpu"), "--provider 'gpu': choose auto, cuda, tensorrt or cpu", 2),
+    (("m.onnx", "--audit-shift", "40"), "--audit-shift 40: must be 4 or less", 2),  # accepted before
 ])
 def test_score_errors_are_one_line(tmp_path, data, cli, monkeypatch, args, message, code):
     monkeypatch.chdir(tmp_path)
@@ -212,5 +253,5 @@ def test_line_progress_counts_images_between_phase_lines(capsys):
     progress.phase("pass", 3000)
     progress.advance(1000)
     progress.advance(1000)
-    assert capsys.readouterr().err.splitlines() == ["pass: 3,000 images", "pass: 1,000 of 3,000 images",
-                                                    "pass: 2,000 of 3,000 images"]
+    assert capsys.readouterr().err.splitlines() == ["measuring: 3,000 images", "measuring: 1,000 of 3,000 images",
+                                                    "measuring: 2,000 of 3,000 images"]

@@ -1,0 +1,133 @@
+"""score-dir never loses a measured result: not to an empty folder, other settings, a failed re-run or a new model."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from builders import conv_model, fast_config, oracle_images, oracle_model, save_npz
+
+from evaluator.batch.directory import score_directory
+from evaluator.batch.outroot import PARTIAL_DIR
+from evaluator.errors import UsageError
+from evaluator.report.leaderboard import load_results
+from evaluator.report.reader import read_result
+from evaluator.report.result import BATCH_NAME, RESULT_NAME
+
+
+@pytest.fixture
+def data(tmp_path):
+    images, labels = oracle_images(1000, correct=960)
+    return save_npz(tmp_path / "data.npz", images, labels)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder``, relative path to content hash."""
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def scored(tmp_path, data):
+    """A batch of two models already scored into ``out``; returns (submissions, out)."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    oracle_model(subs / "a.onnx")
+    conv_model(subs / "b.onnx", seed=1)
+    out = tmp_path / "out"
+    summary = score_directory(subs, out, fast_config(data))
+    assert summary.counts["scored"] == 2
+    return subs, out
+
+
+def test_an_empty_folder_or_a_wrong_argument_writes_nothing(tmp_path, data, scored, cli):
+    """Today's main overwrote the real batch.json before saying 'no submissions found' (exit 1)."""
+    subs, out = scored
+    before = snapshot(out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a model")
+    run = cli("score-dir", empty, "--data", data, "--out", out)
+    assert run.exit_code == 2 and "no submissions found" in run.stderr and "notes.txt: not an .onnx file" in run.stderr
+    assert snapshot(out) == before
+    for args in (("--rematch", "nobody"), ("--passes", "-5"), ("--provider", "gpu"), ("--audit-shift", "40")):
+        run = cli("score-dir", subs, "--data", data, "--out", out, *args)
+        assert run.exit_code == 2 and "Traceback" not in run.stderr, (args, run.stderr)
+    assert snapshot(out) == before
+    fresh = tmp_path / "fresh"
+    assert cli("score-dir", empty, "--data", data, "--out", fresh).exit_code == 2 and not fresh.exists()
+
+
+def test_other_settings_refuse_to_start_and_force_archives(tmp_path, data, scored, cli):
+    """The issue's re-run (--passes 3 --timeout 1) replaced every scored result with a failed one on today's main."""
+    subs, out = scored
+    before = snapshot(out)
+    common = ("--data", data, "--out", out, "--idle-seconds", "0", "--cooldown", "0", "--no-plot", "--repeat", "1")
+    run = cli("score-dir", subs, *common, "--passes", "3", "--timeout", "1")
+    assert run.exit_code == 2 and snapshot(out) == before, run.stdout
+    assert "passes: 2 there, 3 now" in run.stderr and "--out" in run.stderr and "--force" in run.stderr
+    forced = cli("score-dir", subs, *common, "--passes", "3", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    archived = next((out / "_archive").iterdir())
+    assert snapshot(archived) == before  # every earlier file, batch.json too, byte for byte
+    assert read_result(out / "a" / RESULT_NAME).passes == 3
+
+
+def test_a_failed_rerun_keeps_the_scored_result_and_records_the_failure(data, scored):
+    subs, out = scored
+    before = (out / "a" / RESULT_NAME).read_bytes()
+    (subs / "a.onnx").write_bytes(b"a broken new version")  # another model: it is scored again, and fails
+    summary = score_directory(subs, out, fast_config(data))
+    item = next(item for item in summary.submissions if item.name == "a")
+    assert item.outcome == "failed" and "earlier scored result stands" in item.reason
+    assert (out / "a" / RESULT_NAME).read_bytes() == before
+    failure = read_result(Path(item.failure_file))
+    assert Path(item.failure_file).parent == out / "a" / "failures" and failure.status == "failed"
+    assert "not an ONNX model" in failure.reason and not (out / PARTIAL_DIR).exists()
+    again = score_directory(subs, out, fast_config(data))  # the board's folder still holds one result.json
+    assert (out / "a" / RESULT_NAME).read_bytes() == before and len(list((out / "a" / "failures").iterdir())) == 2
+    assert [item.outcome for item in again.submissions] == ["failed", "skipped"]
+    board = {entry.name: entry.result.status for entry in load_results(out)}
+    assert board == {"a": "scored", "b": "scored"}  # the board reads result.json, never the failures beside it
+
+
+def test_a_new_model_replaces_its_result_and_the_old_one_is_archived(data, scored):
+    subs, out = scored
+    before = snapshot(out / "b")
+    first_batch = (out / BATCH_NAME).read_bytes()
+    conv_model(subs / "b.onnx", seed=2)
+    summary = score_directory(subs, out, fast_config(data))
+    item = next(item for item in summary.submissions if item.name == "b")
+    assert item.outcome == "scored" and snapshot(Path(item.archived)) == before
+    assert Path(item.archived).parent.parent == out / "_archive"
+    assert (Path(item.archived).parent / BATCH_NAME).read_bytes() == first_batch  # the batch record is kept too
+    old = read_result(Path(item.archived) / RESULT_NAME)
+    assert read_result(out / "b" / RESULT_NAME).model.sha256 != old.model.sha256
+    assert not (out / PARTIAL_DIR).exists()
+
+
+def test_nothing_to_measure_keeps_the_batch_record(data, scored):
+    subs, out = scored
+    before = (out / BATCH_NAME).read_bytes()
+    summary = score_directory(subs, out, fast_config(data))
+    assert summary.counts["skipped"] == 2 and (out / BATCH_NAME).read_bytes() == before
+    assert not (out / "_archive").exists()
+
+
+def test_a_publication_cut_between_its_two_renames_is_finished_by_the_next_batch(data, scored):
+    """kill -9 after the earlier result went to the archive, before the new one took its place."""
+    subs, out = scored
+    whole = snapshot(out / "a")
+    (out / PARTIAL_DIR).mkdir()
+    (out / "a").rename(out / PARTIAL_DIR / "a")  # what the killed batch left: a whole staged result, no folder
+    summary = score_directory(subs, out, fast_config(data))
+    assert summary.counts["skipped"] == 2 and snapshot(out / "a") == whole and not (out / PARTIAL_DIR).exists()
+
+
+def test_refused_under_other_data_too(tmp_path, scored):
+    subs, out = scored
+    images, labels = oracle_images(500, correct=480)
+    other = save_npz(tmp_path / "other.npz", images, labels)
+    with pytest.raises(UsageError, match=r"data: .* there"):
+        score_directory(subs, out, fast_config(other))
