@@ -116,9 +116,11 @@ def private_check(public_accuracy: float, private: PrivateCheck | None) -> Audit
         return AuditCheck("private_images", None, None, "not_run", "no --private-data: generalization not checked on "
                           "images no team has seen")
     seen = f"accuracy {public_accuracy:.1%} on the test set"
-    gap = f"{private.accuracy:.1%} on the organiser's {private.images} private images (a gap of {private.gap_points:.1f} points"
+    gap = (f"{private.accuracy:.1%} on the organiser's {private.images} private images (a gap of "
+           f"{private.gap_points:.1f} points")
     return judged("private_images", private.gap_points, private.tolerance_points, f"{seen}, {gap})",
-                  f"{seen} but {gap}, tolerance {private.tolerance_points:g}): trained on the test set, or memorised it")
+                  f"{seen} but {gap}, tolerance {private.tolerance_points:g}): trained on the test set, or "
+                  "memorised it")
 
 
 def batch_check(batch: BatchIndependence) -> AuditCheck:
