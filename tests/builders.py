@@ -414,3 +414,13 @@ def smooth_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     blurred = sum(rows[:, :, i : i + 32] for i in range(5)) / 5
     images = np.clip(blurred + rng.normal(0, 4, coarse.shape), 0, 255).astype(np.uint8)
     return images, rng.integers(0, 10, count).astype(np.uint8)
+
+
+def make_archive(path: Path, members: dict[str, bytes]) -> Path:
+    """A gzipped tarball holding several members, as the official archives do (test and training batches)."""
+    with tarfile.open(path, "w:gz") as archive:
+        for member, payload in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -212,8 +213,8 @@ def _training_arrays(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     name = path.name.lower()
     if path.is_dir():
         return read_training_folder(path)
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return read_training_tar(path)
+    if name.endswith((".tar.gz", ".tgz", ".tar")) or (path.is_file() and tarfile.is_tarfile(path)):
+        return read_training_tar(path)  # an archive, whatever its name (a download in progress has none)
     if name.endswith(".npz"):
         return None
     return read_training_folder(path.parent) if path.is_file() else None
