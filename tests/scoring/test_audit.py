@@ -232,3 +232,52 @@ def test_verify_rejects_an_edited_check_verdict(tmp_path, data):
     write_result(path, seal(result))
     outcomes = {c.name: c.outcome for c in verify_result(path)}
     assert outcomes["audit check copies: verdict follows from figure and threshold"] == "fail"
+
+
+def _batch_size_reader(path):
+    """``colour_model``, except that at any batch size but 250 class 0 wins: a graph that reads its batch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(colour_model(path))
+    graph = model.graph
+    graph.node[-1].output[0] = "clean_scores"
+    graph.node.extend([
+        helper.make_node("Shape", ["pixels"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"]),
+        helper.make_node("Cast", ["batch"], ["batch_float"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["batch_float", "expected"], ["off"]),
+        helper.make_node("Abs", ["off"], ["distance"]),
+        helper.make_node("Mul", ["distance", "class_zero"], ["bonus"]),
+        helper.make_node("Add", ["clean_scores", "bonus"], ["scores"]),
+    ])
+    graph.initializer.extend([numpy_helper.from_array(np.array(0, np.int64), "zero"),
+                              numpy_helper.from_array(np.array(250.0, np.float32), "expected"),
+                              numpy_helper.from_array(np.eye(10, dtype=np.float32)[0] * 100, "class_zero")])
+    onnx.save(model, path)
+    return path
+
+
+def test_a_graph_that_reads_its_batch_size_fails_batch_independence(tmp_path, data):
+    result = score(_batch_size_reader(tmp_path / "reader.onnx"), fast_config(data, passes=1), tmp_path / "o")
+    assert result.accuracy == 0.96 and _checks(result)["copies"] == "pass"  # at its own batch size, honest
+    assert _checks(result)["batch_independence"] == "fail" and result.audit.batch.batch_sizes == [250, 126]
+    assert result.audit.batch.changed_pct > 50 and result.audit.verdict == "suspect"
+
+
+def test_a_result_from_before_named_checks_still_verifies(tmp_path, data):
+    """Its copies ran in the test set's order; verify redraws them so, and judges by the copies alone."""
+    from evaluator.report.integrity import seal
+    from evaluator.report.reader import read_result
+    from evaluator.report.result import write_result
+
+    score(colour_model(tmp_path / "m.onnx"), fast_config(data, passes=1), tmp_path / "o",
+          secrets=Secrets(audit_secret=SECRET))
+    path = tmp_path / "o" / "result.json"
+    old = read_result(path)
+    old.audit = dataclasses.replace(old.audit, checks=[], secret_order=False, batch=None, training=None)
+    write_result(path, seal(old))
+    outcomes = {c.name: c.outcome for c in verify_result(path, VerifyOptions(audit_secret=SECRET))}
+    assert outcomes["audit verdict follows from its figures"] == "pass"
+    assert outcomes["audit copies re-derived and classified again"] == "pass"
+    assert not any(name.startswith("audit check") for name in outcomes)
