@@ -359,7 +359,8 @@ class AuditCheck:
 
 @dataclass
 class Audit:
-    """The generalization audit: accuracy on secret flipped and shifted copies of the test set, and the verdict."""
+    """The generalization audit: accuracy on secret flipped and shifted copies of the test set, every named check,
+    and the verdict (suspect when any check fails)."""
 
     verdict: Literal["pass", "suspect"]
     reason: str = field(metadata=doc("one line: why suspect (empty on pass)"))
