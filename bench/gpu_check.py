@@ -12,6 +12,8 @@ rest go on; steps that would pass the time budget are skipped and listed):
 2. `edl score --tune` for both models.
 3. The issue's onnxruntime table re-measured with bare loops (50 passes; a numpy-fed row too).
 4. The table's onnxruntime rows through `edl score` (200 passes).
+`--steps audit` (issue 18): ResNet-20 fp32/fp16 and two memorisers through `edl score --cuda-graph` with the
+audit's named checks (copy the shared training subset into .gpu/ for the training probe).
 The test set is not on these machines: 10,000 real images, the shared first 1,000 tiled ten times.
 Writes log.txt, summary.json, env.json, timeline.png (fp32 defaults) and results.tar.gz to --out.
 """
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CANDIDATES = [ROOT / ".gpu" / "cifar10-test-first1000.npz",
                    ROOT.parent / "shared" / "data" / "cifar10-test-first1000.npz"]
+TRAIN_CANDIDATES = [ROOT / ".gpu" / "cifar10-train-first4000.npz",
+                    ROOT.parent / "shared" / "data" / "cifar10-train-first4000.npz"]
 FP32, FP16 = "samples/resnet20.onnx", "samples/resnet20.fp16.onnx"
 OLD = ["--no-prefer-nhwc", "--no-cuda-graph", "--no-overlap-batches"]  # onnxruntime's own defaults
 # Bare-loop settings named as the issue's table names them.
@@ -247,9 +251,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--budget-s", type=float, default=420)
-    parser.add_argument("--steps", choices=["issue", "batch", "overlap", "repeats"], default="issue",
+    parser.add_argument("--steps", choices=["issue", "batch", "overlap", "repeats", "audit"], default="issue",
                         help="issue: the issue's figures; batch: the default batch size, ResNet-20 and -56; "
-                             "repeats: score-dir --repeat 3 --reference over ResNet-20/32/56 fp32 and fp16")
+                             "repeats: score-dir --repeat 3 --reference over ResNet-20/32/56 fp32 and fp16; "
+                             "audit: the audit's named checks with CUDA graphs, ResNet-20 and two memorisers")
     parser.add_argument("--bare", help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true", help="CPU, fake NVML, 2 passes: tests this script")
     args = parser.parse_args()
@@ -280,6 +285,8 @@ def main() -> None:
 
     if args.steps == "repeats":
         repeats_round(check)
+    elif args.steps == "audit":
+        audit_round(check)
     elif args.steps == "batch":
         batch_sweep(check)
     elif args.steps == "overlap":
@@ -397,6 +404,39 @@ def repeats_round(check: Check) -> None:
     for row in rows:
         log(check.out, f"ROW {json.dumps({k: row.get(k) for k in keys})}")
     check.save()
+
+
+def audit_round(check: Check) -> None:
+    """Issue 18: the audit path on the GPU (CUDA graphs, the bound buffers swapped in place, a second plain
+    session for the second batch size) for ResNet-20 fp32 and fp16 and two memorisers; logs every check."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from memorisers import batch_recogniser, flip_invariant_neighbour
+
+    from evaluator.data.store import load_path
+
+    dataset = load_path(check.data)
+    models = check.out / "runs" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    batch_recogniser(models / "batch_recogniser.onnx", dataset.images, dataset.labels)
+    first = slice(0, 1000)  # the tiled set's distinct images
+    flip_invariant_neighbour(models / "neighbour.onnx", dataset.images[first], dataset.labels[first])
+    train = next((path for path in TRAIN_CANDIDATES if path.is_file()), None)
+    extra = ["--passes", "20", "--cuda-graph", "--audit-secret", "gpu-check"]
+    extra += ["--train-data", str(train)] if train is not None else []
+    check.summary["audit"] = {}
+    for name, model in (("audit_r20_fp32", FP32), ("audit_r20_fp16", FP16),
+                        ("audit_batch_recogniser", str(models / "batch_recogniser.onnx")),
+                        ("audit_neighbour", str(models / "neighbour.onnx"))):
+        result = check.edl(name, model, extra, 45)
+        if result is None or result.audit is None:
+            continue
+        audit = result.audit
+        row = {"verdict": audit.verdict, "seconds": audit.seconds, "cuda_graph_ran": result.provider.cuda_graph,
+               "second_session": audit.batch.second_session if audit.batch else None,
+               "checks": {c.name: [c.figure, c.threshold, c.verdict, c.evidence] for c in audit.checks}}
+        check.summary["audit"][name] = row
+        log(check.out, f"AUDIT {name} {json.dumps(row)}")
+        check.save()
 
 
 def finish(check: Check) -> None:

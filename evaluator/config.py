@@ -171,6 +171,16 @@ class AuditConfig(Options):
     private_tolerance_points: float | None = option(None, "Override: the allowed shortfall below the expected "
                                                     "private accuracy, in percentage points [default: --private-sd "
                                                     "standard deviations]", minimum=0, flag="--private-tolerance")
+    train_data: Path | None = option(None, "The official training images for the training-image probe: a CIFAR-10 "
+                                     "archive or folder, or an .npz [default: the training part of --data or of the "
+                                     "cache]", comparable=False)
+    train_probe_images: int = option(2000, "Training images in the secret sample the probe classifies; 0 skips the "
+                                     "probe", minimum=0)
+    train_tolerance_points: float = option(5.0, "Largest amount by which the training-image probe may fall below "
+                                           "the test-set accuracy (percentage points)", minimum=0,
+                                           flag="--train-tolerance")
+    batch_tolerance_pct: float = option(0.5, "Largest share of images whose prediction may change with their "
+                                        "batchmates or batch size (percent)", minimum=0, flag="--batch-tolerance")
 
 
 @dataclass(frozen=True)

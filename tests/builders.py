@@ -402,3 +402,25 @@ def busy_colour_model(path: Path, channels: int, seed: int = 0) -> Path:
     ])
     graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "one_axis"))
     return save(model, path)
+
+
+def smooth_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unrelated smooth images (a blurred random 4x4 colour grid, light noise) with random labels: nothing to
+    generalize from, yet a 2-px shift barely moves their coarse means, as with real photographs."""
+    rng = np.random.default_rng(seed)
+    coarse = np.kron(rng.integers(0, 256, size=(count, 4, 4, 3)).astype(np.float32), np.ones((1, 8, 8, 1)))
+    padded = np.pad(coarse, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
+    rows = sum(padded[:, i : i + 32] for i in range(5)) / 5  # a separable 5x5 box blur
+    blurred = sum(rows[:, :, i : i + 32] for i in range(5)) / 5
+    images = np.clip(blurred + rng.normal(0, 4, coarse.shape), 0, 255).astype(np.uint8)
+    return images, rng.integers(0, 10, count).astype(np.uint8)
+
+
+def make_archive(path: Path, members: dict[str, bytes]) -> Path:
+    """A gzipped tarball holding several members, as the official archives do (test and training batches)."""
+    with tarfile.open(path, "w:gz") as archive:
+        for member, payload in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return path

@@ -12,7 +12,7 @@ from rich.table import Table
 from evaluator.cli.console import fmt, out, print_json, say
 from evaluator.cli.options import JsonOption
 from evaluator.config import MeterConfig
-from evaluator.errors import EdlError
+from evaluator.errors import UsageError
 from evaluator.typedjson import to_json
 
 
@@ -106,7 +106,7 @@ def meter(
 
     command = list(ctx.args)
     if bool(command) == (seconds is not None):
-        raise EdlError("give either a command after `--` or --seconds N, not both and not neither")
+        raise UsageError("give either a command after `--` or --seconds N, not both and not neither")
     period = MeterConfig(sample_period_ms=sample_ms).sample_period_s  # checked like `edl score --sample-ms`
     report = meter_command(command, seconds, gpu, period, out_dir)
     if as_json:

@@ -138,3 +138,47 @@ def decode_npy(raw: bytes, where: str) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise DataError(f"{where}: holds {type(array).__name__}, not one .npy array")
     return array
+
+
+TRAIN_BATCHES = 5
+PY_TRAIN_MEMBERS = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, TRAIN_BATCHES + 1))
+BIN_TRAIN_MEMBERS = tuple(f"cifar-10-batches-bin/data_batch_{i}.bin" for i in range(1, TRAIN_BATCHES + 1))
+
+
+def _join(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([images for images, _ in parts]), np.concatenate([labels for _, labels in parts])
+
+
+def read_training_tar(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training batches of either official tarball, in order; None when the archive holds none."""
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            names = set(archive.getnames())
+            for members, decode in ((PY_TRAIN_MEMBERS, decode_python_batch), (BIN_TRAIN_MEMBERS, decode_binary_batch)):
+                present = [member for member in members if member in names]
+                if not present:
+                    continue
+                parts = []
+                for member in present:
+                    extracted = archive.extractfile(member)
+                    if extracted is None:
+                        raise DataError(f"{path}: {member} is not a regular file in the archive")
+                    parts.append(decode(extracted.read(), f"{path}:{member}"))
+                return _join(parts)
+    except DataError:
+        raise
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: corrupt or truncated archive ({exc}); download it again") from None
+    return None
+
+
+def read_training_folder(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training batches in an extracted folder (``cifar-10-batches-py/`` or ``-bin/``, or the folder
+    above them); None when it holds none."""
+    for base in (folder, folder / "cifar-10-batches-py", folder / "cifar-10-batches-bin"):
+        for suffix, decode in (("", decode_python_batch), (".bin", decode_binary_batch)):
+            files = [base / f"data_batch_{i}{suffix}" for i in range(1, TRAIN_BATCHES + 1)]
+            present = [file for file in files if file.is_file()]
+            if present:
+                return _join([decode(file.read_bytes(), str(file)) for file in present])
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from evaluator.data.formats import (
     md5_file,
     npz_bytes,
     read_tar,
+    read_training_folder,
+    read_training_tar,
 )
 from evaluator.errors import DataError
 from evaluator.fileio import atomic_write_bytes, atomic_write_json
@@ -34,6 +37,7 @@ OFFICIAL_TEST_BATCH_MD5 = "40351d587109b95175f43aff81a1287e"
 OFFICIAL_BINARY_TARBALL_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 CACHE_NPZ = "cifar10-test.npz"
 CACHE_META = "cifar10-test.json"
+CACHE_TRAIN_NPZ = "cifar10-train.npz"  # the archive's training images, for the audit's training-image probe
 
 ProgressHook = Callable[[int, int | None], None]
 """Called with (bytes done, total bytes or None) while downloading."""
@@ -180,6 +184,7 @@ def fetch(
         images, labels, member_md5 = read_tar(partial)
         if expected_member_md5 and member_md5 != expected_member_md5:
             raise DataError(f"{url}: test_batch md5 {member_md5} is not the official {expected_member_md5}")
+        cache_training(partial, cache_dir)
         return store_cache(images, labels, url, True, cache_dir)
     finally:
         partial.unlink(missing_ok=True)
@@ -191,6 +196,7 @@ def import_archive(path: Path, cache_dir: Path | None = None) -> Dataset:
     dataset = load_path(path, cache_dir)
     if not dataset.official:
         raise DataError(f"{path}: not the official CIFAR-10 test set (md5 mismatch); refusing to cache it as official")
+    cache_training(Path(path).expanduser(), cache_dir)
     return store_cache(dataset.images, dataset.labels, str(path), True, cache_dir)
 
 
@@ -209,6 +215,55 @@ def resolve(path: Path | None, cache_dir: Path | None = None, allow_download: bo
             "path: cifar-10-python.tar.gz, cifar-10-batches-py/, cifar-10-binary.tar.gz, test_batch.bin or .npz)"
         )
     return fetch(cache_dir, progress=progress)
+
+
+def _training_arrays(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training images a data path holds: an archive's or a folder's batches (a batch file: its folder's)."""
+    name = path.name.lower()
+    if path.is_dir():
+        return read_training_folder(path)
+    if name.endswith((".tar.gz", ".tgz", ".tar")) or (path.is_file() and tarfile.is_tarfile(path)):
+        return read_training_tar(path)  # an archive, whatever its name (a download in progress has none)
+    if name.endswith(".npz"):
+        return None
+    return read_training_folder(path.parent) if path.is_file() else None
+
+
+def cache_training(path: Path, cache_dir: Path) -> None:
+    """Keep the training images of an archive being cached, so that a scoring from the cache can probe them."""
+    arrays = _training_arrays(path)
+    if arrays is not None:
+        atomic_write_bytes(cache_dir / CACHE_TRAIN_NPZ, npz_bytes(*arrays))
+
+
+def load_training(train_data: Path | None, data: Path | None,
+                  cache_dir: Path | None = None) -> tuple[Dataset | None, str]:
+    """The training images for the audit's probe: ``train_data`` (any form, an .npz too), else the training part
+    of the test set's own source (archive, folder, or the cache). Returns them, or None and the reason."""
+    cache_dir = cache_dir or default_cache_dir()
+    if train_data is not None:
+        path = Path(train_data).expanduser()
+        if not path.exists():
+            raise DataError(f"{path}: no such file or folder; pass --train-data a CIFAR-10 archive, folder or .npz")
+        arrays = load_npz(path) if path.name.lower().endswith(".npz") else _training_arrays(path)
+        if arrays is None:
+            raise DataError(f"{path}: no data_batch_1..5 (or .bin) inside; pass --train-data the official archive, "
+                            "its extracted folder, or an .npz of training images")
+        source = str(path)
+    elif data is not None:
+        path = Path(data).expanduser()
+        arrays, source = _training_arrays(path), str(path)
+        if arrays is None:
+            return None, (f"{path} holds no training images (an .npz or a lone test batch); pass --train-data with "
+                          "the official archive or an .npz of training images")
+    else:
+        cached = cache_dir / CACHE_TRAIN_NPZ
+        if not cached.is_file():
+            return None, (f"no training images cached in {cache_dir} (cached before edl kept them); run `edl data "
+                          "fetch --force`, or pass --train-data")
+        arrays, source = load_npz(cached), str(cached)
+    images, labels = arrays
+    return Dataset(images, labels, source, fingerprint(images, labels), False, "training images"), ""
 
 
 # --- CIFAR-10.1: images no CIFAR-10 model was trained on (for --private-data) --------------------------------

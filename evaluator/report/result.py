@@ -360,8 +360,54 @@ class PrivateCheck:
 
 
 @dataclass
+class TrainingProbe:
+    """The submission on a secret sample of the official training images, beside its test-set accuracy.
+
+    An honest model scores at least about its test accuracy there (more where it trained on them);
+    a memoriser of the test set scores near chance."""
+
+    fingerprint: str = field(metadata=doc("of the training images the sample was drawn from"))
+    available: int = field(metadata=doc("training images given"))
+    images: int = field(metadata=doc("training images in the secret sample"))
+    correct: int
+    accuracy: float
+    gap_points: float = field(metadata=doc("test-set accuracy minus probe accuracy, in percentage points"))
+    tolerance_points: float
+
+
+@dataclass
+class BatchIndependence:
+    """The same images in two secret batch compositions: an honest model's predictions do not depend on their
+    batchmates."""
+
+    images: int
+    changed: int = field(metadata=doc("images whose prediction differs between the two compositions"))
+    changed_pct: float
+    tolerance_pct: float
+    batch_sizes: list[int] = field(metadata=doc("the batch size of each composition (two where the graph's batch "
+                                                "is free)"))
+    second_session: bool = field(default=False, metadata=doc("the second composition ran on a plain session "
+                                                             "without CUDA graphs"))
+
+
+CheckVerdict = Literal["pass", "fail", "not_run"]
+
+
+@dataclass
+class AuditCheck:
+    """One named piece of evidence that the model generalises: its figure against its threshold."""
+
+    name: str
+    figure: float | None = field(metadata=doc("what was measured (None: not run)"))
+    threshold: float | None = field(metadata=doc("the largest figure that passes"))
+    verdict: CheckVerdict
+    evidence: str = field(metadata=doc("one line: what was measured, or why it did not run"))
+
+
+@dataclass
 class Audit:
-    """The generalization audit: accuracy on secret flipped and shifted copies of the test set, and the verdict."""
+    """The generalization audit: accuracy on secret flipped and shifted copies of the test set, every named check,
+    and the verdict (suspect when any check fails)."""
 
     verdict: Literal["pass", "suspect"]
     reason: str = field(metadata=doc("one line: why suspect (empty on pass)"))
@@ -378,6 +424,13 @@ class Audit:
     private: PrivateCheck | None = None
     provider: str = field(default="", metadata=doc("where the audit ran: the scoring's provider"))
     seconds: float | None = field(default=None, metadata=doc("wall time the audit added to the scoring"))
+    checks: list[AuditCheck] = field(default_factory=list, metadata=doc(
+        "every named check (copies, batch independence, training probe, private images); the verdict is suspect "
+        "when any fails. Empty in results written before checks were named"))
+    secret_order: bool = field(default=False, metadata=doc("every audit set reached the model in an order drawn "
+                                                           "from the secret"))
+    batch: BatchIndependence | None = None
+    training: TrainingProbe | None = None
 
 
 @dataclass

@@ -173,3 +173,18 @@ def prime_runner(model_path: Path, session: Any, info: SessionInfo, contract: Co
         runner = BoundRunner(session, contract, batches, info, config.gpu, image_count)
         runner.prime()
         return runner
+
+
+def plain_predict(session: Any, contract: Contract, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Predicted labels of uint8 NHWC ``images`` by plain ``session.run`` calls of ``batch_size`` images (the last
+    one smaller): a second batch composition and size for the audit, apart from the bound buffers and graphs."""
+    predictions = []
+    try:
+        for start in range(0, len(images), batch_size):
+            out = session.run([contract.output_name],
+                              {contract.input_name: contract.inputs(images[start : start + batch_size])})[0]
+            predictions.append(np.argmax(out, axis=1) if contract.output_kind == "scores" else out.astype(np.int64))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        raise SubmissionError([f"onnxruntime failed while running the model at batch size {batch_size}: "
+                               f"{onnxruntime_message(exc)}"]) from None
+    return np.concatenate(predictions) if predictions else np.empty(0, np.int64)

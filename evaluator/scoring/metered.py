@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from evaluator.errors import EdlError
+from evaluator.errors import EdlError, UsageError
 from evaluator.fileio import sha256_file
 from evaluator.power.meter import Meter
 from evaluator.report.energy import run_energy
@@ -21,7 +21,7 @@ def meter_command(command: list[str], seconds: float | None, gpu: int, period_s:
                   ) -> MeterReport:
     """Run ``command`` (or sleep ``seconds``) inside a metered window; write and return the report."""
     if not command and (seconds is None or seconds < 0):
-        raise EdlError(f"--seconds {seconds}: give a number of seconds, 0 or more")
+        raise UsageError(f"--seconds {seconds}: give a number of seconds, 0 or more")
     prepare_out_dir(out_dir)  # before the sampler starts: it could only fail there, on its own stderr
     exit_code = 0
     with Meter(out_dir / SAMPLES_NAME, (gpu,), period_s) as meter:

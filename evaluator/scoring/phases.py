@@ -15,7 +15,7 @@ from evaluator.contract.check import CheckReport, check_submission, evidence_war
 from evaluator.contract.evidence import match_labels
 from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
-from evaluator.data.store import load_path, resolve
+from evaluator.data.store import load_path, load_training, resolve
 from evaluator.errors import DataError, ResultError, SubmissionError
 from evaluator.report.result import DataRecord
 from evaluator.scoring.progress import Progress
@@ -89,3 +89,11 @@ def prepare_out_dir(out_dir: Path) -> Path:
 def private_phase(config: ScoreConfig) -> Dataset | None:
     """The organiser's held-back images, read before anything is measured (a bad path fails early)."""
     return load_path(config.audit.private_data) if config.audit.private_data is not None else None
+
+
+def training_phase(config: ScoreConfig) -> tuple[Dataset | None, str]:
+    """The training images for the audit's probe, read before anything is measured; None and why when there are
+    none (the probe is then not run, and the result says so)."""
+    if config.audit.audit_copies == 0 or config.audit.train_probe_images == 0:
+        return None, "the training-image probe is switched off"
+    return load_training(config.audit.train_data, config.data)

@@ -12,13 +12,17 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, Secrets
 from evaluator.data.dataset import Dataset
 from evaluator.report.categories import category_for
 from evaluator.report.energy import summarise
 from evaluator.report.result import RESULT_NAME, RUN_RESULT_NAME, Audit, DataRecord, Result, Run, utc_now, write_result
 from evaluator.report.signing import finalise, load_private
-from evaluator.scoring.audit import run_audit
+from evaluator.runtime.runner import plain_predict
+from evaluator.runtime.session import create_session
+from evaluator.scoring.audit import AuditSets, Composition, graph_inspection, other_batch_size, run_audit
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.hostlock import host_lock
 from evaluator.scoring.phases import (
@@ -29,6 +33,7 @@ from evaluator.scoring.phases import (
     label_evidence,
     prepare_out_dir,
     private_phase,
+    training_phase,
 )
 from evaluator.scoring.progress import Progress, Silent
 from evaluator.scoring.records import contract_record, data_record, model_record, provider_record
@@ -43,14 +48,42 @@ def _session_warnings(prepared: Prepared) -> list[str]:
     return [f"{len(off)} node(s) run outside {prepared.info.providers[0]}: " + ", ".join(off[:10])]
 
 
-def audit_phase(prepared: Prepared, dataset: Dataset, private: Dataset | None, config: ScoreConfig,
-                secret: str | None, progress: Progress, first: Run) -> Audit | None:
-    """The generalization audit, outside every window: audit copies and private images, same session."""
+def second_composition(prepared: Prepared, model_path: Path, config: ScoreConfig) -> Composition:
+    """How the batch-independence check runs the same images again: a fixed batch through the same bound buffers
+    (only the composition changes); a free batch at another size by plain runs, on the same session, or where
+    CUDA graphs hold the session's fixed shapes (and TensorRT would rebuild its engines) on a second plain one."""
+    runner = prepared.runner
+    if runner.contract.fixed_batch is not None:
+        return Composition(runner.predict, [prepared.batch_size])
+    size = other_batch_size(prepared.batch_size)
+    session, fresh = runner.session, False
+    if prepared.info.cuda_graph or prepared.info.provider == "tensorrt":
+        plain = dataclasses.replace(config.runtime, cuda_graph=False,
+                                    provider="cuda" if prepared.info.on_gpu else "cpu")
+        session, fresh = create_session(model_path, plain)[0], True
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return plain_predict(session, runner.contract, images, size)
+
+    return Composition(predict, [prepared.batch_size, size], fresh)
+
+
+def audit_phase(prepared: Prepared, dataset: Dataset, sets: AuditSets, config: ScoreConfig, secret: str | None,
+                progress: Progress, first: Run, model_path: Path) -> Audit | None:
+    """The generalization audit, outside every window, same session: copies, batch independence, training
+    probe and private images, each set in a secret order."""
     if config.audit.audit_copies == 0:
         return None
     progress.phase("audit")
-    return run_audit(prepared.runner.predict, dataset, first.correct / dataset.count, config.audit, secret, private,
+    sets = dataclasses.replace(sets, second=second_composition(prepared, model_path, config))
+    return run_audit(prepared.runner.predict, dataset, first.correct / dataset.count, config.audit, secret, sets,
                      prepared.info.provider)
+
+
+def _audit_warnings(audit: Audit) -> list[str]:
+    """A check that could not run (the training probe without training images) is said in the result."""
+    return [f"generalization audit: {check.name} not run: {check.evidence}" for check in audit.checks
+            if check.verdict == "not_run" and check.name != "private_images"]
 
 
 def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prepared: Prepared, runs: list[Run],
@@ -63,6 +96,8 @@ def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prep
                     "ranked unless the leaderboard is given --allow-unaudited"]
     elif audit is not None and audit.verdict == "suspect":
         warnings = [*warnings, f"generalization audit: suspect: {audit.reason}"]
+    if audit is not None:
+        warnings = [*warnings, *_audit_warnings(audit)]
     return Result(
         status="scored", created_utc=utc_now(),
         model=model_record(submission.name, submission.path, submission.report, out_dir), data=data_record(dataset),
@@ -108,6 +143,7 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
     dataset = data_phase(config, progress, resolved_data)
     submission = label_evidence(submission, dataset)
     private = private_phase(config)
+    training, training_missing = training_phase(config)
     out_dir = prepare_out_dir(Path(out_dir) if out_dir is not None else default_out_dir(model_path))
     warnings = list(submission.report.warnings)
     if not dataset.official:
@@ -120,7 +156,10 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
             runs.append(run)
         assert prepared is not None
         if plan.audit:
-            audit = audit_phase(prepared, dataset, private, config, secrets.audit_secret, progress, runs[0])
+            sets = AuditSets(private=private, training=training, training_missing=training_missing,
+                             graph=graph_inspection(submission.report.evidence))
+            audit = audit_phase(prepared, dataset, sets, config, secrets.audit_secret, progress, runs[0],
+                                submission.path)
     result = finalise(assemble(submission, dataset, config, prepared, runs, audit, warnings, out_dir), key)
     write_result(out_dir / plan.result_name, result)
     return result

@@ -35,4 +35,4 @@ def test_meter_a_command_passes_its_exit_code_and_reports_unavailable(tmp_path, 
 ])
 def test_meter_refuses_bad_arguments_in_one_line(tmp_path, cli, args, message):
     run = cli("meter", "--out", tmp_path / "m", *args)
-    assert run.exit_code == 1 and run.stderr.strip() == f"error: {message}"
+    assert run.exit_code == 2 and run.stderr.strip() == f"error: {message}"  # usage errors exit 2
