@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from evaluator.cli.console import say
+from evaluator.cli.console import error, say
 from evaluator.cli.options import config_options
 from evaluator.config import Secrets
-from evaluator.errors import ConfigError
 
 
 @config_options("review")
@@ -28,10 +27,13 @@ def review(
     from evaluator.report.review import read_decisions, record
     from evaluator.report.signing import load_private
 
-    if clear == disqualify:
-        raise ConfigError("give one of --clear or --disqualify")
-    if secrets.signing_key is None:
-        raise ConfigError("--signing-key (or EDL_SIGNING_KEY): the organiser's private key signs the decision")
+    usage = ("give one of --clear or --disqualify" if clear == disqualify else
+             "--signing-key (or EDL_SIGNING_KEY) is needed: the organiser's private key signs the decision"
+             if secrets.signing_key is None else "")
+    if usage:  # a usage error: exit 2
+        error(usage)
+        raise typer.Exit(2)
+    assert secrets.signing_key is not None
     key = load_private(secrets.signing_key)
     result = read_result(result_dir)
     path = record(result_dir, result, "clear" if clear else "disqualify", why, key)

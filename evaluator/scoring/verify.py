@@ -252,8 +252,18 @@ def _check_audit(result: Result, model_path: Path | None, secret: str | None, da
     _audit_again(result, model_path, secret, data, checks)
 
 
+def _in_results_root(path: Path) -> bool:
+    """The result's folder sits in a folder of results (a batch's, or beside other result folders)."""
+    root = path.parent.parent
+    return (root / BATCH_NAME).is_file() or any(
+        (other / RESULT_NAME).is_file() for other in root.iterdir() if other.is_dir() and other != path.parent)
+
+
 def _check_name(result: Result, path: Path, checks: Checks) -> None:
-    """A board names a result by its signed model.name: its folder must be that name (or NAME@GPU-KIND)."""
+    """A board names a result by its signed model.name: in a folder of results, its folder must be that name
+    (or score-dir's NAME@GPU-KIND); a result folder standing alone (edl score --out DIR) may be named freely."""
+    if not _in_results_root(path):
+        return
     problem = folder_problem(path.parent.name, result.model.name)
     checks.add("folder named by its signed model.name", not problem, problem or result.model.name)
 

@@ -85,7 +85,7 @@ def test_edl_review_on_the_command_line(folder, keys, cli):
     assert run.exit_code == 0, run.stderr
     assert "recorded" in run.stdout and "clear: a real CNN" in run.stdout
     both = cli("review", folder / "lookup", "--clear", "--disqualify", "--why", "x", "--signing-key", keys[0])
-    assert both.exit_code == 1 and "one of --clear or --disqualify" in both.stderr
+    assert both.exit_code == 2 and "one of --clear or --disqualify" in both.stderr
     board = cli("leaderboard", folder, "--public-key", keys[1], "--format", "md")
     assert board.exit_code == 0 and "cleared by the organiser" in board.stdout
     checked = cli("verify", folder / "lookup", "--public-key", keys[1])

@@ -64,14 +64,14 @@ def test_json_sets_the_suspect_apart_names_ties_and_refuses_the_unaudited(board_
     assert rows["honest"]["audit_pct"] == 93.0 and rows["honest"]["energy_kj_low"] == 0.095
     allowed = _rows(render(rank(load_results(board_dir), allow_mixed=True, allow_unaudited=True), "json"))
     old = allowed["small_cnn"]
-    assert old["category"] == "unranked" and old["audit_pct"] is None  # 74.3 %: below 90
+    assert old["category"] == "unranked (unofficial data)" and old["audit_pct"] is None  # 74.3 %: below 90
 
 
 @pytest.mark.parametrize("fmt", ["csv", "md", "html"])
 def test_every_format_says_it_too(board_dir, fmt):
     text = render(rank(load_results(board_dir)), fmt)
     assert "under review" in text and "memorisation suspected" in text and "unaudited" in text
-    assert "tied with" not in text  # before: the note repeated the tied_with column
+    assert "tied with twin" not in text and "tied with honest" not in text  # before: the note repeated tied_with
     said = {"csv": ",twin,", "md": "| twin |", "html": "<td>twin</td>"}
     assert said[fmt] in text
     if fmt == "csv":
