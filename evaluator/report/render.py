@@ -267,7 +267,7 @@ def _place_labels(spots: list[tuple[float, float, str]], frame: _Frame) -> list[
     out = []
     for px, py, name in spots:
         width = LABEL_CHAR * len(name)
-        right = px + 7 + width <= frame.width - 4
+        right = px + 7 + width <= frame.width - frame.pad - 2  # inside the plot: the right margin holds thresholds
         left = px + 7 if right else px - 7 - width
         for step in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
             top = py - 6 - LABEL_HEIGHT + 3 + step * LABEL_HEIGHT
@@ -290,7 +290,7 @@ def _scatter_frame(board: Leaderboard, points: list[tuple[float, float, str, tup
     lows = [p[3][0] / 1000 if p[3] else p[0] for p in points]
     highs = [p[3][1] / 1000 if p[3] else p[0] for p in points]
     accuracies = [p[1] for p in points] + [t * 100 for t in board.thresholds]
-    x_ticks = nice_ticks(min(0.0, *lows), max(highs) or 1.0)
+    x_ticks = nice_ticks(min(0.0, *lows), max(highs) * 1.04 or 1.0)  # a point is never on the frame's edge
     y_ticks = nice_ticks(max(0.0, min(accuracies) - 1), min(100.0, max(accuracies) + 0.5))
     return _Frame(x_ticks[0], x_ticks[-1], y_ticks[0], min(y_ticks[-1], 100.0))
 

@@ -78,7 +78,7 @@ def test_html_in_headless_chromium(example_dir, tmp_path):
     assert by_category[">= 90 %"] == [("1", "Algo2")]
     assert [name for _, name in by_category["failed"]] == ["Broken"]
     shot = tmp_path / "board.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1000,1800", page.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     if os.environ.get("EDL_KEEP_SCREENSHOT"):  # to look at it: EDL_KEEP_SCREENSHOT=/tmp/board.png pytest -k chromium
