@@ -85,3 +85,11 @@ def test_verify_cli_exit_codes_and_model_check(scored, tmp_path, cli):
     as_json = json.loads(cli("verify", scored, "--json").stdout)
     assert as_json["ok"] is True and {c["outcome"] for c in as_json["checks"]} == {"pass", "skip"}
     assert as_json["summary"].startswith("no check failed, but 2")
+
+
+def test_verify_says_not_measured_and_writes_categories_one_way(scored, cli):
+    """Before: "recorded None, recomputed None" for a domain without a meter, and the category as 0.99."""
+    checks = {c["name"]: c for c in json.loads(cli("verify", scored, "--json").stdout)["checks"]}
+    assert checks["run 1: energy.gpu_j recomputed from samples"]["detail"] == "not measured"
+    assert checks["category"]["detail"] == "recorded 99 %"
+    assert "None" not in json.dumps([c["detail"] for name, c in checks.items() if "recomputed" in name])
