@@ -134,3 +134,21 @@ def test_scored_by_the_real_scorer_and_ranked_end_to_end(tmp_path, monkeypatch, 
     assert run_energy.total_domains == ["gpu", "cpu"] and light.total_j == run_energy.cpu_j + run_energy.gpu_j > 0
     assert [e.name for e in board.unranked] == ["heavy"]
     assert '"name": "light"' in render(board, "json")
+
+
+def test_two_runs_warn_of_a_wide_interval_and_by_gpu_keeps_untrusted_apart(tmp_path, template):
+    from evaluator.report.leaderboard import UNTRUSTED_GROUP, rank_by_gpu
+    from evaluator.report.uncertainty import interval
+
+    two = result_variant(template, 0.95, 100.0, name="two")
+    low, high, method = interval([90.0, 110.0], [0.0])
+    energy = dataclasses.replace(two.energy, repeats_j=[90.0, 110.0], total_j_interval=[low, high],
+                                 interval_method=method)
+    board = rank([Entry("two", dataclasses.replace(two, energy=energy))])
+    assert any("two runs give a wide 95 % interval" in line and "--repeat 3" in line for line in board.warnings)
+    write_result(tmp_path / "a" / RESULT_NAME, result_variant(template, 0.95, 10.0, name="a"))
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / RESULT_NAME).write_text("not json")
+    boards = rank_by_gpu(load_results(tmp_path))
+    assert [u.name for u in boards[UNTRUSTED_GROUP].untrusted] == ["junk"]
+    assert [e.name for board in boards.values() for e in board.ranked] == ["a"]
