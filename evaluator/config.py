@@ -159,10 +159,16 @@ class AuditConfig(Options):
                                  flag="--audit-shift")
     audit_tolerance_points: float = option(3.0, "Largest accuracy drop on the audit copies that still passes "
                                            "(percentage points)", minimum=0, flag="--audit-tolerance")
-    private_data: Path | None = option(None, "The organiser's held-back labelled images (any --data form), scored "
-                                       "beside the test set, outside the measured window", comparable=False)
-    private_tolerance_points: float = option(10.0, "Largest gap between test-set and private accuracy that still "
-                                             "passes (percentage points)", minimum=0, flag="--private-tolerance")
+    private_data: Path | None = option(None, "Images no team has seen, labelled (any --data form, CIFAR-10.1's "
+                                       "_data.npy/_labels.npy pair, or cifar10.1: the copy `edl data fetch "
+                                       "--cifar10.1` cached), scored beside the test set, outside the measured "
+                                       "window", comparable=False)
+    private_tolerance_sd: float = option(3.0, "Allowed shortfall below the accuracy expected on the private images, "
+                                         "in standard deviations of the combined error (the fit's spread, the "
+                                         "binomial errors of both sets' sizes)", above=0, flag="--private-sd")
+    private_tolerance_points: float | None = option(None, "Override: the allowed shortfall below the expected "
+                                                    "private accuracy, in percentage points [default: --private-sd "
+                                                    "standard deviations]", minimum=0, flag="--private-tolerance")
 
 
 @dataclass(frozen=True)

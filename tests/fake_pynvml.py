@@ -10,6 +10,10 @@ FAKE_NVML_WATTS, FAKE_NVML_STEP_S, FAKE_NVML_EPOCH (a monotonic time), FAKE_NVML
 of temperatures returned one after another, the last repeated), FAKE_NVML_NAME (the GPU's model name),
 FAKE_NVML_INIT_DELAY_S (nvmlInit takes this long).
 
+FAKE_NVML_PROFILE: a file of ``<monotonic time> <watts>`` lines, appended by the workload as it goes (see
+``PowerProfile``): from each line's time on, every board draws that many watts (before the first, FAKE_NVML_WATTS);
+the counter is their integral, in steps with FAKE_NVML_STEP_S, and instant power the watts now.
+
 FAKE_NVML_GPUS: the boards, comma-separated, in NVML's index order: ``<uuid>@<pci bus id>``, then
 ``/<mig uuid>:<gpu instance>:<compute instance>`` for each MIG instance on the board; unset, one
 board (``DEFAULT_GPUS``). FAKE_NVML_WATTS may list watts per board (the last repeated). Each board's
@@ -19,6 +23,7 @@ serial is ``SN-`` and its UUID's first 8 hex digits. MIG handles have no energy 
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from types import SimpleNamespace
@@ -81,6 +86,65 @@ def _mode() -> set[str]:
 def _watts(index: int = 0) -> float:
     watts = os.environ.get("FAKE_NVML_WATTS", "100").split(",")
     return float(watts[min(index, len(watts) - 1)])
+
+
+class _Profile:
+    """FAKE_NVML_PROFILE read incrementally: change times, watts, and the joules since the epoch at each change."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path, self.offset = path, 0
+        self.times: list[float] = []
+        self.watts: list[float] = []
+        self.joules: list[float] = []
+
+    def update(self, epoch: float, base_w: float) -> None:
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        self.offset += len(complete)
+        for line in complete.decode().splitlines():
+            t_s, watts = (float(v) for v in line.split())
+            before_t, before_w = (self.times[-1], self.watts[-1]) if self.times else (epoch, base_w)
+            before_j = self.joules[-1] if self.joules else 0.0
+            self.times.append(t_s)
+            self.watts.append(watts)
+            self.joules.append(before_j + before_w * max(t_s - before_t, 0.0))
+
+    def at(self, t_s: float, epoch: float, base_w: float) -> tuple[float, float]:
+        """Joules since the epoch and watts at ``t_s``."""
+        index = bisect.bisect_right(self.times, t_s) - 1
+        if index < 0:
+            return base_w * (t_s - epoch), base_w
+        return self.joules[index] + self.watts[index] * (t_s - self.times[index]), self.watts[index]
+
+
+_profile = _Profile()
+
+
+def _power_at(index: int, t_s: float) -> tuple[float, float]:
+    """Joules since the epoch and watts of board ``index`` at ``t_s``: FAKE_NVML_WATTS, or the profile."""
+    epoch, base_w = float(os.environ.get("FAKE_NVML_EPOCH", "0")), _watts(index)
+    path = os.environ.get("FAKE_NVML_PROFILE", "")
+    if not path:
+        return base_w * (t_s - epoch), base_w
+    global _profile
+    if _profile.path != path:
+        _profile = _Profile(path)
+    _profile.update(epoch, base_w)
+    return _profile.at(t_s, epoch, base_w)
+
+
+class PowerProfile:
+    """The workload's side of FAKE_NVML_PROFILE: ``set(watts)`` from now on (call it as work starts and stops)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        open(path, "w").close()
+
+    def set(self, watts: float) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(f"{time.monotonic():.6f} {watts}\n")
 
 
 def _board(handle: SimpleNamespace) -> int:
@@ -174,11 +238,13 @@ def nvmlDeviceGetTotalEnergyConsumption(handle: SimpleNamespace) -> int:  # noqa
     index = _board(handle)
     if "no_counter" in _mode():
         raise NVMLError_NotSupported("Not Supported")
-    elapsed = time.monotonic() - float(os.environ.get("FAKE_NVML_EPOCH", "0"))
+    epoch = float(os.environ.get("FAKE_NVML_EPOCH", "0"))
+    elapsed = time.monotonic() - epoch
     step = float(os.environ.get("FAKE_NVML_STEP_S", "0"))
     if step > 0:
-        elapsed = (elapsed // step) * step
-    return int(5_000_000 + index * 1_000_000_000 + _watts(index) * elapsed * 1000)  # mJ, from a start per board
+        elapsed = (elapsed // step) * step  # the joules up to the last step: NVML publishes every ~100 ms
+    joules, _ = _power_at(index, epoch + elapsed)
+    return int(5_000_000 + index * 1_000_000_000 + joules * 1000)  # mJ, from a start per board
 
 
 def nvmlDeviceGetFieldValues(handle: SimpleNamespace, field_ids: list[int]) -> list[SimpleNamespace]:  # noqa: N802
@@ -189,7 +255,7 @@ def nvmlDeviceGetFieldValues(handle: SimpleNamespace, field_ids: list[int]) -> l
         values.append(SimpleNamespace(
             fieldId=field_id,
             nvmlReturn=NVML_SUCCESS if supported else NVML_ERROR_NOT_SUPPORTED,
-            value=SimpleNamespace(uiVal=int(_watts(handle.index) * 1000) if supported else 0),
+            value=SimpleNamespace(uiVal=int(_power_at(handle.index, time.monotonic())[1] * 1000) if supported else 0),
         ))
     return values
 
@@ -198,7 +264,7 @@ def nvmlDeviceGetPowerUsage(handle: SimpleNamespace) -> int:  # noqa: N802
     index = _board(handle)
     if "no_power" in _mode():
         raise NVMLError_NotSupported("Not Supported")
-    return int(_watts(index) * 1000)
+    return int(_power_at(index, time.monotonic())[1] * 1000)
 
 
 def nvmlDeviceGetName(handle: object) -> str:  # noqa: N802

@@ -33,10 +33,14 @@ def leaderboard(
                                               metavar="")] = False,
     allow_unaudited: Annotated[bool, typer.Option(help="Rank results without a generalization audit (older "
                                                   "results, --audit-copies 0)", metavar="")] = False,
+    allow_unchecked_unseen: Annotated[bool, typer.Option(help="With --public-key (a prize board): rank results "
+                                                         "not checked on unseen images (--private-data) too",
+                                                         metavar="")] = False,
 ) -> None:
     """Rank results by energy within accuracy categories (each competes in the highest it reaches)."""
     from evaluator.report import render
     from evaluator.report.leaderboard import batch_warnings, load_results, rank, rank_by_gpu
+    from evaluator.report.prizes import requires_unseen
     from evaluator.report.signing import load_public
 
     if fmt not in render.FORMATS:
@@ -51,8 +55,9 @@ def leaderboard(
         error(str(exc))
         raise typer.Exit(2) from None
     entries = load_results(results_dir, load_public(public_key) if public_key else None)
-    boards = rank_by_gpu(entries, limits, allow_mixed, allow_unaudited) if by == "gpu" else \
-        {"": rank(entries, limits, allow_mixed, allow_unaudited)}
+    unseen = requires_unseen(public_key is not None, allow_unchecked_unseen)
+    boards = rank_by_gpu(entries, limits, allow_mixed, allow_unaudited, unseen) if by == "gpu" else \
+        {"": rank(entries, limits, allow_mixed, allow_unaudited, unseen)}
     for title, board in boards.items():
         board.warnings += batch_warnings(results_dir)
         for line in render.notes(board):  # every format also carries them in its own way

@@ -40,6 +40,8 @@ def check(
             table.add_row("contract", f"{contract.input_dtype} {contract.layout} -> {contract.output_kind}")
             table.add_row("batch policy", f"{size} ({rule})")
         out.print(table)
+        for finding in report.evidence:  # evidence for review: it never changes the exit code
+            out.print(f"graph evidence {finding.line}", markup=False, highlight=False)
     for warning in report.warnings:
         warn(warning)
     for problem in report.problems:

@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto
 
 from evaluator.config import Limits
+from evaluator.contract.evidence import Finding, find_evidence
 from evaluator.contract.spec import BATCH_METADATA_KEY, IMAGE_SIDE, NUM_CLASSES, Contract
 from evaluator.errors import onnxruntime_message
 from evaluator.typedjson import JsonObject, to_json
@@ -58,6 +59,7 @@ class CheckReport:
     contract: Contract | None = None
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    evidence: list[Finding] = field(default_factory=list)  # stored answers in the graph? for review, not problems
 
     @property
     def valid(self) -> bool:
@@ -375,4 +377,11 @@ def _check(path: Path, limits: Limits, load_in_runtime: bool, report: CheckRepor
                                    fixed_batch=input_part.fixed_batch, metadata_batch=metadata_batch)
     if load_in_runtime and not report.problems:
         _ort_load(path, report)
+    if not report.problems:
+        report.evidence = find_evidence(model)
+        report.warnings += [evidence_warning(finding) for finding in report.evidence if finding.strength == "strong"]
     return report
+
+
+def evidence_warning(finding: Finding) -> str:
+    return f"graph evidence of stored answers, for review (not a problem by itself): {finding.line}"

@@ -122,3 +122,19 @@ def read_tar(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"{path}: corrupt or truncated archive ({exc}); download it again") from None
     raise DataError(f"{path}: the archive holds neither {PY_MEMBER} nor {BIN_MEMBER}")
+
+
+def git_blob_id(data: bytes) -> str:
+    """Git's id of a file's bytes (sha1 of ``b"blob <len>\\0" + data``): checks a download against a commit."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def decode_npy(raw: bytes, where: str) -> np.ndarray:
+    """One ``.npy`` array, never unpickled (an object array could build anything)."""
+    try:
+        array = np.load(io.BytesIO(raw), allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - header, size and pickle-refusal errors alike
+        raise DataError(f"{where}: not a readable .npy array ({exc})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{where}: holds {type(array).__name__}, not one .npy array")
+    return array

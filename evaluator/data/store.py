@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluator.data import cifar10_1
 from evaluator.data.dataset import Dataset, fingerprint
 from evaluator.data.formats import (
     BIN_MEMBER,
     PY_MEMBER,
     decode_binary_batch,
     decode_python_batch,
+    git_blob_id,
     load_npz,
     md5_bytes,
     md5_file,
@@ -65,17 +67,23 @@ def load_path(path: Path, cache_dir: Path | None = None) -> Dataset:
     """Read a test set the user pointed at, in any supported format."""
     cache_dir = cache_dir or default_cache_dir()
     path = Path(path).expanduser()
+    if str(path) == cifar10_1.SHORT_NAME and not path.exists():  # a path of that name would win
+        return load_cifar10_1(cache_dir)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; pass a CIFAR-10 archive, folder or .npz")
     if path.is_dir():
         for candidate in (path / "test_batch", path / "test_batch.bin", path / PY_MEMBER, path / BIN_MEMBER):
             if candidate.is_file():
                 return load_path(candidate, cache_dir)
+        if any(path.glob(f"*{cifar10_1.DATA_SUFFIX}")):
+            return cifar10_1.load_pair(path)
         raise DataError(
             f"{path}: no test_batch or test_batch.bin inside; pass cifar-10-batches-py/, cifar-10-batches-bin/, "
-            "an archive or an .npz"
+            "an archive, an .npz or CIFAR-10.1's .npy pair"
         )
     name = path.name.lower()
+    if cifar10_1.is_pair_file(path):
+        return cifar10_1.load_pair(path)
     if name.endswith(".npz"):
         images, labels = load_npz(path)
         return _make_dataset(images, labels, str(path), False, cache_dir)
@@ -123,7 +131,11 @@ def store_cache(images: np.ndarray, labels: np.ndarray, source: str, official: b
     return Dataset(images, labels, source, digest, official)
 
 
-def download(url: str, destination: Path, progress: ProgressHook | None = None) -> None:
+FETCH_HINT = ("Offline? Fetch cifar-10-python.tar.gz on another machine, then cache it with `edl data fetch --from "
+              "PATH` (or give its path as the test set)")
+
+
+def download(url: str, destination: Path, progress: ProgressHook | None = None, hint: str = FETCH_HINT) -> None:
     """Stream ``url`` to ``destination`` (a temp name the caller owns)."""
     try:
         with urllib.request.urlopen(url, timeout=60) as response, destination.open("wb") as out:
@@ -137,10 +149,7 @@ def download(url: str, destination: Path, progress: ProgressHook | None = None) 
                     progress(done, total_bytes)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         destination.unlink(missing_ok=True)
-        raise DataError(
-            f"could not download {url} ({exc}). Offline? Fetch cifar-10-python.tar.gz on another machine, then "
-            "cache it with `edl data fetch --from PATH` (or give its path as the test set)"
-        ) from None
+        raise DataError(f"could not download {url} ({exc}). {hint}") from None
 
 
 def download_url() -> str:
@@ -200,3 +209,73 @@ def resolve(path: Path | None, cache_dir: Path | None = None, allow_download: bo
             "path: cifar-10-python.tar.gz, cifar-10-batches-py/, cifar-10-binary.tar.gz, test_batch.bin or .npz)"
         )
     return fetch(cache_dir, progress=progress)
+
+
+# --- CIFAR-10.1: images no CIFAR-10 model was trained on (for --private-data) --------------------------------
+
+CIFAR10_1_HINT = ("Offline? Fetch cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy on another machine, then cache "
+                  "them with `edl data fetch --cifar10.1 --from PATH` (or give their path)")
+
+
+def cifar10_1_url() -> str:
+    """The folder URL both CIFAR-10.1 files are downloaded from (``EDL_CIFAR10_1_URL`` points it at a mirror)."""
+    return os.environ.get(cifar10_1.URL_ENV, cifar10_1.RELEASE_URL).rstrip("/")
+
+
+def load_cifar10_1(cache_dir: Path | None = None) -> Dataset:
+    """The cached CIFAR-10.1 v6 (``--private-data cifar10.1``), its git blob ids checked again."""
+    folder = (cache_dir or default_cache_dir()) / cifar10_1.CACHE_FOLDER
+    if not (folder / cifar10_1.V6.data_name).is_file():
+        raise DataError(f"{cifar10_1.SHORT_NAME}: CIFAR-10.1 v6 is not cached in {folder.parent}; run `edl data "
+                        "fetch --cifar10.1` (offline: add --from PATH), or give the pair's path")
+    dataset = cifar10_1.load_pair(folder / cifar10_1.V6.data_name)
+    if dataset.note != cifar10_1.V6.describe():
+        raise DataError(f"{folder}: the cached CIFAR-10.1 files no longer match v6's git blob ids; run `edl data "
+                        "fetch --cifar10.1 --force`")
+    return dataset
+
+
+def _store_cifar10_1(data_raw: bytes, labels_raw: bytes, where: str, cache_dir: Path,
+                     release: cifar10_1.Release) -> Dataset:
+    """Refuse bytes that are not ``release``; else cache both files under their release names."""
+    for name, raw, expected in ((release.data_name, data_raw, release.data_blob),
+                                (release.labels_name, labels_raw, release.labels_blob)):
+        if (got := git_blob_id(raw)) != expected:
+            raise DataError(f"{where}: {name} has git blob id {got}, not CIFAR-10.1 {release.version}'s {expected} "
+                            f"({cifar10_1.RELEASE_REPOSITORY} at {cifar10_1.RELEASE_COMMIT[:7]}); the copy is "
+                            "corrupt or another file. Nothing was cached")
+    dataset = cifar10_1.decode_pair(data_raw, labels_raw, where)
+    folder = cache_dir / cifar10_1.CACHE_FOLDER
+    atomic_write_bytes(folder / release.labels_name, labels_raw)
+    atomic_write_bytes(folder / release.data_name, data_raw)  # last: its presence means the pair is cached
+    return dataset
+
+
+def fetch_cifar10_1(cache_dir: Path | None = None, url: str | None = None, progress: ProgressHook | None = None,
+                    release: cifar10_1.Release | None = None) -> Dataset:
+    """Download both files of ``release`` (v6), verify their git blob ids, and cache them."""
+    release = release or cifar10_1.V6
+    cache_dir = cache_dir or default_cache_dir()
+    base = (url or cifar10_1_url()).rstrip("/")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    raws = []
+    for name in (release.data_name, release.labels_name):
+        partial = cache_dir / f".download-{os.getpid()}-{name}.part"
+        try:
+            download(f"{base}/{name}", partial, progress, CIFAR10_1_HINT)
+            raws.append(partial.read_bytes())
+        finally:
+            partial.unlink(missing_ok=True)
+    return _store_cifar10_1(raws[0], raws[1], base, cache_dir, release)
+
+
+def import_cifar10_1(path: Path, cache_dir: Path | None = None,
+                     release: cifar10_1.Release | None = None) -> Dataset:
+    """Cache a local copy of the pair (its data file, labels file or folder), verified like a download."""
+    release = release or cifar10_1.V6
+    data_path, labels_path = cifar10_1.pair_paths(Path(path).expanduser())
+    try:
+        data_raw, labels_raw = data_path.read_bytes(), labels_path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the pair ({exc.strerror or exc})") from None
+    return _store_cifar10_1(data_raw, labels_raw, str(data_path), cache_dir or default_cache_dir(), release)

@@ -248,6 +248,44 @@ def domain_reading(samples: Samples, domain: str, window: Window) -> DomainReadi
     return DomainReading(integral, INTEGRAL, integral, peak)
 
 
+def between_moves(t_s: np.ndarray, energy_j: np.ndarray, window: Window) -> tuple[float, float] | None:
+    """Seconds and joules of a counter between its first and last move inside the window; None under two moves.
+
+    A counter that publishes in steps (NVML: ~100 ms) carries, at its first step inside a window, energy spent
+    before the window opened: in an idle baseline opened a few ms after the priming pass, part of that work.
+    Read between its own moves it holds only the window's energy, and its step quantisation at the edges goes too.
+    A counter that moves at every sample (RAPL) loses under one sample interval at each edge.
+    """
+    t_s, energy_j = _valid(t_s, energy_j)
+    inside = (t_s >= window.start_s) & (t_s <= window.end_s)
+    t_s, energy_j = t_s[inside], energy_j[inside]
+    moved = np.flatnonzero(np.diff(energy_j) != 0) + 1
+    if moved.size < 2:
+        return None
+    first, last = int(moved[0]), int(moved[-1])
+    return float(t_s[last] - t_s[first]), float(energy_j[last] - energy_j[first])
+
+
+BETWEEN_MOVES = "each energy counter between its first and last move inside the window, else instant power integrated"
+
+
+def mean_watts(samples: Samples, domain: str, window: Window) -> float | None:
+    """A domain's mean watts over a quiet window (the idle baseline): each counter read between its own moves
+    (``between_moves``), else instant power integrated; None when the domain has no channel."""
+    energy_names = samples.channels_of(domain, ENERGY)
+    if not energy_names:
+        reading = domain_reading(samples, domain, window)
+        return None if reading.joules is None or window.seconds <= 0 else reading.joules / window.seconds
+    watts = 0.0
+    for name in energy_names:
+        span = between_moves(samples.t_s, samples.columns[name], window)
+        if span is None or span[0] <= 0:  # a counter that hardly moved: read at the window's edges
+            watts += counter_energy_j(samples.t_s, samples.columns[name], window) / window.seconds
+        else:
+            watts += span[1] / span[0]
+    return watts
+
+
 PER_PASS_INTEGRAL = "integrated instant power"
 
 

@@ -52,6 +52,11 @@ class Meter:
     def enabled(self) -> bool:
         return self._sampler is not None
 
+    @property
+    def channels(self) -> list[dict]:
+        """What the started sampler reads (empty: no NVML and no RAPL here, or a disabled meter)."""
+        return self._sampler.channels if self._sampler is not None else []
+
     def start(self) -> None:
         if self._sampler is not None:
             self.samples_path.unlink(missing_ok=True)

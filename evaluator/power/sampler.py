@@ -20,6 +20,7 @@ from typing import TextIO
 
 from evaluator.errors import MeterError
 from evaluator.power.base import Channel, MeterUnavailable, PowerSource, SourceSpec
+from evaluator.power.rapl import ASSUMED_MAX_W
 
 SAMPLES_FORMAT = "edl-samples/1"
 READY_TIMEOUT_S = 60.0
@@ -49,6 +50,13 @@ def _format_row(t_s: float, values: list[float]) -> str:
     return ",".join([f"{t_s:.6f}"] + ["nan" if math.isnan(v) else f"{v:.6f}" for v in values]) + "\n"
 
 
+def wrap_too_fast(period_s: float, wrap_s: float) -> str:
+    """Why a sample period cannot be used: the rule (period under half the wrap time) with the real numbers."""
+    return (f"a {period_s:.3g} s sample period is too slow: a RAPL counter here can wrap in {wrap_s:.3g} s at "
+            f"{ASSUMED_MAX_W:.0f} W, and the period must be under half that ({wrap_s / 2:.3g} s) so that no wrap "
+            f"goes unseen; use --sample-ms below {wrap_s / 2 * 1000:.3g}")
+
+
 def sampler_main(specs: list[SourceSpec], path: str, period_s: float, conn: Connection) -> None:
     """Body of the sampler process: open sources, say ready, sample until told to stop, flush, exit.
 
@@ -72,8 +80,7 @@ def sampler_main(specs: list[SourceSpec], path: str, period_s: float, conn: Conn
         channels = [channel for source in sources for channel in source.channels()]
         wraps = [source.shortest_wrap_seconds() for source in sources if hasattr(source, "shortest_wrap_seconds")]
         if wraps and period_s >= min(wraps) / 2:
-            raise MeterError(f"a {period_s} s sample period is too slow for a counter that can wrap in "
-                             f"{min(wraps):.1f} s; use a shorter --sample-ms")
+            raise MeterError(wrap_too_fast(period_s, min(wraps)))
         with open(path, "w", buffering=1) as handle:  # line-buffered: every sample reaches the OS at once
             _write_header(handle, channels, unavailable, period_s, min(wraps, default=None))
             handle.write(_format_row(time.monotonic(), [v for source in sources for v in source.read()]))

@@ -6,7 +6,9 @@ import statistics
 
 import numpy as np
 
+from evaluator.errors import MeterError
 from evaluator.power.analysis import (
+    BETWEEN_MOVES,
     COUNTER,
     DOMAINS,
     NVML_COUNTER_PERIOD_S,
@@ -17,6 +19,7 @@ from evaluator.power.analysis import (
     check_continuity,
     domain_reading,
     gap_limit_s,
+    mean_watts,
     pass_joules,
     pass_method,
     sample_intervals_s,
@@ -34,11 +37,29 @@ def _record(reading: DomainReading, window: Window) -> DomainEnergy:
         mean_w=None if reading.joules is None or window.seconds <= 0 else reading.joules / window.seconds)
 
 
-def _idle(samples: Samples, idle: Window, counted: list[str]) -> IdleRecord:
-    watts = {d: (j / idle.seconds if (j := domain_reading(samples, d, idle).joules) is not None else None)
-             for d in DOMAINS}
+def _idle(samples: Samples, idle: Window, counted: list[str]) -> tuple[IdleRecord, list[str]]:
+    """Idle watts, under the measured window's gap and wrap rules: a stall there leaves them null, with why."""
+    try:
+        check_continuity(samples, idle)
+    except MeterError as exc:
+        return (IdleRecord(seconds=idle.seconds, watts=dict.fromkeys(DOMAINS), total_w=None, reason=str(exc)),
+                [f"idle watts and above_idle_j are not reported: {exc}"])
+    watts = {d: mean_watts(samples, d, idle) for d in DOMAINS}
     total = sum(w for d in counted if (w := watts[d]) is not None) if counted else None
-    return IdleRecord(seconds=idle.seconds, watts=watts, total_w=total)
+    return IdleRecord(seconds=idle.seconds, watts=watts, total_w=total, method=BETWEEN_MOVES), []
+
+
+def _short_passes(samples: Samples, measured: Window, pass_windows: list[Window]) -> list[str]:
+    """A warning where passes are shorter than the interval between samples: their figures are interpolations."""
+    intervals = sample_intervals_s(samples.t_s, measured)
+    if not intervals.size:
+        return []
+    period, typical = float(np.median(intervals)), float(np.median([w.seconds for w in pass_windows]))
+    if typical >= period:
+        return []
+    return [f"passes last {typical * 1000:.1f} ms (median), under the {period * 1000:.1f} ms between samples: each "
+            "pass's joules are interpolated from samples it shares with its neighbours, so passes_j shows the trend "
+            "over several passes, not each pass apart"]
 
 
 def _per_pass(samples: Samples, measured: Window, pass_windows: list[Window], counted: list[str]
@@ -93,12 +114,13 @@ def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass:
                 f"counter steps bound the GPU error at about {energy.gpu_counter_quantisation_bound:.1%}; use more "
                 "--passes")
     if idle is not None and idle.seconds > 0:
-        energy.idle = _idle(samples, idle, counted)
+        energy.idle, idle_warnings = _idle(samples, idle, counted)
+        warnings += idle_warnings
         if total is not None and energy.idle.total_w is not None:
             energy.above_idle_j = total - energy.idle.total_w * measured.seconds
     if pass_windows:
         energy.passes_j, energy.passes_j_method, pass_warnings = _per_pass(samples, measured, pass_windows, counted)
-        warnings += pass_warnings
+        warnings += pass_warnings + _short_passes(samples, measured, pass_windows)
     return energy, warnings
 
 

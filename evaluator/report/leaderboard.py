@@ -24,6 +24,7 @@ from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, comparable_setting
 from evaluator.errors import EdlError, ResultError
 from evaluator.report.categories import category_for
 from evaluator.report.integrity import seal_holds
+from evaluator.report.prizes import UNCHECKED_UNSEEN, checked_on_unseen
 from evaluator.report.reader import read_result
 from evaluator.report.result import BATCH_NAME, RESULT_NAME, BatchSummary, Result, ReviewDecision
 from evaluator.report.review import Standing, latest, read_decisions
@@ -159,6 +160,7 @@ class Leaderboard:
     under_review: list[Entry] = field(default_factory=list)  # the generalization audit found them suspect
     unsigned: list[Entry] = field(default_factory=list)  # not signed by the organiser's key (with --public-key)
     unaudited: list[Entry] = field(default_factory=list)  # no audit, and --allow-unaudited was not given
+    unchecked_unseen: list[Entry] = field(default_factory=list)  # a prize board: no check on unseen images
     warnings: list[str] = field(default_factory=list)  # what a reader of the board must know
     untrusted: list[Untrusted] = field(default_factory=list)  # foreign, malformed or edited result.json files
     misnamed: list[Entry] = field(default_factory=list)  # in a folder not named by its signed model.name
@@ -168,7 +170,8 @@ class Leaderboard:
     def apart(self) -> list[tuple[str, list[Entry]]]:
         """The results not ranked, by the label every format lists them under, in the order it lists them."""
         return [("under review", self.under_review), ("disqualified", self.disqualified),
-                ("unaudited", self.unaudited), ("unsigned", self.unsigned), ("misnamed", self.misnamed),
+                ("unaudited", self.unaudited), (UNCHECKED_UNSEEN, self.unchecked_unseen), ("unsigned", self.unsigned),
+                ("misnamed", self.misnamed),
                 ("duplicate", self.duplicates), ("unranked", self.unranked), ("unmeasured", self.unmeasured),
                 ("failed", self.failed)]
 
@@ -254,13 +257,15 @@ def comparability_problems(entries: list[Entry]) -> list[str]:
 
 
 def rank_by_gpu(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
-                allow_mixed: bool = False, allow_unaudited: bool = False) -> dict[str, Leaderboard]:
+                allow_mixed: bool = False, allow_unaudited: bool = False,
+                require_unseen: bool = False) -> dict[str, Leaderboard]:
     """One board per GPU model the results were measured on (a result without a GPU: "no GPU")."""
     groups: dict[str, list[Entry | Untrusted]] = {}
     for entry in entries:
         gpu = (entry.result.gpu_model or "no GPU") if isinstance(entry, Entry) else UNTRUSTED_GROUP
         groups.setdefault(gpu, []).append(entry)
-    return {model: rank(members, thresholds, allow_mixed, allow_unaudited) for model, members in sorted(groups.items())}
+    return {model: rank(members, thresholds, allow_mixed, allow_unaudited, require_unseen)
+            for model, members in sorted(groups.items())}
 
 
 UNTRUSTED_GROUP = "results that cannot be trusted"  # --by gpu: what an untrusted document claims is not believed
@@ -270,9 +275,9 @@ UNAUDITED_NOTE = ("no generalization audit (an older result, or --audit-copies 0
                   "--allow-unaudited")
 
 
-def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool) -> bool:
-    """Unsigned (with a key), misnamed, failed, duplicate, disqualified, suspect (not cleared) and (unless allowed)
-    unaudited results are listed apart, never ranked."""
+def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool, require_unseen: bool = False) -> bool:
+    """Unsigned (with a key), misnamed, failed, duplicate, disqualified, suspect (not cleared), (unless allowed)
+    unaudited and (a prize board) unchecked-on-unseen results are listed apart, never ranked."""
     decision = entry.decision
     verdict = decision.decision if decision is not None else ""
     if entry.not_signed:
@@ -289,6 +294,8 @@ def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool) -> bool:
         board.under_review.append(entry)
     elif entry.result.audit is None and not allow_unaudited:
         board.unaudited.append(entry)
+    elif require_unseen and not checked_on_unseen(entry.result):
+        board.unchecked_unseen.append(entry)
     else:
         return False
     return True
@@ -314,7 +321,7 @@ def _mark_duplicates(entries: list[Entry]) -> None:
 
 
 def rank(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
-         allow_mixed: bool = False, allow_unaudited: bool = False) -> Leaderboard:
+         allow_mixed: bool = False, allow_unaudited: bool = False, require_unseen: bool = False) -> Leaderboard:
     """Place each entry in its highest category and order each category by energy.
 
     Results set apart (untrusted, unsigned, misnamed, failed, duplicate, disqualified, suspect, unaudited) are
@@ -325,7 +332,7 @@ def rank(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = D
     board.untrusted = [entry for entry in entries if isinstance(entry, Untrusted)]
     readable = [entry for entry in entries if isinstance(entry, Entry)]
     _mark_duplicates(readable)
-    ranked = [entry for entry in readable if not _set_apart(entry, board, allow_unaudited)]
+    ranked = [entry for entry in readable if not _set_apart(entry, board, allow_unaudited, require_unseen)]
     board.mixed = comparability_problems(ranked)
     if board.mixed and not allow_mixed:
         raise EdlError("these results are not comparable: " + "; ".join(board.mixed)

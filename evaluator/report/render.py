@@ -25,6 +25,7 @@ from rich.table import Table
 
 from evaluator.errors import EdlError
 from evaluator.report.leaderboard import TIE_RULE, UNAUDITED_NOTE, Entry, Leaderboard, Untrusted
+from evaluator.report.prizes import UNCHECKED_UNSEEN, UNCHECKED_UNSEEN_NOTE
 
 FORMATS = ("table", "csv", "md", "json", "html")
 COLUMNS = ("category", "rank", "name", "accuracy_pct", "audit_pct", "energy_kj", "energy_kj_low", "energy_kj_high",
@@ -72,6 +73,8 @@ def _untrusted_row(item: Untrusted) -> dict[str, object]:
 def _apart_note(label: str, entry: Entry) -> str:
     if label == "unaudited":
         return UNAUDITED_NOTE
+    if label == UNCHECKED_UNSEEN:
+        return UNCHECKED_UNSEEN_NOTE
     if label == "unranked":
         return "below the lowest threshold"
     return public_note(entry)

@@ -31,6 +31,23 @@ def utc_now() -> str:
 
 
 @dataclass
+class GraphFinding:
+    """Static evidence in the graph that it stores answers (edl check's findings): for review, never a verdict."""
+
+    kind: str = field(metadata=doc("lookup (table, nearest row, stored answer), labels (stored labels 0..9), batch "
+                                   "(the batch axis combined before the output) or analysis (what could not be read)"))
+    strength: str = field(metadata=doc("strong: a full path from input to output, an output computed across the "
+                                       "batch, or stored labels matching the test labels; note: a weaker sign"))
+    nodes: list[str] = field(default_factory=list)
+    tensor: str = field(default="", metadata=doc("the stored table or labels, when there is one"))
+    shape: list[int] = field(default_factory=list)
+    size: int = 0
+    explanation: str = ""
+    label_match: float | None = field(default=None, metadata=doc(
+        "fraction of the test labels that the stored labels repeat in order (null: not compared)"))
+
+
+@dataclass
 class ModelRecord:
     """The submission file that was scored."""
 
@@ -41,6 +58,8 @@ class ModelRecord:
     parameters: int | None = None
     opsets: dict[str, int] = field(default_factory=dict)
     producer: str = ""
+    evidence: list[GraphFinding] = field(default_factory=list, metadata=doc(
+        "the graph inspection's findings (empty: none, or a result older than the inspection)"))
 
 
 @dataclass
@@ -137,8 +156,15 @@ class DomainEnergy:
 @dataclass
 class IdleRecord:
     seconds: float
-    watts: dict[str, float | None]
+    watts: dict[str, float | None] = field(metadata=doc(
+        "mean watts per domain; each energy counter read between its first and last move inside the idle window, so "
+        "a step carrying energy from before it (the priming pass's) is not counted"))
     total_w: float | None
+    reason: str = field(default="", metadata=doc(
+        "why the watts are null: the idle window failed the measured window's gap and wrap rules, or there is no "
+        "meter and the idle baseline was skipped"))
+    method: str = field(default="", metadata=doc(
+        "how the watts were read; empty in results written before idle counters were read between their moves"))
 
 
 @dataclass
@@ -309,7 +335,28 @@ class PrivateCheck:
     correct: int
     accuracy: float
     gap_points: float = field(metadata=doc("test-set accuracy minus private accuracy, in percentage points"))
-    tolerance_points: float
+    tolerance_points: float = field(metadata=doc("the largest gap that still passes: test-set minus expected "
+                                                 "accuracy plus allowed_shortfall_points (older results: a "
+                                                 "fixed number of points)"))
+    expected_accuracy: float | None = field(default=None, metadata=doc(
+        "what an honest model of this test-set accuracy is expected to score on images drawn anew (the fit); "
+        "null in results made before the fit"))
+    fit: str = field(default="", metadata=doc("the fit that gives the expected accuracy"))
+    shortfall_points: float | None = field(default=None, metadata=doc(
+        "expected minus private accuracy, in percentage points: the check fails above allowed_shortfall_points"))
+    allowed_shortfall_points: float | None = field(default=None, metadata=doc(
+        "tolerance_sd times combined_sd_points, or the organiser's override in points"))
+    tolerance_sd: float | None = field(default=None, metadata=doc(
+        "standard deviations allowed (null when the organiser gave the tolerance in points)"))
+    combined_sd_points: float | None = field(default=None, metadata=doc(
+        "the combined standard deviation: the root sum of squares of the three parts below"))
+    fit_sd_points: float | None = field(default=None, metadata=doc(
+        "the fit's spread (residuals and the line's own uncertainty) at the expected accuracy"))
+    test_sd_points: float | None = field(default=None, metadata=doc(
+        "binomial error of the test-set accuracy on test_images images, through the fit's slope"))
+    private_sd_points: float | None = field(default=None, metadata=doc(
+        "binomial error of the private accuracy on images images, at the expected accuracy"))
+    test_images: int | None = field(default=None, metadata=doc("images the test-set accuracy was taken over"))
 
 
 @dataclass

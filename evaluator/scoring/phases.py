@@ -8,8 +8,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
+
 from evaluator.config import ScoreConfig
-from evaluator.contract.check import CheckReport, check_submission
+from evaluator.contract.check import CheckReport, check_submission, evidence_warning
+from evaluator.contract.evidence import match_labels
 from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import load_path, resolve
@@ -39,6 +42,19 @@ def check_phase(model_path: Path, config: ScoreConfig, progress: Progress, name:
     if not report.valid or report.contract is None:
         raise SubmissionError(report.problems)
     return Submission(name or Path(model_path).stem, Path(model_path), report, report.contract)
+
+
+def label_evidence(submission: Submission, dataset: Dataset) -> Submission:
+    """The graph's stored labels compared with the test labels in order; a match is a strong finding (warned)."""
+    report = submission.report
+    if not any(finding.kind in ("labels", "lookup") and finding.tensor for finding in report.evidence):
+        return submission  # honest graphs: nothing to compare, the model is not read again
+    model = onnx.load(submission.path, load_external_data=False)
+    evidence = match_labels(model, report.evidence, dataset.labels)
+    warnings = list(report.warnings)
+    warnings += [evidence_warning(after) for before, after in zip(report.evidence, evidence, strict=False)
+                 if after.strength == "strong" and before.strength != "strong"]
+    return dataclasses.replace(submission, report=dataclasses.replace(report, evidence=evidence, warnings=warnings))
 
 
 def data_phase(config: ScoreConfig, progress: Progress, resolved: DataRecord | None = None) -> Dataset:

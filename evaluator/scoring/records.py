@@ -17,6 +17,7 @@ from evaluator.report.result import (
     ContractRecord,
     DataRecord,
     GpuState,
+    GraphFinding,
     ModelRecord,
     ProviderRecord,
     Result,
@@ -35,7 +36,8 @@ def path_from(folder: Path, path: Path) -> str:
 
 def model_record(name: str, path: Path, report: CheckReport, out_dir: Path) -> ModelRecord:
     return ModelRecord(name=name, path=path_from(out_dir, path), sha256=report.sha256, bytes=report.bytes,
-                       parameters=report.parameters, opsets=report.opsets, producer=report.producer)
+                       parameters=report.parameters, opsets=report.opsets, producer=report.producer,
+                       evidence=[GraphFinding(**dataclasses.asdict(finding)) for finding in report.evidence])
 
 
 def data_record(dataset: Dataset) -> DataRecord:

@@ -14,7 +14,7 @@ from evaluator.config import MeterConfig, ScoreConfig
 from evaluator.data.dataset import Dataset
 from evaluator.errors import MeterError
 from evaluator.fileio import sha256_file
-from evaluator.power.analysis import Samples, Window
+from evaluator.power.analysis import DOMAINS, Samples, Window
 from evaluator.power.meter import Meter
 from evaluator.report.energy import run_energy, unmeasured
 from evaluator.report.result import (
@@ -24,6 +24,7 @@ from evaluator.report.result import (
     Fairness,
     FileRecord,
     GpuState,
+    IdleRecord,
     Run,
     RunEnergy,
     Tuning,
@@ -33,10 +34,14 @@ from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
 from evaluator.runtime.session import SessionInfo, create_session
 from evaluator.scoring.hostinfo import host
 from evaluator.scoring.phases import Submission
-from evaluator.scoring.progress import Progress
+from evaluator.scoring.progress import Progress, wait
 from evaluator.scoring.records import window_records
 from evaluator.scoring.thermal import GpuWatch, cool_down
 from evaluator.scoring.tune import run_tuning
+
+TRAIL_PERIODS = 3  # sample periods of unmeasured work after the measured window
+NO_METER_IDLE = ("not measured: there is no meter here (no NVML, no RAPL; see missing_domains), so the idle "
+                 "baseline was skipped")
 
 
 @dataclass
@@ -123,24 +128,53 @@ class _Measured:
     pass_windows: list[Window]
     predictions: list[np.ndarray]
     samples: Samples | None
+    idle_skipped: str = ""  # why there is no idle window, where one was asked for
+
+
+def _trail(runner: BoundRunner, period_s: float) -> Window:
+    """Passes past the measured window for ``TRAIL_PERIODS`` sample periods, unmeasured, as the warm-up runs before it.
+
+    The window's last edge, and the last short passes, are interpolated between the samples around them: with
+    idle samples after the work, passes shorter than the sample period read low (-18 % and -36 % seen); with work
+    on both sides, the end edge is like the start.
+    """
+    start = time.monotonic()
+    runner.run_pass()
+    while time.monotonic() - start < TRAIL_PERIODS * period_s:
+        runner.run_pass()
+    return Window("trail", start, time.monotonic())
+
+
+def _idle_baseline(meter: Meter, config: ScoreConfig, progress: Progress) -> str:
+    """The idle window, waited with a countdown; skipped without a meter. Returns why it was skipped, if it was."""
+    if not meter.enabled or config.meter.idle_s <= 0:
+        return ""
+    if not meter.channels:
+        progress.phase("idle baseline skipped: no meter (no NVML, no RAPL)")
+        return NO_METER_IDLE
+    progress.countdown("idle baseline", config.meter.idle_s)
+    with meter.window("idle"):
+        wait(progress, config.meter.idle_s)
+    return ""
 
 
 def _measure(prepared: Prepared, watch: GpuWatch, meter: Meter, config: ScoreConfig, thermal: MeterConfig,
              images: int, progress: Progress) -> _Measured:
-    """Cool-down, idle baseline, warm-up and measured passes, each window marked on the meter."""
+    """Cool-down, idle baseline, warm-up, measured passes and a trail of work, each window marked on the meter."""
     with meter.window("cooldown"):
-        cooldown = cool_down(watch, thermal, on_start=lambda: progress.phase("cool-down"))
+        cooldown = cool_down(watch, thermal, on_start=lambda: progress.countdown("cool-down", thermal.cooldown_s),
+                             sleep=lambda seconds: wait(progress, seconds))
     start_temp_c = watch.temperature_c()
-    if meter.enabled and config.meter.idle_s > 0:
-        progress.phase("idle baseline")
-        with meter.window("idle"):
-            time.sleep(config.meter.idle_s)
+    idle_skipped = _idle_baseline(meter, config, progress)
     warmup, warm_count = _warm_up(prepared.runner, config, progress, images)
     if warmup is not None:
         meter.mark(warmup)
     pass_windows, predictions = _run_passes(prepared.runner, config.passes, "pass", progress, images)
     meter.mark(Window("measured", pass_windows[0].start_s, pass_windows[-1].end_s))
-    return _Measured(cooldown, start_temp_c, warmup, warm_count, pass_windows, predictions, meter.stop())
+    if meter.channels:
+        meter.mark(_trail(prepared.runner, meter.period_s))
+    return _Measured(cooldown, start_temp_c, warmup, warm_count, pass_windows, predictions, meter.stop(),
+                     idle_skipped)
 
 
 def _energy(measured: _Measured, meter: Meter, config: ScoreConfig, dataset: Dataset, out_dir: Path,
@@ -152,6 +186,8 @@ def _energy(measured: _Measured, meter: Meter, config: ScoreConfig, dataset: Dat
     assert window is not None
     energy, warnings = run_energy(measured.samples, window, config.passes, dataset.count,
                                   meter.find("idle"), measured.pass_windows)
+    if measured.idle_skipped:
+        energy.idle = IdleRecord(seconds=0.0, watts=dict.fromkeys(DOMAINS), total_w=None, reason=measured.idle_skipped)
     samples_file = FileRecord(samples_name(run_index), sha256_file(meter.samples_path))
     timeline = None
     if config.meter.plot:

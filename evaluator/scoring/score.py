@@ -26,6 +26,7 @@ from evaluator.scoring.phases import (
     check_phase,
     data_phase,
     default_out_dir,
+    label_evidence,
     prepare_out_dir,
     private_phase,
 )
@@ -105,6 +106,7 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
     key = load_private(secrets.signing_key) if secrets.signing_key is not None else None  # a bad key fails now
     submission = check_phase(model_path, config, progress, name)
     dataset = data_phase(config, progress, resolved_data)
+    submission = label_evidence(submission, dataset)
     private = private_phase(config)
     out_dir = prepare_out_dir(Path(out_dir) if out_dir is not None else default_out_dir(model_path))
     warnings = list(submission.report.warnings)

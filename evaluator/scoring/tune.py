@@ -25,7 +25,14 @@ from evaluator.config import CUDNN_SEARCHES, RuntimeConfig, ScoreConfig
 from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.errors import MeterError, SubmissionError
-from evaluator.power.analysis import NVML_COUNTER_PERIOD_S, TOTAL_DOMAINS, Window, domain_reading, load_samples
+from evaluator.power.analysis import (
+    NVML_COUNTER_PERIOD_S,
+    TOTAL_DOMAINS,
+    Window,
+    check_continuity,
+    domain_reading,
+    load_samples,
+)
 from evaluator.report.result import Tuning, TuningCandidate, TuningDecision
 from evaluator.runtime.providers import uses_gpu
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
@@ -97,6 +104,7 @@ def _window_joules(samples_path: Path | None, window: Window) -> float | None:
         return None
     try:
         samples = load_samples(samples_path)
+        check_continuity(samples, window)  # the measured window's gap and wrap rules: a stalled round has no figure
         values = [domain_reading(samples, domain, window).joules for domain in TOTAL_DOMAINS]
     except MeterError:
         return None

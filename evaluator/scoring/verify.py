@@ -26,7 +26,7 @@ from evaluator.report.energy import run_energy, summarise
 from evaluator.report.integrity import seal_holds
 from evaluator.report.leaderboard import folder_problem
 from evaluator.report.reader import read_result
-from evaluator.report.result import BATCH_NAME, RESULT_NAME, Result, Run
+from evaluator.report.result import BATCH_NAME, RESULT_NAME, Result, Run, RunEnergy
 from evaluator.report.review import read_decisions
 from evaluator.report.signing import load_public, signature_problem
 from evaluator.runtime.runner import BoundRunner, make_batches
@@ -148,6 +148,10 @@ def _check_run_arithmetic(run: Run, windows: dict[str, Window], images: int, che
                    _close(energy.total_j, sum(getattr(energy, f"{d}_j") or 0.0 for d in energy.total_domains)))
 
 
+def _idle_w(energy: RunEnergy) -> float | None:
+    return energy.idle.total_w if energy.idle is not None else None
+
+
 def _check_run_samples(run: Run, windows: dict[str, Window], images: int, folder: Path, checks: Checks) -> None:
     label = f"run {run.index}"
     if run.samples is None:
@@ -173,8 +177,14 @@ def _check_run_samples(run: Run, windows: dict[str, Window], images: int, folder
                if samples.complete else "the sampler did not finish: an interrupted run")
     pairs = {"energy.total_j": (run.energy.total_j, again.total_j), "energy.gpu_j": (run.energy.gpu_j, again.gpu_j),
              "energy.cpu_j": (run.energy.cpu_j, again.cpu_j), "energy.dram_j": (run.energy.dram_j, again.dram_j),
-             "energy.above_idle_j": (run.energy.above_idle_j, again.above_idle_j)}
+             "energy.above_idle_j": (run.energy.above_idle_j, again.above_idle_j),
+             "energy.idle.total_w": (_idle_w(run.energy), _idle_w(again))}
+    earlier_idle = run.energy.idle is not None and not run.energy.idle.method and again.idle is not None
     for name, (recorded, recomputed) in pairs.items():
+        if earlier_idle and "idle" in name and again.idle is not None and not again.idle.reason:
+            checks.add(f"{label}: {name} recomputed from samples", None, f"recorded {_said(recorded)} by the earlier "
+                       f"idle rule (counters at the window's edges); today's rule gives {_said(recomputed)}")
+            continue
         detail = "not measured" if recorded is None and recomputed is None else \
             f"recorded {_said(recorded)}, recomputed {_said(recomputed)}"
         checks.add(f"{label}: {name} recomputed from samples", _close(recomputed, recorded), detail)

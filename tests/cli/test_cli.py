@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import resource
 import signal
 import subprocess
@@ -42,7 +43,9 @@ def test_data_info_without_a_cache_says_what_the_default_would_do(cli):
     run = cli("data", "info")
     assert run.exit_code == 0 and run.stderr == ""
     assert run.stdout == f"source       not cached; edl score would download {store.OFFICIAL_URL} into {cache} " \
-                         "(edl data fetch)\n"
+                         "(edl data fetch)\n" \
+                         "cifar10.1    not cached; `edl data fetch --cifar10.1` would download it from " \
+                         f"{store.cifar10_1_url()}\n"
     document = json.loads(cli("data", "info", "--json").stdout)
     assert (document["cached"], document["source"], document["cache"], document["download"]) == (
         False, None, str(cache), store.OFFICIAL_URL)
@@ -168,6 +171,38 @@ def test_meter_into_an_unwritable_place_is_one_line_and_nothing_else(tmp_path, w
     assert run.returncode == 1 and run.stdout == ""
     assert len(run.stderr.splitlines()) == 1, run.stderr
     assert run.stderr.startswith(f"error: cannot write results to {out} (") and "pass a writable --out" in run.stderr
+
+
+def test_line_progress_counts_down_a_wait_with_a_line_every_few_seconds(capsys, monkeypatch):
+    """Piped: the idle and cool-down waits print the time left, every countdown_every_s, not at every tick."""
+    from evaluator.cli.progress import LineProgress
+    from evaluator.scoring import progress as scoring_progress
+
+    monkeypatch.setattr(scoring_progress, "TICK_S", 0.05)
+    every = LineProgress(countdown_every_s=0.0)
+    every.countdown("idle baseline", 0.3)
+    scoring_progress.wait(every, 0.3)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "idle baseline: 0 s left" and len(lines) >= 4
+    assert all(re.fullmatch(r"idle baseline: \d+ s left", line) for line in lines)
+    sparse = LineProgress()  # a line every 5 s: a 0.3 s wait prints only its first
+    sparse.countdown("cool-down", 60.0)
+    scoring_progress.wait(sparse, 0.3)
+    assert capsys.readouterr().err.splitlines() == ["cool-down: 60 s left"]
+
+
+def test_live_progress_shows_the_time_left_of_a_wait():
+    from evaluator.cli.progress import LiveProgress
+
+    live = LiveProgress()
+    live.countdown("idle baseline", 10.0)
+    live.advance()
+    task = live._progress.tasks[-1]
+    assert task.description == "idle baseline" and task.total == 10.0
+    assert re.fullmatch(r"(9|10) s left", task.fields["rate"])
+    live.phase("warmup")
+    live.advance(100)
+    assert live._progress.tasks[-1].completed == 100
 
 
 def test_line_progress_counts_images_between_phase_lines(capsys):

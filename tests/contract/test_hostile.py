@@ -164,3 +164,40 @@ def test_invalid_utf8_and_unknown_enums_are_problems_not_crashes(tmp_path):
     (tmp_path / "utf8.onnx").write_bytes(raw.replace(b"evil", b"ev\xffl"))  # the domain is no longer UTF-8
     report = check_submission(tmp_path / "utf8.onnx")
     assert any("'ev\ufffdl' is not provided by onnxruntime" in p for p in report.problems), report.problems
+
+
+def test_a_failure_inside_the_graph_inspection_is_a_note_not_a_crash(tmp_path, monkeypatch):
+    import evaluator.contract.evidence as evidence
+
+    def broken(view: object) -> list:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(evidence, "_lookups", broken)
+    report = check_submission(conv_model(tmp_path / "m.onnx"))
+    assert report.valid
+    (note,) = report.evidence
+    assert (note.kind, note.strength) == ("analysis", "note") and "RecursionError" in note.explanation
+
+
+def test_hostile_graphs_for_the_inspection_stay_bounded(tmp_path):
+    """Forty decoy lookups, and a 'table' that would be 4 GB if folded: a bounded list, nothing built."""
+    from evaluator.contract.evidence import MAX_FINDINGS, find_evidence
+
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])
+    nodes = [helper.make_node("Flatten", ["pixels"], ["flat"]),
+             helper.make_node("ConstantOfShape", ["huge_shape"], ["huge"]),
+             helper.make_node("MatMul", ["flat", "huge"], ["wide"])]
+    for index in range(40):
+        nodes += [helper.make_node("MatMul", ["flat", "table"], [f"d{index}"]),
+                  helper.make_node("ArgMax", [f"d{index}"], [f"i{index}"], axis=1)]
+    nodes.append(helper.make_node("Slice", ["flat", "s", "e", "a"], ["scores"]))
+    inits = [numpy_helper.from_array(np.array([3072, 2**18], np.int64), "huge_shape"),
+             numpy_helper.from_array(np.zeros((3072, 100), np.float32), "table"),
+             numpy_helper.from_array(np.array([0], np.int64), "s"),
+             numpy_helper.from_array(np.array([10], np.int64), "e"),
+             numpy_helper.from_array(np.array([1], np.int64), "a")]
+    model = helper.make_model(helper.make_graph(nodes, "decoys", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    findings = find_evidence(model)
+    assert len(findings) == MAX_FINDINGS and all(f.strength == "note" for f in findings)

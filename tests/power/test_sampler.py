@@ -68,10 +68,13 @@ def test_killed_sampler_makes_the_measurement_invalid(tmp_path):
     assert not load_samples(tmp_path / "s.csv").complete
 
 
-def test_sampling_slower_than_the_counter_wrap_is_refused(tmp_path):
-    PowercapTree(tmp_path / "pc", package_watts=[10.0], max_range_uj=50_000_000)  # wraps in 0.1 s at 500 W
-    with pytest.raises(MeterError, match="too slow"):
-        Sampler([RaplSpec(root=str(tmp_path / "pc"))], tmp_path / "s.csv", period_s=0.06).start()
+def test_sampling_slower_than_the_counter_wrap_is_refused_with_the_real_numbers_and_the_rule(tmp_path):
+    PowercapTree(tmp_path / "pc", package_watts=[10.0], max_range_uj=30_000_000)  # wraps in 0.06 s at 500 W
+    with pytest.raises(MeterError) as refused:
+        Sampler([RaplSpec(root=str(tmp_path / "pc"))], tmp_path / "s.csv", period_s=0.05).start()
+    assert str(refused.value).endswith(
+        "a 0.05 s sample period is too slow: a RAPL counter here can wrap in 0.06 s at 500 W, and the period must "
+        "be under half that (0.03 s) so that no wrap goes unseen; use --sample-ms below 30")
 
 
 def test_the_meter_marks_windows_and_a_disabled_meter_samples_nothing(tmp_path, fake_gpu):

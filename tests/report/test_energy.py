@@ -119,3 +119,53 @@ def test_a_domain_with_only_a_coarse_counter_is_left_out_of_per_pass_joules_and_
     assert np.abs(_relative_errors(report.passes_j, CPU_W, passes)).max() < 1e-9  # the CPU alone
     assert report.gpu_j == pytest.approx(GPU_W * 2.0, rel=0.01)  # the window's total still counts the GPU
     assert any(w.startswith("per-pass joules leave out gpu") for w in warnings)
+
+
+def _idle_then_work(gap: tuple[float, float] | None = None, wrap_s: float | None = None) -> Samples:
+    """RAPL at 40 W and an NVML counter stepping every 100 ms: 80 W idle from 1 s to 9 s, 300 W before and after.
+
+    ``gap``: no sample in that span (a stalled sampler); ``wrap_s``: the RAPL counter's recorded wrap time.
+    """
+    t = np.round(np.arange(0.0, 20.0, 0.01), 6)
+    if gap is not None:
+        t = t[(t < gap[0]) | (t > gap[1])]
+    fine = np.arange(0.0, 20.0, 0.001)
+    watts = np.where((fine >= 1.0) & (fine < 9.0), 80.0, 300.0)
+    cumulative = np.concatenate([[0.0], np.cumsum(watts[:-1] * 0.001)])
+    stepped = np.interp(np.floor(t / 0.1 + 1e-9) * 0.1, fine, cumulative)  # NVML publishes every 100 ms
+    channels = [NVML_COUNTER, RAPL_COUNTER]
+    return Samples(t, {"gpu0_energy_j": stepped, "cpu_package0_energy_j": CPU_W * t}, channels, {}, 0.01, True,
+                   wrap_s)
+
+
+def test_idle_watts_leave_out_the_step_that_carries_the_priming_work():
+    """The idle window opens 5 ms after the work: NVML's first step inside it holds 95 ms of 300 W work."""
+    samples = _idle_then_work()
+    report, warnings = run_energy(samples, Window("measured", 10.0, 19.0), passes=1, images_per_pass=1,
+                                  idle=Window("idle", 1.005, 8.005))
+    assert report.idle is not None and report.idle.reason == "" and report.idle.method
+    assert report.idle.watts["gpu"] == pytest.approx(80.0, rel=0.002)  # at the window's edges: +3.7 %
+    assert report.idle.watts["cpu"] == pytest.approx(CPU_W, rel=1e-6)
+    assert not any("idle" in w for w in warnings)
+
+
+def test_a_stall_in_the_idle_baseline_leaves_its_figures_out_with_the_measured_window_s_reason():
+    """A 1 s stall inside the idle window: the gap rule of the measured window, applied to idle, with its reason."""
+    samples = _idle_then_work(gap=(4.0, 5.0), wrap_s=0.8)
+    report, warnings = run_energy(samples, Window("measured", 10.0, 19.0), passes=1, images_per_pass=1,
+                                  idle=Window("idle", 1.005, 8.005))
+    assert report.total_j is not None  # the measured window is sound
+    assert report.idle is not None and report.idle.total_w is None and report.above_idle_j is None
+    assert report.idle.watts == {"gpu": None, "cpu": None, "dram": None}
+    assert "gap inside the idle window" in report.idle.reason and "can wrap in 0.80 s" in report.idle.reason
+    assert any(w.startswith("idle watts and above_idle_j are not reported: the samples have a 1.0") for w in warnings)
+
+
+def test_passes_shorter_than_the_sample_interval_say_that_their_figures_are_interpolations():
+    samples = _stepped_gpu_samples([NVML_POWER, RAPL_COUNTER])
+    measured = Window("measured", 0.505, 1.505)
+    passes = [Window(f"pass{i}", 0.505 + i * 0.004, 0.505 + (i + 1) * 0.004) for i in range(250)]
+    _, warnings = run_energy(samples, measured, len(passes), 100, pass_windows=passes)
+    assert any(w.startswith("passes last 4.0 ms (median), under the 10.0 ms between samples") for w in warnings)
+    _, warnings = run_energy(samples, measured, 3, 100, pass_windows=_short_passes(0.505, 1.505))
+    assert not any("between samples" in w for w in warnings)

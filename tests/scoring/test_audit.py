@@ -77,7 +77,10 @@ def test_private_data_enters_the_verdict(tmp_path, data):
     config = dataclasses.replace(config, audit=dataclasses.replace(config.audit, private_data=private))
     result = score(colour_model(tmp_path / "m.onnx"), config, tmp_path / "o")
     assert result.audit.private.accuracy == pytest.approx(0.10) and result.audit.private.images == 300
-    assert result.audit.verdict == "suspect" and "private images (a gap of 86.0 points" in result.audit.reason
+    private = result.audit.private
+    assert private.gap_points == pytest.approx(86.0) and private.test_images == 1000
+    assert result.audit.verdict == "suspect" and "but 10.0% on 300 unseen images, where an honest model is expected " \
+        f"to score {private.expected_accuracy:.1%}" in result.audit.reason
 
 
 def test_the_audit_can_be_switched_off_and_the_result_says_so(tmp_path, data):

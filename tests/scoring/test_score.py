@@ -221,3 +221,120 @@ def test_real_subset_with_oracle_labels(tmp_path, shared_data):
     path = save_npz(tmp_path / "marked.npz", images, labels)
     result = score(oracle_model(tmp_path / "m.onnx", "uint8", "NHWC"), fast_config(path), tmp_path / "o")
     assert result.correct == 1000 and result.category == pytest.approx(0.99)
+
+
+WORK_W, IDLE_W = 300.0, 80.0
+
+
+class ProfileProgress:
+    """A silent progress display that tells the fake GPU's profile when a wait begins: it idles from then on."""
+
+    def __init__(self, profile: object) -> None:
+        self.profile = profile
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        if name.startswith(("idle baseline", "cool-down")):
+            self.profile.set(IDLE_W)
+
+    def advance(self, images: int = 0) -> None:
+        pass
+
+    def countdown(self, name: str, seconds: float) -> None:
+        self.phase(name)
+
+
+@pytest.fixture
+def profiled_gpu(tmp_path, fake_gpu, monkeypatch):
+    """A fake GPU at WORK_W from the start of a pass (priming, warm-up, measured, trailing) until a wait begins or
+    the meter stops, else at IDLE_W: the passes run back to back, without idle gaps between them."""
+    from fake_pynvml import PowerProfile
+
+    from evaluator.power.meter import Meter
+    from evaluator.runtime.runner import BoundRunner
+
+    def configure(step_s: float = 0.0) -> ProfileProgress:
+        fake_gpu(watts=IDLE_W, step_s=step_s)
+        profile = PowerProfile(str(tmp_path / "profile.txt"))
+        monkeypatch.setenv("FAKE_NVML_PROFILE", profile.path)
+        real_pass, real_stop = BoundRunner._pass, Meter.stop
+
+        def metered_pass(self: BoundRunner) -> np.ndarray:
+            profile.set(WORK_W)
+            return real_pass(self)
+
+        def stop(self: Meter):
+            profile.set(IDLE_W)
+            return real_stop(self)
+
+        monkeypatch.setattr(BoundRunner, "_pass", metered_pass)
+        monkeypatch.setattr(Meter, "stop", stop)
+        return ProfileProgress(profile)
+
+    return configure
+
+
+def test_idle_gpu_watts_do_not_count_the_priming_pass_s_last_counter_step(tmp_path, profiled_gpu):
+    """NVML steps every 100 ms and the idle window opens ms after the priming pass: the first step inside it
+    carries up to 100 ms of priming work (+0 to +18 % on a 1.5 s idle before the fix)."""
+    progress = profiled_gpu(step_s=0.1)
+    images, labels = oracle_images(1000, correct=950)
+    data = save_npz(tmp_path / "d.npz", images, labels)
+    result = score(conv_model(tmp_path / "m.onnx"), fast_config(data, passes=3, idle_s=1.5), tmp_path / "out",
+                   progress=progress)
+    idle = result.runs[0].energy.idle
+    assert idle is not None and idle.watts["gpu"] == pytest.approx(IDLE_W, rel=0.02)
+
+
+def test_the_last_short_passes_are_not_read_towards_the_idle_after_the_work(tmp_path, profiled_gpu):
+    """Passes of ~5-20 ms sampled every 50 ms: without work after the window, the last read low (-18 %, -36 %)."""
+    progress = profiled_gpu()
+    images, labels = oracle_images(200, correct=190)
+    data = save_npz(tmp_path / "d.npz", images, labels)
+    config = fast_config(data, passes=40, sample_period_ms=50.0)
+    run = score(conv_model(tmp_path / "m.onnx"), config, tmp_path / "out", progress=progress).runs[0]
+    passes = [w for w in run.windows if w.name.startswith("pass")]
+    ratios = [j / (WORK_W * (w.end_s - w.start_s)) for j, w in zip(run.energy.passes_j, passes, strict=True)]
+    assert run.energy.passes_j_method["gpu"] == "integrated instant power"
+    assert min(ratios) > 0.97, [round(r, 3) for r in ratios]
+    assert any(w.name == "trail" for w in run.windows)
+
+
+class Recording:
+    """A progress display that records what the scorer told it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.ticks = 0
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.calls.append(("phase", name))
+
+    def advance(self, images: int = 0) -> None:
+        self.ticks += not images
+
+    def countdown(self, name: str, seconds: float) -> None:
+        self.calls.append(("countdown", f"{name} {seconds:g} s"))
+
+
+def test_no_meter_skips_the_idle_wait_and_says_so(tmp_path, dataset):
+    """No NVML, no RAPL: nothing would measure the idle baseline; the wait is skipped (11.6 s -> ~1 s)."""
+    recording = Recording()
+    calls = recording.calls
+    start = time.monotonic()
+    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1, idle_s=10.0), tmp_path / "o",
+                   progress=recording)
+    assert time.monotonic() - start < 8.0
+    idle = result.runs[0].energy.idle
+    assert idle is not None and idle.total_w is None and idle.reason.startswith("not measured: there is no meter")
+    assert ("phase", "idle baseline skipped: no meter (no NVML, no RAPL)") in calls
+    assert not any(name == "trail" for name in (w.name for w in result.runs[0].windows))
+
+
+def test_the_cool_down_and_idle_waits_are_countdowns(tmp_path, dataset, fake_gpu):
+    fake_gpu(temps="60,60,60,55,50,41")
+    recording = Recording()
+    config = fast_config(dataset, passes=1, idle_s=1.0, cooldown_s=10.0, target_temp_c=40.0)
+    score(oracle_model(tmp_path / "m.onnx"), config, tmp_path / "o", progress=recording)
+    countdowns = [name for kind, name in recording.calls if kind == "countdown"]
+    assert countdowns == ["cool-down 10 s", "idle baseline 1 s"]
+    assert recording.ticks >= 2  # the cool-down's polls and the idle second told the display that time passed

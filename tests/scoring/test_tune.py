@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
+import numpy as np
 from builders import PowercapTree, conv_model, fast_config, oracle_images, oracle_model, save_npz
 
 from evaluator.config import RuntimeConfig
 from evaluator.contract.check import check_submission
+from evaluator.power.analysis import Window
+from evaluator.power.sampler import SAMPLES_FORMAT
 from evaluator.scoring.score import score
-from evaluator.scoring.tune import coordinate_search, decide, search_space
+from evaluator.scoring.tune import _window_joules, coordinate_search, decide, search_space
 
 CPU = RuntimeConfig(provider="cpu")
 
@@ -76,3 +80,15 @@ def test_coordinate_search_measures_each_setting_together_and_needs_a_clear_win(
         ("batch_size", "500", True), ("prefer_nhwc", "True", True), ("cuda_graph", "False", False)]
     assert [len(c) for c in calls] == [4, 2, 2] and calls[0][0].batch_size == 1000  # the incumbent first
     assert decide(start, {start: [1.0, 1.0], dataclasses.replace(start, batch_size=500): [0.5, 1.4]}, 0.0)[0] == start
+
+
+def test_a_tuning_round_across_a_sampler_stall_has_no_figure(tmp_path):
+    """Tuning windows are reported too: the measured window's gap rule leaves a stalled round without joules."""
+    t = np.concatenate([np.arange(0.0, 1.0, 0.01), np.arange(2.0, 3.0, 0.01)])  # a 1 s stall
+    meta = {"format": SAMPLES_FORMAT, "period_s": 0.01, "shortest_wrap_s": None, "unavailable": {},
+            "channels": [{"name": "cpu_package0_energy_j", "domain": "cpu", "kind": "energy_j", "note": ""}]}
+    rows = [f"{x:.6f},{40 * x:.6f}" for x in t]
+    path = tmp_path / "samples.csv"
+    path.write_text("\n".join(["# " + json.dumps(meta), "t_s,cpu_package0_energy_j", *rows, "# end"]) + "\n")
+    assert abs((_window_joules(path, Window("round", 0.2, 0.8)) or 0) - 24.0) < 1e-6
+    assert _window_joules(path, Window("round", 0.5, 2.5)) is None

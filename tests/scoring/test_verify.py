@@ -93,3 +93,19 @@ def test_verify_says_not_measured_and_writes_categories_one_way(scored, cli):
     assert checks["run 1: energy.gpu_j recomputed from samples"]["detail"] == "not measured"
     assert checks["category"]["detail"] == "recorded below every threshold"  # random weights; before: "None"
     assert "None" not in json.dumps([c["detail"] for name, c in checks.items() if "recomputed" in name])
+
+
+def test_verify_applies_the_gap_and_wrap_rules_to_the_idle_window(scored):
+    """A samples file whose idle window hides a possible RAPL wrap: verify recomputes no idle figure and says so."""
+    result = read_result(scored)
+    idle = next(w for w in result.runs[0].windows if w.name == "idle")
+    samples = scored.parent / result.runs[0].samples.name
+    header, columns, *rows = samples.read_text().splitlines()
+    meta = json.loads(header[2:]) | {"shortest_wrap_s": 0.2}  # a counter that can wrap in 0.2 s: no 0.1 s gap
+    kept = [row for row in rows if row.startswith("#") or not idle.start_s < float(row.split(",")[0]) < idle.end_s]
+    samples.write_text("\n".join(["# " + json.dumps(meta), columns, *kept]) + "\n")
+    checks = {c.name: c for c in verify_result(scored)}
+    recomputed = checks["run 1: energy.idle.total_w recomputed from samples"]
+    assert recomputed.outcome == "fail" and recomputed.detail.endswith("recomputed not measured")
+    assert checks["run 1: energy.above_idle_j recomputed from samples"].outcome == "fail"
+    assert checks["run 1: energy.cpu_j recomputed from samples"].outcome == "pass"  # the measured window holds
