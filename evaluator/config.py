@@ -90,6 +90,8 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
         raise ConfigError(f"--thresholds {text!r}: give percentages separated by commas, e.g. 90,95,99") from None
     if not values or any(not 0 < v <= 1 for v in values):
         raise ConfigError(f"--thresholds {text!r}: each must be a percentage in (0, 100]")
+    if all(v <= 0.01 for v in values):  # 0.9,0.95 would be 0.9 % and 0.95 %: fractions meant as percentages
+        raise ConfigError(f"--thresholds {text!r}: percentages are expected, e.g. 90,95 (not fractions)")
     return values
 
 
@@ -214,7 +216,8 @@ class Secrets(Options):
                                       "the result was scored with)", envvar="EDL_AUDIT_SECRET",
                                       comparable=False, commands=(SCORE, SCORE_DIR, "verify"))
     signing_key: Path | None = option(None, "The organiser's private key (edl keys init): results are signed "
-                                      "with it [default: unsigned]", envvar="EDL_SIGNING_KEY", comparable=False)
+                                      "with it [default: unsigned]", envvar="EDL_SIGNING_KEY", comparable=False,
+                                      commands=(SCORE, SCORE_DIR, "review"))
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,14 @@ def oracle_images(count: int, correct: int, seed: int = 0) -> tuple[np.ndarray, 
     return images, labels.astype(np.uint8)
 
 
+def twin_of(source: Path, path: Path) -> Path:
+    """The same graph with one more metadata_props entry: the same answers and work, other bytes (another
+    sha256), so a board ranks it as a submission of its own (a byte-identical copy is one model's duplicate)."""
+    model = onnx.load(source)
+    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, "twin": path.stem})
+    return save(model, path)
+
+
 def save_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
     np.savez(path, x=images, y=labels)
     return path
@@ -279,12 +287,15 @@ def memory_hog_model(path: Path, gigabytes: float) -> Path:
 
 def result_variant(template, accuracy: float, total_j: float | None, *, passes: int | None = None,
                    gpu: str | None = None, domains: tuple[str, ...] = ("cpu", "gpu"), model_bytes: int | None = None,
-                   fingerprint: str | None = None):
+                   fingerprint: str | None = None, name: str | None = None, official: bool = True):
     """A real scored Result (``template``, written by the scorer) with other figures: for ranking tests.
 
+    ``name`` makes it another submission: its model.name, and a model sha256 of its own (a board lists
+    results of one sha256 once). ``official`` False: scored on data that is not the official test set.
     Everything goes through the typed Result, so a renamed field breaks these tests as it breaks the writer.
     """
     import dataclasses
+    import hashlib
 
     from evaluator.report.integrity import seal
     from evaluator.report.result import Energy
@@ -305,16 +316,20 @@ def result_variant(template, accuracy: float, total_j: float | None, *, passes: 
     return seal(dataclasses.replace(
         template, config=dataclasses.replace(template.config, passes=passes), passes=passes, runs=[run],
         energy=energy, correct=round(accuracy * images), accuracy=accuracy, category=None, audit=audit,
-        model=dataclasses.replace(template.model, bytes=model_bytes or template.model.bytes),
-        data=dataclasses.replace(template.data, fingerprint=fingerprint or template.data.fingerprint)))
+        model=dataclasses.replace(template.model, bytes=model_bytes or template.model.bytes,
+                                  name=name or template.model.name,
+                                  sha256=hashlib.sha256(f"{template.model.sha256}{name}".encode()).hexdigest()
+                                  if name else template.model.sha256),
+        data=dataclasses.replace(template.data, fingerprint=fingerprint or template.data.fingerprint,
+                                 official=official)))
 
 
-def failed_variant(template, reason: str):
+def failed_variant(template, reason: str, name: str = "x"):
     from evaluator.report.integrity import seal
     from evaluator.scoring.hostinfo import versions
     from evaluator.scoring.records import failed_result
 
-    return seal(failed_result("x", None, reason, template.config, template.data, versions(), Path(".")))
+    return seal(failed_result(name, None, reason, template.config, template.data, versions(), Path(".")))
 
 
 def memorizing_model(path: Path, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Path:

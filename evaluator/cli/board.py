@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from evaluator.cli.arguments import expect_result, unignored_in_git
-from evaluator.cli.console import note, out, print_json, say, warn
+from evaluator.cli.console import error, note, out, print_json, say, warn
 from evaluator.cli.options import JsonOption, config_options
 from evaluator.config import DEFAULT_THRESHOLDS, Secrets, parse_thresholds, show_thresholds
-from evaluator.errors import EdlError
+from evaluator.errors import ConfigError, EdlError
 
 if TYPE_CHECKING:  # the verifier loads onnx, numpy and cryptography: only `edl verify` pays for it
     from evaluator.scoring.verify import Check
@@ -51,8 +50,12 @@ def leaderboard(
         raise EdlError(f"--by {by!r}: choose all or gpu")
     if fmt == "table" and output is not None:
         raise EdlError("--format table prints to the terminal; choose csv, md, json or html for --output")
+    try:
+        limits = parse_thresholds(thresholds)
+    except ConfigError as exc:  # a usage error: exit 2
+        error(str(exc))
+        raise typer.Exit(2) from None
     entries = load_results(results_dir, load_public(public_key) if public_key else None)
-    limits = parse_thresholds(thresholds)
     unseen = requires_unseen(public_key is not None, allow_unchecked_unseen)
     boards = rank_by_gpu(entries, limits, allow_mixed, allow_unaudited, unseen) if by == "gpu" else \
         {"": rank(entries, limits, allow_mixed, allow_unaudited, unseen)}
@@ -61,9 +64,8 @@ def leaderboard(
         for line in render.notes(board):  # every format also carries them in its own way
             warn(f"{title + ': ' if title else ''}{line}")
     if fmt == "table":
-        wide = out if out.is_terminal else Console(width=200)  # piped: keep whole rows for grep and logs
-        for table in render.render_tables(boards):
-            wide.print(table)
+        for table in render.render_tables(boards):  # as wide as the console (COLUMNS when piped), names whole
+            out.print(table)
         return
     _write(render.render(boards, fmt), output)
 

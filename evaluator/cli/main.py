@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from evaluator import __version__
-from evaluator.cli import board, check, data, env, score
+from evaluator.cli import board, check, data, env, review, score
 from evaluator.cli.console import Interrupted, error, note
 from evaluator.errors import EdlError, SubmissionError
 
@@ -65,6 +65,7 @@ _register(app, "score", score.score)
 _register(app, "score-dir", score.score_dir)
 _register(app, "leaderboard", board.leaderboard)
 _register(app, "verify", board.verify)
+_register(app, "review", review.review)
 _register(app, "schema", board.schema)
 _register(app, "env", env.env)
 _register(app, "meter", env.meter, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

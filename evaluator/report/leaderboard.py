@@ -4,12 +4,19 @@ A submission competes only in the highest category it reaches (96.5 % competes a
 a category the lowest ``energy.total_j`` wins; ties (equal joules to the millijoule) go to the
 higher accuracy, then the smaller model file, then the name. Results that were not measured the
 same way are refused together unless the caller allows it.
+
+A result is named by its signed ``model.name``, never by its folder: a folder whose name differs
+(other than score-dir's ``NAME@GPU-KIND`` of --every-gpu-kind) is listed apart, and results of
+one model (the same sha256, on the same GPU model) are one entry, the earliest scored, the others
+listed as its duplicates. A result.json the board cannot trust (foreign, malformed, edited after
+it was written) is listed apart with the reason; the rest still rank.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +24,12 @@ from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, comparable_setting
 from evaluator.errors import EdlError, ResultError
 from evaluator.report.categories import category_for
 from evaluator.report.integrity import seal_holds
-from evaluator.report.prizes import checked_on_unseen
+from evaluator.report.prizes import UNCHECKED_UNSEEN, checked_on_unseen
 from evaluator.report.reader import read_result
-from evaluator.report.result import BATCH_NAME, RESULT_NAME, BatchSummary, Result
+from evaluator.report.result import BATCH_NAME, RESULT_NAME, BatchSummary, Result, ReviewDecision
+from evaluator.report.review import Standing, latest, read_decisions
 from evaluator.report.signing import Ed25519PublicKey, signature_problem
+from evaluator.report.uncertainty import few_runs_warning
 from evaluator.typedjson import TypedJsonError, from_json
 
 TIE_RULE = ("lower total energy (the median of the repeats) first; results whose 95 % intervals overlap share a rank "
@@ -39,6 +48,34 @@ class Entry:
     rank: int | None = None
     tied_with: list[str] = field(default_factory=list)
     not_signed: str = ""  # why the organiser's key does not verify it (with --public-key)
+    folder: str = ""  # the result's folder in the results root ("" when not read from one)
+    duplicate_of: str = ""  # the earlier result of the same model (set by rank)
+    reviews: list[Standing] = field(default_factory=list)  # the organiser's decisions on it, oldest first
+
+    @property
+    def decision(self) -> ReviewDecision | None:
+        """The organiser's decision that counts: the latest that holds."""
+        return latest(self.reviews)
+
+    @property
+    def misnamed(self) -> str:
+        return folder_problem(self.folder, self.result.model.name) if self.folder else ""
+
+    @property
+    def review_history(self) -> str:
+        """Every decision on it, when there is more than the one that counts (or one was ignored)."""
+        if not self.reviews or (len(self.reviews) == 1 and self.reviews[0].holds):
+            return ""
+        return "review history: " + "; ".join(standing.line() for standing in self.reviews)
+
+    @property
+    def note(self) -> str:
+        """A ranked entry's note: the organiser's clearing, where there was one."""
+        decision = self.decision
+        if decision is None or decision.decision != "clear":
+            return ""
+        cleared = f"cleared by the organiser on {decision.decided_utc[:10]}: {decision.why}"
+        return "; ".join(part for part in (cleared, self.review_history) if part)
 
     @property
     def accuracy(self) -> float | None:
@@ -67,7 +104,7 @@ class Entry:
         if energy is None or energy.total_j is None:
             return None
         low_high = energy.total_j_interval or [energy.total_j, energy.total_j]
-        return low_high[0], low_high[1]
+        return max(0.0, low_high[0]), low_high[1]  # an older result may record a low end below 0 J
 
     @property
     def start_temp_c(self) -> float | None:
@@ -79,12 +116,51 @@ class Entry:
         return self.result.audit.accuracy if self.result.audit is not None else None
 
     @property
+    def checks_line(self) -> str:
+        """Every named audit check in a few words (a result under review shows all its evidence, not only the
+        failing part): ``checks: copies fail (90.4 > 3), batch_independence pass (0 <= 0.5), ...``."""
+        audit = self.result.audit
+        if audit is None or not audit.checks:
+            return ""
+        said = [f"{check.name} {check.verdict}" + (f" ({check.figure:.3g} {'<=' if check.verdict == 'pass' else '>'} "
+                                                   f"{check.threshold:.3g})" if check.figure is not None
+                                                   and check.threshold is not None else "")
+                for check in audit.checks]
+        return "checks: " + ", ".join(said)
+
+    @property
     def reason(self) -> str:
-        if self.not_signed:
-            return self.not_signed
+        """Why it is listed apart (or has no energy), in the order the board sets results apart."""
+        if self.not_signed or self.misnamed:
+            return self.not_signed or self.misnamed
+        if self.duplicate_of:
+            return (f"the same model (sha256 {self.result.model.sha256[:16]}…) as {self.duplicate_of}, scored "
+                    "earlier: one model is one entry")
+        decision = self.decision
+        if self.result.scored and decision is not None and decision.decision == "disqualify":
+            said = f"disqualified by the organiser on {decision.decided_utc[:10]}: {decision.why}"
+            return "; ".join(part for part in (said, self.review_history) if part)
         if self.result.suspect and self.result.audit is not None:
-            return self.result.audit.reason
+            return "; ".join(part for part in (self.result.audit.reason, self.checks_line, self.review_history)
+                             if part)
         return self.result.why or ("energy unavailable" if self.result.scored and self.total_j is None else "")
+
+
+@dataclass(frozen=True)
+class Untrusted:
+    """A result.json the board cannot read or trust (foreign, malformed, edited): listed apart, never ranked."""
+
+    name: str  # its folder: what it claims inside cannot be believed
+    reason: str
+
+
+def folder_problem(folder: str, name: str) -> str:
+    """Why a result in ``folder`` is not listed under its signed name ``name`` ("" when the folder is its own:
+    ``NAME``, or score-dir's ``NAME@GPU-KIND``; a copy under any such name is one model's duplicate anyway)."""
+    if folder == name or (folder.startswith(name + "@") and len(folder) > len(name) + 1):
+        return ""
+    return (f"its folder {folder!r} is not the name it was scored under ({name!r}, its signed model.name): a "
+            f"copied or renamed result; it stays in the folder {name!r}")
 
 
 @dataclass
@@ -100,29 +176,51 @@ class Leaderboard:
     unaudited: list[Entry] = field(default_factory=list)  # no audit, and --allow-unaudited was not given
     unchecked_unseen: list[Entry] = field(default_factory=list)  # a prize board: no check on unseen images
     warnings: list[str] = field(default_factory=list)  # what a reader of the board must know
+    untrusted: list[Untrusted] = field(default_factory=list)  # foreign, malformed or edited result.json files
+    misnamed: list[Entry] = field(default_factory=list)  # in a folder not named by its signed model.name
+    duplicates: list[Entry] = field(default_factory=list)  # the same model as an earlier result
+    disqualified: list[Entry] = field(default_factory=list)  # by the organiser's signed decision
+
+    def apart(self) -> list[tuple[str, list[Entry]]]:
+        """The results not ranked, by the label every format lists them under, in the order it lists them."""
+        return [("under review", self.under_review), ("disqualified", self.disqualified),
+                ("unaudited", self.unaudited), (UNCHECKED_UNSEEN, self.unchecked_unseen), ("unsigned", self.unsigned),
+                ("misnamed", self.misnamed),
+                ("duplicate", self.duplicates), ("unranked", self.unranked), ("unmeasured", self.unmeasured),
+                ("failed", self.failed)]
+
+    @property
+    def ranked(self) -> list[Entry]:
+        return [entry for members in self.categories.values() for entry in members]
 
 
-def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) -> list[Entry]:
-    """Every ``result.json`` in ``results_dir`` (itself or one folder down), named by its folder.
+def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) -> list[Entry | Untrusted]:
+    """Every ``result.json`` in ``results_dir`` (itself or one folder down), named by its signed model.name.
 
-    Without the organiser's public key, an edited result (its seal broken) stops the board; with it,
-    every result not signed by that key is set apart with the reason, edited ones among them.
+    A document that is not an edl result, or is malformed, or (without the organiser's public key)
+    was edited after it was written (its seal broken), is an ``Untrusted`` with the reason; with the
+    key, every result not signed by it is set apart with the reason, edited ones among them.
     """
     if not results_dir.is_dir():
         raise EdlError(f"{results_dir}: not a folder of results; run `edl score-dir` first")
     paths = sorted(set(results_dir.glob(f"*/{RESULT_NAME}")) | set(results_dir.glob(RESULT_NAME)))
     if not paths:
         raise EdlError(f"{results_dir}: no {RESULT_NAME} files found")
-    entries = []
+    entries: list[Entry | Untrusted] = []
     for path in paths:
-        result = read_result(path)
-        if public_key is not None:
-            entries.append(Entry(path.parent.name, result, not_signed=signature_problem(result, public_key)))
+        folder = path.parent.name if path.parent != results_dir else ""
+        try:
+            result = read_result(path)
+        except ResultError as exc:
+            entries.append(Untrusted(path.parent.name, str(exc).removeprefix(f"{path}: ")))
             continue
-        if not seal_holds(result):
-            raise ResultError(f"{path}: its checksum does not match: edited after it was written. Run "
-                              "`edl verify` on it, and rescore the submission (`edl score-dir --force`)")
-        entries.append(Entry(path.parent.name, result))
+        if public_key is None and not seal_holds(result):
+            entries.append(Untrusted(path.parent.name, "its checksum does not match: edited after it was written. "
+                                     "Run `edl verify` on it, and rescore the submission (`edl score-dir --force`)"))
+            continue
+        problem = signature_problem(result, public_key) if public_key is not None else ""
+        entries.append(Entry(result.model.name, result, not_signed=problem, folder=folder,
+                             reviews=read_decisions(path.parent, result, public_key)))
     return entries
 
 
@@ -172,14 +270,19 @@ def comparability_problems(entries: list[Entry]) -> list[str]:
     return problems
 
 
-def rank_by_gpu(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS, allow_mixed: bool = False,
-                allow_unaudited: bool = False, require_unseen: bool = False) -> dict[str, Leaderboard]:
+def rank_by_gpu(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
+                allow_mixed: bool = False, allow_unaudited: bool = False,
+                require_unseen: bool = False) -> dict[str, Leaderboard]:
     """One board per GPU model the results were measured on (a result without a GPU: "no GPU")."""
-    groups: dict[str, list[Entry]] = {}
+    groups: dict[str, list[Entry | Untrusted]] = {}
     for entry in entries:
-        groups.setdefault(entry.result.gpu_model or "no GPU", []).append(entry)
+        gpu = (entry.result.gpu_model or "no GPU") if isinstance(entry, Entry) else UNTRUSTED_GROUP
+        groups.setdefault(gpu, []).append(entry)
     return {model: rank(members, thresholds, allow_mixed, allow_unaudited, require_unseen)
             for model, members in sorted(groups.items())}
+
+
+UNTRUSTED_GROUP = "results that cannot be trusted"  # --by gpu: what an untrusted document claims is not believed
 
 
 UNAUDITED_NOTE = ("no generalization audit (an older result, or --audit-copies 0): not ranked; rescore it, or pass "
@@ -187,12 +290,21 @@ UNAUDITED_NOTE = ("no generalization audit (an older result, or --audit-copies 0
 
 
 def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool, require_unseen: bool = False) -> bool:
-    """Unsigned (with a key), failed, suspect and (unless allowed) unaudited results are listed apart, never ranked."""
+    """Unsigned (with a key), misnamed, failed, duplicate, disqualified, suspect (not cleared), (unless allowed)
+    unaudited and (a prize board) unchecked-on-unseen results are listed apart, never ranked."""
+    decision = entry.decision
+    verdict = decision.decision if decision is not None else ""
     if entry.not_signed:
         board.unsigned.append(entry)
+    elif entry.misnamed:
+        board.misnamed.append(entry)
     elif not entry.result.scored:
         board.failed.append(entry)
-    elif entry.result.suspect:
+    elif entry.duplicate_of:
+        board.duplicates.append(entry)
+    elif verdict == "disqualify":
+        board.disqualified.append(entry)
+    elif entry.result.suspect and verdict != "clear":
         board.under_review.append(entry)
     elif entry.result.audit is None and not allow_unaudited:
         board.unaudited.append(entry)
@@ -203,15 +315,38 @@ def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool, require_
     return True
 
 
-def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS, allow_mixed: bool = False,
-         allow_unaudited: bool = False, require_unseen: bool = False) -> Leaderboard:
+def _first_scored(result: Result) -> str:
+    return min((run.started_utc for run in result.runs), default=result.created_utc)
+
+
+def _mark_duplicates(entries: list[Entry]) -> None:
+    """Results of one model (sha256) on one GPU model are one entry: the earliest scored; the others name it."""
+    for entry in entries:
+        entry.duplicate_of = ""
+    candidates = [e for e in entries if e.result.scored and e.result.model.sha256 and not e.not_signed
+                  and not e.misnamed]
+    first: dict[tuple[str, str], Entry] = {}
+    for entry in sorted(candidates, key=lambda e: (_first_scored(e.result), e.name, e.folder)):
+        key = (entry.result.model.sha256, entry.result.gpu_model or "")
+        if key in first:
+            entry.duplicate_of = first[key].name
+        else:
+            first[key] = entry
+
+
+def rank(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
+         allow_mixed: bool = False, allow_unaudited: bool = False, require_unseen: bool = False) -> Leaderboard:
     """Place each entry in its highest category and order each category by energy.
 
-    Results set apart (unsigned, failed, suspect, unaudited) are listed, not ranked; the rest must have
-    been measured alike (or ``allow_mixed``, and the board says what differed).
+    Results set apart (untrusted, unsigned, misnamed, failed, duplicate, disqualified, suspect, unaudited) are
+    listed, not ranked; the rest must have been measured alike (or ``allow_mixed``, and the board says what
+    differed).
     """
     board = Leaderboard(tuple(sorted(thresholds)), {t: [] for t in sorted(thresholds, reverse=True)}, [], [], [], [])
-    ranked = [entry for entry in entries if not _set_apart(entry, board, allow_unaudited, require_unseen)]
+    board.untrusted = [entry for entry in entries if isinstance(entry, Untrusted)]
+    readable = [entry for entry in entries if isinstance(entry, Entry)]
+    _mark_duplicates(readable)
+    ranked = [entry for entry in readable if not _set_apart(entry, board, allow_unaudited, require_unseen)]
     board.mixed = comparability_problems(ranked)
     if board.mixed and not allow_mixed:
         raise EdlError("these results are not comparable: " + "; ".join(board.mixed)
@@ -228,6 +363,8 @@ def rank(entries: list[Entry], thresholds: tuple[float, ...] = DEFAULT_THRESHOLD
         _rank_category(members)
     board.unranked.sort(key=lambda e: -(e.accuracy or 0))
     board.warnings += _temperature_warnings(board)
+    two_runs = [e.name for e in board.ranked if e.result.energy is not None and len(e.result.energy.repeats_j) == 2]
+    board.warnings += [few_runs_warning(two_runs)] if two_runs else []
     return board
 
 

@@ -1,9 +1,12 @@
 """The leaderboard in every format: a terminal table, CSV, Markdown, JSON and one self-contained HTML page.
 
 Every format carries the same rows (ranked, ties named, the audit's accuracy beside the accuracy;
-then the results set apart: under review, unaudited, unsigned, unranked, unmeasured, failed) and
-the same notes (what was ranked despite differing, what the measurement itself warns of).
-``--by gpu`` gives one board per GPU model, each a section of its own.
+then the results set apart: under review, disqualified, unaudited, unsigned, misnamed, duplicate,
+unranked, unmeasured, failed, not trusted) and the same notes (what was ranked despite differing,
+what the measurement itself warns of). ``--by gpu`` gives one board per GPU model, each a section
+of its own. CSV is pure CSV (one header, then rows): the notes go to stderr, not into the file. The
+formats read by people (table, md, html) say a reason shared by several rows once, as a numbered
+footnote; CSV and JSON, read by programs, give every row its whole note.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import csv
 import html
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from rich import box
 from rich.table import Table
 
 from evaluator.errors import EdlError
-from evaluator.report.leaderboard import TIE_RULE, UNAUDITED_NOTE, Entry, Leaderboard
+from evaluator.report.leaderboard import TIE_RULE, UNAUDITED_NOTE, Entry, Leaderboard, Untrusted
 from evaluator.report.prizes import UNCHECKED_UNSEEN, UNCHECKED_UNSEEN_NOTE
 
 FORMATS = ("table", "csv", "md", "json", "html")
@@ -32,11 +37,21 @@ def _kj(joules: float | None) -> float | None:
     return None if joules is None else round(joules / 1000, 4)
 
 
+UNOFFICIAL = "unofficial data"  # said in the category of a result not scored on the official test set
+
+
+def _category(entry: Entry, label: str) -> str:
+    """A category reached (or not: unranked) on data other than the official test set says so."""
+    data = entry.result.data
+    reached = label.startswith(">=") or label == "unranked"
+    return f"{label} ({UNOFFICIAL})" if reached and data is not None and not data.official else label
+
+
 def _row(entry: Entry, category: str, note: str = "") -> dict[str, object]:
     interval = entry.interval
     energy = entry.result.energy
     return {
-        "category": category, "rank": entry.rank, "name": entry.name,
+        "category": _category(entry, category), "rank": entry.rank, "name": entry.name,
         "accuracy_pct": None if entry.accuracy is None else round(entry.accuracy * 100, 2),
         "audit_pct": None if entry.audit_accuracy is None else round(entry.audit_accuracy * 100, 2),
         "energy_kj": _kj(entry.total_j), "energy_kj_low": _kj(interval[0]) if interval else None,
@@ -49,19 +64,43 @@ def _row(entry: Entry, category: str, note: str = "") -> dict[str, object]:
     }
 
 
+def _untrusted_row(item: Untrusted) -> dict[str, object]:
+    """Nothing a document that cannot be trusted claims is shown: its folder and why."""
+    return {column: None for column in COLUMNS} | {"category": "not trusted", "name": item.name, "note": item.reason,
+                                                    "tied_with": ""}
+
+
+def _apart_note(label: str, entry: Entry) -> str:
+    if label == "unaudited":
+        return UNAUDITED_NOTE
+    if label == UNCHECKED_UNSEEN:
+        return UNCHECKED_UNSEEN_NOTE
+    if label == "unranked":
+        return "below the lowest threshold"
+    return public_note(entry)
+
+
 def rows(board: Leaderboard) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for threshold, members in board.categories.items():
-        out += [_row(e, f">= {threshold * 100:g} %", f"tied with {', '.join(e.tied_with)}" if e.tied_with else "")
-                for e in members]
-    out += [_row(e, "under review", public_note(e)) for e in board.under_review]
-    out += [_row(e, "unaudited", UNAUDITED_NOTE) for e in board.unaudited]
-    out += [_row(e, UNCHECKED_UNSEEN, UNCHECKED_UNSEEN_NOTE) for e in board.unchecked_unseen]
-    out += [_row(e, "unsigned", public_note(e)) for e in board.unsigned]
-    out += [_row(e, "unranked", "below the lowest threshold") for e in board.unranked]
-    out += [_row(e, "unmeasured", public_note(e)) for e in board.unmeasured]
-    out += [_row(e, "failed", public_note(e)) for e in board.failed]
+        out += [_row(e, f">= {threshold * 100:g} %", e.note) for e in members]
+    for label, entries in board.apart():
+        out += [_row(e, label, _apart_note(label, e)) for e in entries]
+    out += [_untrusted_row(item) for item in board.untrusted]
     return out
+
+
+def footnoted(items: list[dict[str, object]]) -> tuple[list[dict[str, object]], list[str]]:
+    """The rows with each note that several rows share replaced by a numbered reference, and the footnotes."""
+    counts: dict[str, int] = {}
+    for item in items:
+        if item["note"]:
+            counts[str(item["note"])] = counts.get(str(item["note"]), 0) + 1
+    shared = [note for note, count in counts.items() if count > 1]
+    numbers = {note: index for index, note in enumerate(shared, start=1)}
+    changed = [item | {"note": f"see [{numbers[str(item['note'])]}]"} if str(item["note"]) in numbers else item
+               for item in items]
+    return changed, [f"[{number}] {note}" for note, number in numbers.items()]
 
 
 def notes(board: Leaderboard) -> list[str]:
@@ -105,9 +144,7 @@ def render_csv(boards: Boards) -> str:
     writer.writeheader()
     for title, board in _titled(boards):
         writer.writerows([({"gpu": title} if by_gpu else {}) | item for item in rows(board)])
-    trailer = [f"# {title + ': ' if title else ''}{line}\n" for title, board in _titled(boards)
-               for line in notes(board)]
-    return buffer.getvalue() + "".join(trailer)
+    return buffer.getvalue()  # pure CSV: the board's notes go to stderr (edl leaderboard warns them)
 
 
 def render_markdown(boards: Boards) -> str:
@@ -115,22 +152,26 @@ def render_markdown(boards: Boards) -> str:
     for title, board in _titled(boards):
         if title:
             lines += [f"## {title}", ""]
+        items, footnotes = footnoted(rows(board))
         lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(_text(item[c]).replace("|", "\\|") for c in COLUMNS) + " |" for item in rows(board)]
+        lines += ["| " + " | ".join(_text(item[c]).replace("|", "\\|") for c in COLUMNS) + " |" for item in items]
         lines.append("")
+        lines += [f"{line.replace('|', '/')}  " for line in footnotes] + ([""] if footnotes else [])
         lines += [f"**Note:** {line.replace('|', '/')}." for line in notes(board)]
         if board.mixed:
             lines.append("**Ranked despite differences:** " + "; ".join(board.mixed).replace("|", "\\|") + ".")
         lines.append("")
-    lines.append(f"Tie rule: {TIE_RULE}.")
+    if any(board.ranked for board in boards.values()):
+        lines.append(f"Tie rule: {TIE_RULE}.")
     return "\n".join(lines) + "\n"
 
 
 def _board_json(board: Leaderboard) -> dict[str, object]:
+    ties = {e.name: e.tied_with for e in board.ranked}
     return {"thresholds": list(board.thresholds), "tie_rule": TIE_RULE, "mixed": board.mixed,
-            "warnings": board.warnings, "rows": [item | {"tied_with": next(
-                (e.tied_with for members in board.categories.values() for e in members if e.name == item["name"]),
-                [])} for item in rows(board)]}
+            "warnings": board.warnings,
+            "rows": [item | {"tied_with": ties.get(str(item["name"]), []) if item["rank"] is not None else []}
+                     for item in rows(board)]}
 
 
 def render_json(boards: Boards) -> str:
@@ -142,15 +183,34 @@ def render_json(boards: Boards) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
+TABLE_HEAD = {"category": "category", "rank": "rank", "name": "name", "accuracy_pct": "acc %", "audit_pct": "audit %",
+              "energy_kj": "kJ", "interval": "95 % kJ", "runs": "runs", "tied_with": "tied with", "note": "note"}
+
+
 def render_tables(boards: Boards) -> list[Table]:
+    """One terminal table per board, as wide as the console at most: names are never cut, every note is a
+    numbered footnote under the table (said once however many rows share it); J/image, images/s and the
+    model's size are in the other formats."""
     tables = []
     for title, board in _titled(boards):
-        table = Table(title=f"edl leaderboard{': ' + title if title else ''}", caption=f"tie rule: {TIE_RULE}")
-        for column in COLUMNS:
-            table.add_column(column, justify="left" if column in ("category", "name", "tied_with", "note") else
-                             "right")
-        for item in rows(board):
-            table.add_row(*(_text(item[c]) for c in COLUMNS))
+        items = rows(board)
+        numbers: dict[str, int] = {}
+        for item in items:
+            if item["note"]:
+                numbers.setdefault(str(item["note"]), len(numbers) + 1)
+        caption = "\n".join([f"[{n}] {note}" for note, n in numbers.items()]
+                            + ([f"tie rule: {TIE_RULE}"] if board.ranked else []))
+        table = Table(title=f"edl leaderboard{': ' + title if title else ''}", caption=caption or None,
+                      caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        longest = max((len(str(item["name"])) for item in items), default=4)
+        for key, head in TABLE_HEAD.items():
+            table.add_column(head, justify="left" if key in ("category", "name", "tied_with", "note") else "right",
+                             no_wrap=key == "name", min_width=longest if key == "name" else None)
+        for item in items:
+            interval = (f"{item['energy_kj_low']}-{item['energy_kj_high']}" if item["energy_kj_low"] is not None
+                        and item["energy_kj_low"] != item["energy_kj_high"] else "")
+            cells = {"interval": interval, "note": f"[{numbers[str(item['note'])]}]" if item["note"] else ""}
+            table.add_row(*(cells[key] if key in cells else _text(item[key]) for key in TABLE_HEAD))
         tables.append(table)
     return tables
 
@@ -163,6 +223,21 @@ def _pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, 
             front.append((energy, accuracy, name))
             best = accuracy
     return front
+
+
+def nice_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten apart) covering [low, high], at most ``most`` + 1."""
+    span = high - low or abs(high) or 1.0
+    raw = span / most
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(factor * power for factor in (1, 2, 5, 10) if factor * power >= raw)
+    first = math.floor(low / step + 1e-9) * step
+    ticks = []
+    value = first
+    while value < high + step - 1e-9 * step:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
 
 
 @dataclass(frozen=True)
@@ -178,22 +253,56 @@ class _Frame:
     pad: int = 60
 
     def x(self, value: float) -> float:
-        return self.pad + (value - self.x_low) / (self.x_high - self.x_low) * (self.width - 2 * self.pad)
+        return self.pad + (value - self.x_low) / (self.x_high - self.x_low or 1) * (self.width - 2 * self.pad)
 
     def y(self, value: float) -> float:
         return self.height - self.pad - (value - self.y_low) / (self.y_high - self.y_low or 1) * (
             self.height - 2 * self.pad)
 
 
-def _scatter_svg(board: Leaderboard, index: int = 0) -> str:
-    measured = [e for members in board.categories.values() for e in members] + board.unranked
-    points = [(e.total_j / 1000, e.accuracy * 100, e.name, e.interval) for e in measured
-              if e.total_j is not None and e.accuracy is not None]
-    if not points:
-        return "<p>No measured submissions to plot.</p>"
+LABEL_HEIGHT, LABEL_CHAR = 13.0, 6.6  # px of an 11 px label: its line height, and about one character's width
+
+
+def _place_labels(spots: list[tuple[float, float, str]], frame: _Frame) -> list[tuple[float, float, str, bool]]:
+    """A label per point, each moved down or up from its point until it overlaps no label placed before it;
+    (x, y, anchor, moved): a moved label gets a leader line back to its point."""
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    for px, py, name in spots:
+        width = LABEL_CHAR * len(name)
+        right = px + 7 + width <= frame.width - frame.pad - 2  # inside the plot: the right margin holds thresholds
+        left = px + 7 if right else px - 7 - width
+        for step in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6):
+            top = py - 6 - LABEL_HEIGHT + 3 + step * LABEL_HEIGHT
+            box = (left, top, left + width, top + LABEL_HEIGHT)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        out.append((px + 7 if right else px - 7, top + LABEL_HEIGHT - 3, "start" if right else "end", step != 0))
+    return out
+
+
+def _scatter_points(board: Leaderboard) -> list[tuple[float, float, str, tuple[float, float] | None]]:
+    measured = board.ranked + board.unranked
+    return [(e.total_j / 1000, e.accuracy * 100, e.name, e.interval) for e in measured
+            if e.total_j is not None and e.accuracy is not None]
+
+
+def _scatter_frame(board: Leaderboard, points: list[tuple[float, float, str, tuple[float, float] | None]]) -> _Frame:
+    """Axes that hold every point, every error bar and every threshold line, ending on round ticks."""
+    lows = [p[3][0] / 1000 if p[3] else p[0] for p in points]
     highs = [p[3][1] / 1000 if p[3] else p[0] for p in points]
     accuracies = [p[1] for p in points] + [t * 100 for t in board.thresholds]
-    frame = _Frame(0.0, max(highs) * 1.08 or 1.0, min(accuracies) - 2, min(100.0, max(accuracies) + 1))
+    x_ticks = nice_ticks(min(0.0, *lows), max(highs) * 1.04 or 1.0)  # a point is never on the frame's edge
+    y_ticks = nice_ticks(max(0.0, min(accuracies) - 1), min(100.0, max(accuracies) + 0.5))
+    return _Frame(x_ticks[0], x_ticks[-1], y_ticks[0], min(y_ticks[-1], 100.0))
+
+
+def _scatter_svg(board: Leaderboard, index: int = 0) -> str:
+    points = _scatter_points(board)
+    if not points:
+        return "<p>No measured submissions to plot.</p>"
+    frame = _scatter_frame(board, points)
     x, y = frame.x, frame.y
     parts = [f'<svg id="scatter{index}" class="scatter" xmlns="http://www.w3.org/2000/svg" width="{frame.width}" '
              f'height="{frame.height}" role="img" aria-label="energy against accuracy">',
@@ -209,34 +318,42 @@ def _scatter_svg(board: Leaderboard, index: int = 0) -> str:
     if len(front) > 1:
         path = " ".join(f"{x(e):.1f},{y(a):.1f}" for e, a, _ in front)
         parts.append(f'<polyline class="pareto" points="{path}" fill="none" stroke="#2a7" stroke-width="2"/>')
-    for energy, accuracy, name, interval in points:
+    spots = sorted(points, key=lambda p: (y(p[1]), x(p[0])))  # labels placed from the top down
+    labels = _place_labels([(x(e), y(a), n) for e, a, n, _ in spots], frame)
+    for (energy, accuracy, name, interval), (lx, ly, anchor, moved) in zip(spots, labels, strict=True):
+        cx, cy = x(energy), y(accuracy)
         if interval is not None:  # the 95 % interval of the total, as an error bar
-            low, high, cy = x(interval[0] / 1000), x(interval[1] / 1000), y(accuracy)
+            low, high = x(interval[0] / 1000), x(interval[1] / 1000)
             parts.append(f'<path class="errorbar" d="M{low:.1f},{cy:.1f}H{high:.1f}M{low:.1f},{cy - 4:.1f}'
                          f'V{cy + 4:.1f}M{high:.1f},{cy - 4:.1f}V{cy + 4:.1f}" stroke="#36c" fill="none"/>')
-        parts.append(f'<circle class="point" cx="{x(energy):.1f}" cy="{y(accuracy):.1f}" r="5" fill="#36c">'
+        parts.append(f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="#36c">'
                      f'<title>{html.escape(name)}: {energy:,.3f} kJ, {accuracy:.2f} %</title></circle>')
-        parts.append(f'<text x="{x(energy) + 7:.1f}" y="{y(accuracy) - 6:.1f}" font-size="11">'
+        if moved:
+            parts.append(f'<line class="leader" x1="{cx:.1f}" y1="{cy:.1f}" x2="{lx:.1f}" y2="{ly - 4:.1f}" '
+                         'stroke="#999" stroke-width="0.8"/>')
+        parts.append(f'<text class="label" x="{lx:.1f}" y="{ly:.1f}" font-size="11" text-anchor="{anchor}">'
                      f'{html.escape(name)}</text>')
     parts += _axes(frame)
     parts.append("</svg>")
+    parts.append("<p class='caption'>Dashed lines: category thresholds. Green line: the Pareto front (no other "
+                 "submission is both more accurate and more frugal). Bars: the 95 % interval of each total.</p>")
     return "\n".join(parts)
 
 
 def _axes(frame: _Frame) -> list[str]:
     parts = []
-    for fraction in (0, 0.25, 0.5, 0.75, 1):
-        value = frame.x_low + fraction * (frame.x_high - frame.x_low)
-        parts.append(f'<text x="{frame.x(value):.1f}" y="{frame.height - frame.pad + 16}" font-size="11" '
-                     f'text-anchor="middle">{value:,.2f}</text>')
+    for value in nice_ticks(frame.x_low, frame.x_high):
+        if frame.x_low - 1e-9 <= value <= frame.x_high + 1e-9:
+            parts.append(f'<text class="xtick" x="{frame.x(value):.1f}" y="{frame.height - frame.pad + 16}" '
+                         f'font-size="11" text-anchor="middle">{value:,.10g}</text>')
     parts.append(f'<text x="{frame.width / 2}" y="{frame.height - 12}" font-size="12" text-anchor="middle">'
                  'energy over the measured passes (kJ; bars: 95 % interval)</text>')
     parts.append(f'<text x="16" y="{frame.height / 2}" font-size="12" transform="rotate(-90 16 {frame.height / 2})" '
                  'text-anchor="middle">accuracy (%)</text>')
-    for fraction in (0, 0.5, 1):
-        value = frame.y_low + fraction * (frame.y_high - frame.y_low)
-        parts.append(f'<text x="{frame.pad - 6}" y="{frame.y(value) + 4:.1f}" font-size="11" text-anchor="end">'
-                     f'{value:.1f}</text>')
+    for value in nice_ticks(frame.y_low, frame.y_high):
+        if frame.y_low - 1e-9 <= value <= frame.y_high + 1e-9:
+            parts.append(f'<text class="ytick" x="{frame.pad - 6}" y="{frame.y(value) + 4:.1f}" font-size="11" '
+                         f'text-anchor="end">{value:,.10g}</text>')
     return parts
 
 
@@ -267,7 +384,8 @@ def _html_cells(item: dict[str, object]) -> list[str]:
 
 def _html_board(board: Leaderboard, index: int) -> str:
     grouped: dict[str, list[dict[str, object]]] = {}
-    for item in rows(board):
+    items, footnotes = footnoted(rows(board))
+    for item in items:
         grouped.setdefault(str(item["category"]), []).append(item)
     sections = [f'<section><h3>{html.escape(category)}</h3><table class="board" '
                 f'data-category="{html.escape(category)}"><thead><tr>'
@@ -275,7 +393,8 @@ def _html_board(board: Leaderboard, index: int) -> str:
                 + "\n".join("<tr>" + "".join(_html_cells(item)) + "</tr>" for item in items)
                 + "\n</tbody></table></section>" for category, items in grouped.items()]
     warnings = "".join(f"<p class='warning'>{html.escape(line)}</p>" for line in notes(board))
-    return (f"{warnings}{''.join(sections)}<h3>Energy against accuracy</h3>{_scatter_svg(board, index)}")
+    shared = "".join(f"<p class='footnote'>{html.escape(line)}</p>" for line in footnotes)
+    return (f"{warnings}{''.join(sections)}{shared}<h3>Energy against accuracy</h3>{_scatter_svg(board, index)}")
 
 
 def render_html(boards: Boards, title: str = "edl leaderboard") -> str:
@@ -300,8 +419,6 @@ energy (CPU + GPU joules over the measured passes, the median of its runs) wins.
 A result the generalization audit found suspect is listed under review, never ranked. Click a column heading to
 sort.</p>
 {body}
-<p>Dashed lines: category thresholds. Green line: the Pareto front (no other submission is both more
-accurate and more frugal). Bars: the 95 % interval of each total.</p>
 <script>{_SORT_SCRIPT}</script>
 </body></html>
 """

@@ -79,12 +79,28 @@ def load_public(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def sign_bytes(body: bytes, key: Ed25519PrivateKey, context: bytes = CONTEXT) -> Signature:
+    """A signature over ``context + body``: the context keeps one kind of document's signature off another."""
+    return Signature(algorithm=ALGORITHM, public_key_sha256=fingerprint(key.public_key()),
+                     signature=base64.b64encode(key.sign(context + body)).decode())
+
+
 def sign(result: Result, key: Ed25519PrivateKey) -> Result:
     """``result`` with its signature (over its canonical bytes, which leave out the seal and the signature)."""
-    signature = key.sign(CONTEXT + canonical_bytes(result))
-    return dataclasses.replace(result, signature=Signature(
-        algorithm=ALGORITHM, public_key_sha256=fingerprint(key.public_key()),
-        signature=base64.b64encode(signature).decode()))
+    return dataclasses.replace(result, signature=sign_bytes(canonical_bytes(result), key))
+
+
+def raw_public(key: Ed25519PublicKey) -> str:
+    """The raw 32-byte public key, base64: a signed record carries it so that anyone can check it."""
+    return base64.b64encode(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
+
+
+def public_from_raw(text: str) -> Ed25519PublicKey | None:
+    """The key ``raw_public`` wrote, or None when ``text`` is not one."""
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except ValueError:
+        return None
 
 
 def finalise(result: Result, key: Ed25519PrivateKey | None) -> Result:
@@ -93,17 +109,22 @@ def finalise(result: Result, key: Ed25519PrivateKey | None) -> Result:
     return sign(sealed, key) if key is not None else sealed
 
 
-def signature_problem(result: Result, key: Ed25519PublicKey) -> str:
-    """Why ``result`` is not signed by ``key`` ("" when it is)."""
-    record = result.signature
+def bytes_signature_problem(body: bytes, record: Signature | None, key: Ed25519PublicKey,
+                            context: bytes = CONTEXT, what: str = "result") -> str:
+    """Why ``record`` is not ``key``'s signature over ``context + body`` ("" when it is)."""
     if record is None:
-        return "unsigned: the result carries no signature"
+        return f"unsigned: the {what} carries no signature"
     if record.algorithm != ALGORITHM:
         return f"signed with {record.algorithm!r}, not {ALGORITHM}"
     if record.public_key_sha256 != fingerprint(key):
         return f"signed by another key ({record.public_key_sha256[:16]}…, not {fingerprint(key)[:16]}…)"
     try:
-        key.verify(base64.b64decode(record.signature, validate=True), CONTEXT + canonical_bytes(result))
+        key.verify(base64.b64decode(record.signature, validate=True), context + body)
     except (InvalidSignature, ValueError):
-        return "the signature does not match the document: it was edited after it was signed"
+        return f"the signature does not match the {what}: it was edited after it was signed"
     return ""
+
+
+def signature_problem(result: Result, key: Ed25519PublicKey) -> str:
+    """Why ``result`` is not signed by ``key`` ("" when it is)."""
+    return bytes_signature_problem(canonical_bytes(result), result.signature, key)

@@ -7,7 +7,9 @@ the spread covers what changes between runs, the bound what no number of runs av
 interval is centred on the median, which is what the leaderboard ranks. A t-interval is chosen over
 a bootstrap because three to five runs are too few to resample from; it assumes roughly normal
 run-to-run noise, which repeated runs on one machine show (bench/RESULTS.md). With one run only
-the counter-step bound is known, and the interval says so.
+the counter-step bound is known, and the interval says so. Energy is never negative, so the low end
+is clipped at zero: a wide interval (two runs: t is 12.7) would otherwise cross it, and the board then
+warns that two runs give a wide interval.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def interval(totals: list[float], bounds_j: list[float]) -> tuple[float, float, 
     centre = statistics.median(totals)
     bound = max(bounds_j, default=0.0)
     if len(totals) < 2:
-        return centre - bound, centre + bound, BOUND_ONLY
+        return max(0.0, centre - bound), centre + bound, BOUND_ONLY
     half = t_975(len(totals) - 1) * statistics.stdev(totals) / math.sqrt(len(totals)) + bound
-    return centre - half, centre + half, T_METHOD
+    return max(0.0, centre - half), centre + half, T_METHOD
+
+
+def few_runs_warning(names: list[str]) -> str:
+    """Two runs make a wide interval (t is 12.7 for one degree of freedom): say so where they are ranked."""
+    return (f"{', '.join(names)}: two runs give a wide 95 % interval (Student's t is {t_975(1):g} for one degree "
+            "of freedom; its low end is clipped at 0 J): score with --repeat 3 or more before a prize is decided")

@@ -27,8 +27,10 @@ from evaluator.power.analysis import Window, load_samples
 from evaluator.report.categories import category_for
 from evaluator.report.energy import run_energy, summarise
 from evaluator.report.integrity import seal_holds
+from evaluator.report.leaderboard import folder_problem
 from evaluator.report.reader import read_result
 from evaluator.report.result import BATCH_NAME, RESULT_NAME, Result, Run, RunEnergy
+from evaluator.report.review import read_decisions
 from evaluator.report.signing import load_public, signature_problem
 from evaluator.runtime.runner import BoundRunner, make_batches, plain_predict
 from evaluator.runtime.session import create_session
@@ -64,6 +66,15 @@ class Checks:
     def add(self, name: str, ok: bool | None, detail: str = "") -> None:
         """``ok`` None records a check that could not be made (skip)."""
         self.items.append(Check(name, "skip" if ok is None else ("pass" if ok else "fail"), detail))
+
+
+def _said(value: float | None) -> str:
+    return "not measured" if value is None else f"{value}"
+
+
+def _category_text(category: float | None) -> str:
+    """A category the one way every surface writes it: "95 %", or below every threshold."""
+    return "below every threshold" if category is None else f"{category * 100:g} %"
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -132,7 +143,9 @@ def _check_signature(result: Result, public_key: Path | None, checks: Checks) ->
 def _check_accuracy(result: Result, images: int, checks: Checks) -> None:
     correct, accuracy = result.correct or 0, result.accuracy or 0.0
     checks.add("accuracy = correct / images", _close(accuracy, correct / images), f"{correct}/{images}")
-    checks.add("category", result.category == category_for(accuracy, tuple(result.thresholds)), f"{result.category}")
+    expected = category_for(accuracy, tuple(result.thresholds))
+    checks.add("category", result.category == expected, f"recorded {_category_text(result.category)}"
+               + ("" if result.category == expected else f", its accuracy reaches {_category_text(expected)}"))
     checks.add("correct = first run's correct", bool(result.runs) and result.runs[0].correct == correct)
 
 
@@ -184,11 +197,12 @@ def _check_run_samples(run: Run, windows: dict[str, Window], images: int, folder
     earlier_idle = run.energy.idle is not None and not run.energy.idle.method and again.idle is not None
     for name, (recorded, recomputed) in pairs.items():
         if earlier_idle and "idle" in name and again.idle is not None and not again.idle.reason:
-            checks.add(f"{label}: {name} recomputed from samples", None, f"recorded {recorded} by the earlier idle "
-                       f"rule (counters at the window's edges); today's rule gives {recomputed}")
+            checks.add(f"{label}: {name} recomputed from samples", None, f"recorded {_said(recorded)} by the earlier "
+                       f"idle rule (counters at the window's edges); today's rule gives {_said(recomputed)}")
             continue
-        checks.add(f"{label}: {name} recomputed from samples", _close(recomputed, recorded),
-                   f"recorded {recorded}, recomputed {recomputed}")
+        detail = "not measured" if recorded is None and recomputed is None else \
+            f"recorded {_said(recorded)}, recomputed {_said(recomputed)}"
+        checks.add(f"{label}: {name} recomputed from samples", _close(recomputed, recorded), detail)
 
 
 def _check_summary(result: Result, checks: Checks) -> None:
@@ -203,10 +217,12 @@ def _check_summary(result: Result, checks: Checks) -> None:
         checks.add("energy.total_j_interval recomputed from the runs", None,
                    f"written by schema {result.schema_version}, before results carried an interval")
         return
-    same = (interval is None and recorded is None) or (
-        interval is not None and recorded is not None and all(map(_close, interval, recorded)))
+    clipped = None if recorded is None else [max(0.0, recorded[0]), *recorded[1:]]  # older results: a low below 0
+    same = (interval is None and clipped is None) or (
+        interval is not None and clipped is not None and all(map(_close, interval, clipped)))
     checks.add("energy.total_j_interval recomputed from the runs", same,
-               f"recorded {recorded}, recomputed {interval}")
+               "not measured" if recorded is None and interval is None
+               else f"recorded {recorded}, recomputed {interval}")
 
 
 def _audit_figures(result: Result, checks: Checks) -> None:
@@ -340,6 +356,31 @@ def _check_audit(result: Result, model_path: Path | None, secret: str | None, da
     _audit_again(result, model_path, secret, data, checks)
 
 
+def _in_results_root(path: Path) -> bool:
+    """The result's folder sits in a folder of results (a batch's, or beside other result folders)."""
+    root = path.parent.parent
+    return (root / BATCH_NAME).is_file() or any(
+        (other / RESULT_NAME).is_file() for other in root.iterdir() if other.is_dir() and other != path.parent)
+
+
+def _check_name(result: Result, path: Path, checks: Checks) -> None:
+    """A board names a result by its signed model.name: in a folder of results, its folder must be that name
+    (or score-dir's NAME@GPU-KIND); a result folder standing alone (edl score --out DIR) may be named freely."""
+    if not _in_results_root(path):
+        return
+    problem = folder_problem(path.parent.name, result.model.name)
+    checks.add("folder named by its signed model.name", not problem, problem or result.model.name)
+
+
+def _check_reviews(result: Result, path: Path, public_key: Path | None, checks: Checks) -> None:
+    """Each review decision beside it: signed (by the organiser's key, with --public-key) and bound to it."""
+    organiser = load_public(public_key) if public_key is not None else None
+    for standing in read_decisions(path.parent, result, organiser):
+        ok = standing.holds if organiser is not None or standing.problem else None
+        detail = standing.line() + ("" if organiser is not None else " (pass --public-key to check its signer)")
+        checks.add(f"review decision {standing.file}", ok, detail)
+
+
 def verify_result(path: Path, options: VerifyOptions | None = None) -> list[Check]:
     """Every check on the result at ``path`` (or the result.json in that folder); raises only for a non-result."""
     options = options or VerifyOptions()
@@ -352,6 +393,8 @@ def verify_result(path: Path, options: VerifyOptions | None = None) -> list[Chec
     checks.add("document checksum", sealed, "matches" if sealed else "the document was edited after it was written"
                if result.integrity else "no integrity field")
     _check_signature(result, options.public_key, checks)
+    _check_name(result, path, checks)
+    _check_reviews(result, path, options.public_key, checks)
     if not result.scored:
         checks.add("status", None, f"{result.status}: {result.why}")
         return checks.items

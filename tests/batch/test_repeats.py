@@ -14,6 +14,7 @@ from builders import (
     fast_config,
     passes_lasting,
     save_npz,
+    twin_of,
 )
 
 from evaluator.batch.directory import score_directory
@@ -37,12 +38,13 @@ def _data(tmp_path, count=1000):
 
 
 def test_a_model_under_two_names_ties_and_a_slower_one_does_not(tmp_path, metered):
-    """The issue's check: --repeat 3, the same model twice and a model three times slower, under fake meters."""
+    """The issue's check: --repeat 3, a model and its twin (one more metadata entry) and a model three times
+    slower, under fake meters."""
     data = _data(tmp_path)
     subs = tmp_path / "subs"
     subs.mkdir()
     busy_colour_model(subs / "copy_a.onnx", channels=8)
-    busy_colour_model(subs / "copy_b.onnx", channels=8)
+    twin_of(subs / "copy_a.onnx", subs / "copy_b.onnx")  # other bytes: a byte-identical copy is a duplicate
     busy_colour_model(subs / "slow.onnx", channels=40)  # the same answers, about three times the time
     passes = passes_lasting(subs / "copy_a.onnx", images=1000, seconds=1.0, least=5)  # ~0.7 s windows here
     config = dataclasses.replace(fast_config(data, passes=passes), repeat=3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from builders import PowercapTree, colour_images, colour_model, conv_model, failed_variant, fast_config, result_variant
 from builders import save_npz as save_data
@@ -12,7 +14,7 @@ from evaluator.report.result import RESULT_NAME, write_result
 
 
 def entry(name, template, accuracy, total_j, **changes) -> Entry:
-    return Entry(name, result_variant(template, accuracy, total_j, **changes))
+    return Entry(name, result_variant(template, accuracy, total_j, name=name, **changes))
 
 
 def test_the_competition_example(template):
@@ -51,8 +53,9 @@ def test_incomparable_results_are_refused_with_the_difference_named(template):
 
 
 def test_failed_and_unmeasured_are_listed_with_reasons(tmp_path, template):
-    for name, result in {"ok": result_variant(template, 0.93, 10.0), "broken": failed_variant(template, "timed out"),
-                         "nometer": result_variant(template, 0.97, None)}.items():
+    for name, result in {"ok": result_variant(template, 0.93, 10.0, name="ok"),
+                         "broken": failed_variant(template, "timed out", name="broken"),
+                         "nometer": result_variant(template, 0.97, None, name="nometer")}.items():
         write_result(tmp_path / name / RESULT_NAME, result)
     board = rank(load_results(tmp_path))
     assert [e.name for e in board.failed] == ["broken"] and board.failed[0].reason == "timed out"
@@ -60,13 +63,52 @@ def test_failed_and_unmeasured_are_listed_with_reasons(tmp_path, template):
     assert board.categories[0.90][0].name == "ok" and board.categories[0.90][0].rank == 1
 
 
-def test_an_edited_result_is_refused(tmp_path, template):
-    result = result_variant(template, 0.93, 10.0)
-    write_result(tmp_path / "a" / RESULT_NAME, result)
+def test_an_edited_or_foreign_result_is_set_apart_and_the_rest_still_rank(tmp_path, template):
+    """Before: one edited result.json made load_results raise and the whole board refused."""
+    for name in ("a", "b"):
+        write_result(tmp_path / name / RESULT_NAME, result_variant(template, 0.93, 10.0 if name == "a" else 20.0,
+                                                                   name=name))
     path = tmp_path / "a" / RESULT_NAME
     path.write_text(path.read_text().replace('"accuracy": 0.93', '"accuracy": 0.995'))
-    with pytest.raises(EdlError, match="checksum does not match"):
-        load_results(tmp_path)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / RESULT_NAME).write_text('{"kind": "something-else"}')
+    board = rank(load_results(tmp_path))
+    assert [e.name for e in board.categories[0.90]] == ["b"]
+    reasons = {item.name: item.reason for item in board.untrusted}
+    assert "checksum does not match" in reasons["a"] and reasons["foreign"] == "not an edl result document"
+
+
+def _twin(template, name, total_j, sha_of=None, **changes):
+    """Another submission (its own bytes: one more metadata entry gives another sha256), or a copy of one."""
+    result = result_variant(template, 0.95, total_j, name=sha_of or name, **changes)
+    return dataclasses.replace(result, model=dataclasses.replace(result.model, name=name))
+
+
+def test_a_copied_folder_is_not_ranked_under_its_new_name(tmp_path, template):
+    import shutil
+
+    write_result(tmp_path / "alice" / RESULT_NAME, result_variant(template, 0.95, 10.0, name="alice"))
+    shutil.copytree(tmp_path / "alice", tmp_path / "mallory")
+    board = rank(load_results(tmp_path))
+    assert [e.name for e in board.categories[0.95]] == ["alice"]
+    (misnamed,) = board.misnamed
+    assert misnamed.folder == "mallory" and misnamed.name == "alice" and "'mallory' is not the name" in misnamed.reason
+
+
+def test_one_model_is_one_entry_the_earliest_and_kind_folders_are_its_own(tmp_path, template):
+    from evaluator.report.integrity import seal
+
+    early = result_variant(template, 0.95, 10.0, name="first")
+    late = _twin(template, "second", 9.0, sha_of="first")  # the same model bytes under another name
+    late = dataclasses.replace(late, runs=[dataclasses.replace(late.runs[0], started_utc="2999-01-01T00:00:00+00:00")])
+    write_result(tmp_path / "first" / RESULT_NAME, early)
+    write_result(tmp_path / "second" / RESULT_NAME, seal(late))
+    write_result(tmp_path / "other@fake-a100" / RESULT_NAME, result_variant(template, 0.95, 11.0, name="other"))
+    board = rank(load_results(tmp_path))
+    assert [e.name for e in board.categories[0.95]] == ["first", "other"]
+    (duplicate,) = board.duplicates
+    assert duplicate.name == "second" and duplicate.duplicate_of == "first" and "as first, scored earlier" in \
+        duplicate.reason
 
 
 def test_scored_by_the_real_scorer_and_ranked_end_to_end(tmp_path, monkeypatch, fake_gpu):
@@ -92,3 +134,21 @@ def test_scored_by_the_real_scorer_and_ranked_end_to_end(tmp_path, monkeypatch, 
     assert run_energy.total_domains == ["gpu", "cpu"] and light.total_j == run_energy.cpu_j + run_energy.gpu_j > 0
     assert [e.name for e in board.unranked] == ["heavy"]
     assert '"name": "light"' in render(board, "json")
+
+
+def test_two_runs_warn_of_a_wide_interval_and_by_gpu_keeps_untrusted_apart(tmp_path, template):
+    from evaluator.report.leaderboard import UNTRUSTED_GROUP, rank_by_gpu
+    from evaluator.report.uncertainty import interval
+
+    two = result_variant(template, 0.95, 100.0, name="two")
+    low, high, method = interval([90.0, 110.0], [0.0])
+    energy = dataclasses.replace(two.energy, repeats_j=[90.0, 110.0], total_j_interval=[low, high],
+                                 interval_method=method)
+    board = rank([Entry("two", dataclasses.replace(two, energy=energy))])
+    assert any("two runs give a wide 95 % interval" in line and "--repeat 3" in line for line in board.warnings)
+    write_result(tmp_path / "a" / RESULT_NAME, result_variant(template, 0.95, 10.0, name="a"))
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / RESULT_NAME).write_text("not json")
+    boards = rank_by_gpu(load_results(tmp_path))
+    assert [u.name for u in boards[UNTRUSTED_GROUP].untrusted] == ["junk"]
+    assert [e.name for board in boards.values() for e in board.ranked] == ["a"]

@@ -21,9 +21,9 @@ def _checked(result):
 
 
 def _results(template):
-    return {"checked": _checked(result_variant(template, 0.93, 100.0)),
-            "checked-heavy": _checked(result_variant(template, 0.94, 300.0)),
-            "unchecked": result_variant(template, 0.92, 50.0)}
+    return {"checked": _checked(result_variant(template, 0.93, 100.0, name="checked")),
+            "checked-heavy": _checked(result_variant(template, 0.94, 300.0, name="checked-heavy")),
+            "unchecked": result_variant(template, 0.92, 50.0, name="unchecked")}
 
 
 def test_the_predicate(template):

@@ -21,9 +21,11 @@ from evaluator.report.result import RESULT_NAME, write_result
 
 @pytest.fixture
 def example_dir(tmp_path, template):
-    results = {"Algo1": result_variant(template, 0.965, 150e3), "Algo2": result_variant(template, 0.925, 10e3),
-               "Algo3": result_variant(template, 0.985, 5000e3), "Algo4": result_variant(template, 0.80, 1e3),
-               "Broken": failed_variant(template, "crashed")}
+    results = {"Algo1": result_variant(template, 0.965, 150e3, name="Algo1"),
+               "Algo2": result_variant(template, 0.925, 10e3, name="Algo2"),
+               "Algo3": result_variant(template, 0.985, 5000e3, name="Algo3"),
+               "Algo4": result_variant(template, 0.80, 1e3, name="Algo4"),
+               "Broken": failed_variant(template, "crashed", name="Broken")}
     for name, result in results.items():
         write_result(tmp_path / "results" / name / RESULT_NAME, result)
     return tmp_path / "results"
@@ -76,9 +78,11 @@ def test_html_in_headless_chromium(example_dir, tmp_path):
     assert by_category[">= 90 %"] == [("1", "Algo2")]
     assert [name for _, name in by_category["failed"]] == ["Broken"]
     shot = tmp_path / "board.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1000,1800", page.as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    if os.environ.get("EDL_KEEP_SCREENSHOT"):  # to look at it: EDL_KEEP_SCREENSHOT=/tmp/board.png pytest -k chromium
+        shutil.copy(shot, os.environ["EDL_KEEP_SCREENSHOT"])
 
 
 def test_output_to_an_unwritable_place_is_one_line(example_dir, tmp_path, cli):
@@ -102,8 +106,8 @@ def test_output_into_a_read_only_folder_is_one_line(example_dir, tmp_path, cli):
 
 @pytest.fixture
 def mixed_dir(tmp_path, template):
-    for name, result in {"OnA100": result_variant(template, 0.965, 150e3, gpu="A100"),
-                         "OnH100": result_variant(template, 0.925, 10e3, gpu="H100")}.items():
+    for name, result in {"OnA100": result_variant(template, 0.965, 150e3, gpu="A100", name="OnA100"),
+                         "OnH100": result_variant(template, 0.925, 10e3, gpu="H100", name="OnH100")}.items():
         write_result(tmp_path / "mixed" / name / RESULT_NAME, result)
     return tmp_path / "mixed"
 
@@ -116,7 +120,7 @@ def test_allow_mixed_is_said_in_every_format(mixed_dir, cli, fmt):
     assert run.exit_code == 0, run.stderr
     difference = "GPU model differs (A100: OnA100; H100: OnH100)"
     assert run.stderr.splitlines() == [f"warning: ranked despite: {difference}"]
-    said = {"table": "", "csv": f"# ranked despite: {difference}\n",
+    said = {"table": "", "csv": "",  # pure CSV: the notes are on stderr
             "md": f"**Ranked despite differences:** {difference}.\n",
             "html": f"<p class='warning'>ranked despite: {html.escape(difference)}</p>"}
     if fmt == "json":
@@ -125,7 +129,7 @@ def test_allow_mixed_is_said_in_every_format(mixed_dir, cli, fmt):
         assert said[fmt] in run.stdout
     if fmt == "csv":
         first = next(csv.DictReader(io.StringIO(run.stdout)))
-        assert run.stdout.endswith(said["csv"]) and first["name"] == "OnA100"
+        assert "ranked despite" not in run.stdout and first["name"] == "OnA100"
 
 
 def test_a_failure_note_names_the_submission_not_the_organisers_folders(tmp_path, cli):
@@ -161,3 +165,76 @@ def test_public_note_keeps_file_names_and_drops_folders(template):
     relative = dataclasses.replace(entry.result, model=dataclasses.replace(model, path="../../subs/x/model.onnx"),
                                    reason="/home/org/subs/x/model.onnx: not an ONNX model")
     assert public_note(Entry("x", relative)) == "model.onnx: not an ONNX model"
+
+
+def test_fraction_thresholds_are_a_usage_error(example_dir, cli):
+    """Before: --thresholds 0.9,0.95 was read as 0.9 % and 0.95 %, and a 62 % model was ranked."""
+    run = cli("leaderboard", example_dir, "--thresholds", "0.9,0.95")
+    assert run.exit_code == 2 and "percentages are expected, e.g. 90,95" in run.stderr and not run.stdout
+
+
+def test_csv_is_pure_csv_and_the_notes_go_to_stderr(mixed_dir, cli):
+    """Before: the CSV ended with a '# ranked despite ...' line that is not CSV."""
+    run = cli("leaderboard", mixed_dir, "--format", "csv", "--allow-mixed")
+    assert not any(line.startswith("#") for line in run.stdout.splitlines())
+    assert len(list(csv.reader(io.StringIO(run.stdout)))) == 3 and "ranked despite" in run.stderr
+
+
+def test_the_terminal_table_fits_80_columns_names_whole_shared_reasons_once(tmp_path, template, cli):
+    from evaluator.report.leaderboard import rank as rank_entries
+
+    for name in ("resnet20", "resnet20.fp16", "resnet32.fp16-long-name"):
+        write_result(tmp_path / "r" / name / RESULT_NAME, result_variant(template, 0.97, None, name=name))
+    run = cli("leaderboard", tmp_path / "r")  # not a terminal: rich's width (80, or COLUMNS)
+    assert run.exit_code == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    for name in ("resnet20", "resnet20.fp16", "resnet32.fp16-long-name"):
+        assert any(f" {name} " in line for line in lines), name
+    assert run.stdout.count("[1]") == 4 and run.stdout.count("no NVML") == 1  # said once, as footnote [1]
+    assert "tie rule" not in run.stdout  # nothing is ranked
+    assert not rank_entries(load_results(tmp_path / "r")).ranked
+
+
+def test_unofficial_data_is_said_in_the_category(tmp_path, template):
+    write_result(tmp_path / "u" / RESULT_NAME, result_variant(template, 0.96, 10.0, name="u", official=False))
+    board = rank(load_results(tmp_path))
+    for fmt in ("csv", "md", "json", "html"):
+        from evaluator.report.render import render
+
+        assert ">= 95 % (unofficial data)" in html.unescape(render(board, fmt)), fmt
+
+
+def test_intervals_never_go_below_zero_and_two_runs_warn():
+    from evaluator.report.uncertainty import interval
+
+    low, high, _ = interval([10.0, 80.0], [0.0])  # --repeat 2: t(0.975, 1) = 12.7
+    assert low == 0.0 and high > 80.0  # before: 45 - 444.6 = -399.6 J
+
+
+def test_scatter_ticks_are_round_labels_apart_bars_inside(tmp_path, template):
+    import dataclasses
+
+    from evaluator.report.integrity import seal
+    from evaluator.report.render import nice_ticks
+
+    assert nice_ticks(60.2, 100.0) == [60, 70, 80, 90, 100] and nice_ticks(0, 0.37) == [0, 0.1, 0.2, 0.3, 0.4]
+    for name, joules in (("close_a", 1000.0), ("close_b", 1010.0), ("far", 3000.0)):
+        result = result_variant(template, 0.95, joules, name=name)
+        energy = dataclasses.replace(result.energy, total_j_interval=[joules * 0.5, joules * 1.5])
+        write_result(tmp_path / "s" / name / RESULT_NAME, seal(dataclasses.replace(result, energy=energy)))
+    page = render_html({"": rank(load_results(tmp_path / "s"))})
+    labels = [(float(x), float(y)) for x, y in re.findall(r'class="label" x="([\d.]+)" y="([\d.]+)"', page)]
+    boxes = [(x, y - 13, x + 6.6 * 7, y) for x, y in labels]  # 7 characters at most, 13 px high
+    assert len(labels) == 3 and not any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+                                        for i, a in enumerate(boxes) for b in boxes[i + 1:])  # before: overlapped
+    assert 'class="leader"' in page
+    bars = [float(v) for v in re.findall(r'class="errorbar" d="M([\d.]+),', page)]
+    bar_ends = [float(v) for v in re.findall(r'H([\d.]+)M', page)]
+    assert min(bars) >= 60 and max(bar_ends) <= 720 - 60  # inside the plotting area
+    ticks = re.findall(r'class="xtick"[^>]*>([^<]+)<', page)
+    assert all(float(t.replace(",", "")) % 1 == 0 for t in ticks), ticks
+    assert page.count("Dashed lines") == 1
+    write_result(tmp_path / "f" / "broken" / RESULT_NAME, failed_variant(template, "crashed", name="broken"))
+    empty = render_html({"": rank(load_results(tmp_path / "f"))})
+    assert "No measured submissions" in empty and "Dashed lines" not in empty  # before: the caption stood alone

@@ -45,10 +45,12 @@ def test_a_resealed_forgery_fails_and_the_genuine_result_passes(tmp_path, templa
 
 def test_the_leaderboard_ranks_only_what_the_organisers_key_signed(tmp_path, template, keys):
     private, public = keys
-    write_result(tmp_path / "genuine" / RESULT_NAME, finalise(result_variant(template, 0.915, 100.0), private))
-    forged = seal(dataclasses.replace(finalise(result_variant(template, 0.915, 50.0), private), accuracy=0.995))
-    write_result(tmp_path / "forged" / RESULT_NAME, forged)
-    write_result(tmp_path / "unsigned" / RESULT_NAME, finalise(result_variant(template, 0.93, 10.0), None))
+    genuine = finalise(result_variant(template, 0.915, 100.0, name="genuine"), private)
+    write_result(tmp_path / "genuine" / RESULT_NAME, genuine)
+    signed = finalise(result_variant(template, 0.915, 50.0, name="forged"), private)
+    write_result(tmp_path / "forged" / RESULT_NAME, seal(dataclasses.replace(signed, accuracy=0.995)))
+    unsigned = finalise(result_variant(template, 0.93, 10.0, name="unsigned"), None)
+    write_result(tmp_path / "unsigned" / RESULT_NAME, unsigned)
     board = rank(load_results(tmp_path, public))
     assert [e.name for e in board.categories[0.90]] == ["genuine"] and board.categories[0.99] == []
     reasons = {e.name: e.reason for e in board.unsigned}

@@ -87,6 +87,14 @@ def test_verify_cli_exit_codes_and_model_check(scored, tmp_path, cli):
     assert as_json["summary"].startswith("no check failed, but 2")
 
 
+def test_verify_says_not_measured_and_writes_categories_one_way(scored, cli):
+    """Before: "recorded None, recomputed None" for a domain without a meter, and the category as None or 0.9."""
+    checks = {c["name"]: c for c in json.loads(cli("verify", scored, "--json").stdout)["checks"]}
+    assert checks["run 1: energy.gpu_j recomputed from samples"]["detail"] == "not measured"
+    assert checks["category"]["detail"] == "recorded below every threshold"  # random weights; before: "None"
+    assert "None" not in json.dumps([c["detail"] for name, c in checks.items() if "recomputed" in name])
+
+
 def test_verify_applies_the_gap_and_wrap_rules_to_the_idle_window(scored):
     """A samples file whose idle window hides a possible RAPL wrap: verify recomputes no idle figure and says so."""
     result = read_result(scored)
@@ -98,6 +106,6 @@ def test_verify_applies_the_gap_and_wrap_rules_to_the_idle_window(scored):
     samples.write_text("\n".join(["# " + json.dumps(meta), columns, *kept]) + "\n")
     checks = {c.name: c for c in verify_result(scored)}
     recomputed = checks["run 1: energy.idle.total_w recomputed from samples"]
-    assert recomputed.outcome == "fail" and recomputed.detail.endswith("recomputed None")
+    assert recomputed.outcome == "fail" and recomputed.detail.endswith("recomputed not measured")
     assert checks["run 1: energy.above_idle_j recomputed from samples"].outcome == "fail"
     assert checks["run 1: energy.cpu_j recomputed from samples"].outcome == "pass"  # the measured window holds
