@@ -66,3 +66,26 @@ def test_each_memoriser_of_the_real_test_set_is_caught(tmp_path, shared_data):
         result = score(model, _with_training(shared_data), tmp_path / name)
         assert result.accuracy == 1.0 and result.audit.verdict == "suspect", name
         assert caught_by <= _failing(result), (name, result.audit.reason)
+
+
+@pytest.mark.slow
+def test_a_converted_keras_model_trained_on_training_images_passes_every_check(tmp_path, shared_data):
+    """Keras' own graph (after tf2onnx) is no memoriser either: trained briefly on the 4,000 training images."""
+    keras = pytest.importorskip("keras", reason="the [tf] extra is not installed")
+    from converters.common import ContractOptions
+    from converters.tf_to_onnx import convert
+    from samples.keras_cnn import keras_cnn
+
+    keras.utils.set_random_seed(0)
+    with np.load(shared_data.parent / "cifar10-train-first4000.npz") as train:
+        images, labels = train["x"].astype("float32") / 255.0, train["y"].astype(np.int64)
+    model = keras_cnn(width=16)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images, labels, batch_size=128, epochs=4, verbose=0)
+    convert(lambda x: model(x, training=False), tmp_path / "keras.onnx", ContractOptions("uint8", "nhwc"))
+    result = score(tmp_path / "keras.onnx", _with_training(shared_data), tmp_path / "o")
+    assert result.accuracy > 0.25, result.accuracy  # learned something, on images it never saw
+    assert result.audit.verdict == "pass" and not _failing(result), result.audit.reason
+    assert {check.name for check in result.audit.checks} >= {"copies", "batch_independence", "training_probe",
+                                                              "graph_inspection"}
