@@ -36,7 +36,9 @@ from evaluator.contract.spec import NUM_CLASSES
 
 # "Of the order of a test set": CIFAR-10's test set is 10,000 images and its training set 50,000; a table
 # of at least 100 rows is a subset worth memorising, and honest CIFAR-10 graphs choose among 10 classes.
-TABLE_ROWS = (100, 100_000)
+# No small upper bound: a table padded past it, or one holding every flipped and shifted variant of the
+# test and training images (60,000 x 50), is a lookup all the same (an attack padded one to 100,001 rows).
+TABLE_ROWS = (100, 5_000_000)
 LABEL_MATCH_STRONG = 0.5  # stored labels repeating at least half the test labels in order (chance: ~0.1)
 SELECTORS = frozenset({"ArgMin", "ArgMax", "TopK", "Hardmax", "Softmax"})
 COMPARISONS = frozenset({"Sub", "Add", "Mul", "MatMul", "Gemm", "Conv", "Einsum"})

@@ -291,6 +291,20 @@ def test_the_shipped_samples_show_nothing(sample):
     assert find_evidence(onnx.load(ROOT / "samples" / sample)) == []
 
 
+def test_a_table_padded_past_a_hundred_thousand_rows_is_still_a_lookup(tmp_path):
+    """An attack padded the table to 100,001 rows with far-away keys, past the first bound (100,000): caught now."""
+    global TABLE, LABELS
+    saved = TABLE, LABELS
+    rows = 100_001
+    TABLE = np.concatenate([saved[0], np.full((rows - ROWS, FEATURES), 1e6, np.float32)])
+    LABELS = np.concatenate([saved[1], np.zeros(rows - ROWS, np.int64)])
+    try:
+        findings = find_evidence(onnx.load(nearest_neighbour(tmp_path / "m.onnx", rows=rows)))
+    finally:
+        TABLE, LABELS = saved
+    assert _strong(findings, "lookup") and graph_check(findings).verdict == "fail", [f.line for f in findings]
+
+
 def test_a_table_below_the_bound_is_no_lookup(tmp_path):
     """Choosing among fewer than TABLE_ROWS[0] stored rows (a prototype classifier) is not a test-set lookup."""
     findings = find_evidence(onnx.load(nearest_neighbour(tmp_path / "m.onnx", rows=TABLE_ROWS[0] - 1)))
