@@ -1,3 +1,3 @@
-from evaluator.cli.main import main
+from evaluator.cli.entry import run
 
-main()
+run()

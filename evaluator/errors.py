@@ -6,6 +6,8 @@ library code never prints or exits.
 
 from __future__ import annotations
 
+INTERRUPTED_EXIT = 130  # Ctrl-C, as a shell reports SIGINT: what every edl command exits with when interrupted
+
 
 class EdlError(Exception):
     """Base of all errors the evaluator raises on purpose."""

@@ -13,10 +13,9 @@ import typer
 from evaluator import __version__
 from evaluator.cli import board, check, data, env, review, score
 from evaluator.cli.console import Interrupted, error, note
-from evaluator.errors import EdlError, SubmissionError
+from evaluator.errors import INTERRUPTED_EXIT, EdlError, SubmissionError
 
 F = TypeVar("F", bound=Callable[..., Any])
-INTERRUPTED_EXIT = 130
 INTERRUPTED_NOTE = "interrupted: results already written are intact"
 
 app = typer.Typer(

@@ -255,3 +255,24 @@ def test_line_progress_counts_images_between_phase_lines(capsys):
     progress.advance(1000)
     assert capsys.readouterr().err.splitlines() == ["measuring: 3,000 images", "measuring: 1,000 of 3,000 images",
                                                     "measuring: 2,000 of 3,000 images"]
+
+
+def test_ctrl_c_while_the_commands_are_still_importing_exits_130_without_a_traceback():
+    """Seen in the interrupt matrix on a loaded machine: a SIGINT during `import evaluator.cli.main`
+    printed Python's traceback and exited -2. The signal is sent from inside that import here."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import builtins, os, signal\n"
+            "real = builtins.__import__\n"
+            "def hooked(name, *args, **kwargs):\n"
+            "    if name == 'evaluator.cli.main':\n"
+            f"        os.kill(os.getpid(), {int(signal.SIGINT)})\n"
+            "    return real(name, *args, **kwargs)\n"
+            "builtins.__import__ = hooked\n"
+            "from evaluator.cli.entry import run\n"
+            "run()\n")
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == "interrupted while starting: nothing was written"
