@@ -48,6 +48,7 @@ from evaluator.data.dataset import Dataset
 from evaluator.data.store import resolve
 from evaluator.errors import EdlError, UsageError
 from evaluator.fileio import sha256_file
+from evaluator.report.integrity import seal_holds
 from evaluator.report.result import (
     BATCH_NAME,
     RESULT_NAME,
@@ -75,10 +76,10 @@ ProgressHook = Callable[[str, int, int], None]
 
 def still_stands(previous: Result | None, model_sha256: Callable[[], str], fingerprint: str, config: ScoreConfig,
                  timeout_s: float) -> bool:
-    """A result scored from the same model, data and comparable settings stands; a time-out under a
+    """A result scored from the same model, data and comparable settings, its seal intact, stands; a time-out under a
     shorter --timeout than now deserves another try. The model is hashed last: it is the costly check."""
-    if previous is None or previous.data is None:
-        return False
+    if previous is None or previous.data is None or not seal_holds(previous):
+        return False  # an edited result is measured again; publishing the new one archives the edited file
     if not previous.scored and (previous.timeout_s or timeout_s) < timeout_s:
         return False
     return (previous.data.fingerprint == fingerprint

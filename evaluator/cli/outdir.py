@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from evaluator.batch.outroot import ARCHIVE_DIR, utc_stamp
 from evaluator.errors import EdlError
 from evaluator.report.result import RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
 
@@ -110,6 +111,26 @@ class FolderRollback:
                 continue
             if not path.is_file() or _signature(path) != signature:
                 os.replace(self.backup / name, path)
+
+    def keep_replaced(self) -> Path | None:
+        """The run finished: what it replaced, if the folder held a result, is kept in ``folder/_archive/<utc>/``
+        (a measured result is evidence; nothing is dropped), and the earlier run files it did not rewrite go
+        there with it, so the folder holds only the new result's files. Returns the archive, or None."""
+        if RESULT_NAME not in self.before or self.backup is None:
+            self.commit()
+            return None
+        with _sigint_held():
+            for name, signature in self.before.items():
+                path = self.folder / name
+                if signature is not None and path.is_file() and _signature(path) == signature:
+                    path.unlink()  # not rewritten by this run: its copy is in the archive
+            archive = self.folder / ARCHIVE_DIR / utc_stamp()
+            archive.parent.mkdir(exist_ok=True)
+            while archive.exists():
+                archive = archive.with_name(archive.name + "-1")
+            os.replace(self.backup, archive)
+            self.backup = None
+        return archive
 
     def commit(self) -> None:
         """Drop the copies: the run finished, or they were put back."""

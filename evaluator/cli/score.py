@@ -101,13 +101,15 @@ def score(
     except BaseException:
         rollback.undo()
         raise
-    rollback.commit()
+    archived = rollback.keep_replaced()
     if as_json:
         print_json(result_json(result))
         return
     print_result(result)
     for warning in result.warnings:
         warn(warning)
+    if archived is not None:
+        note(f"the earlier result in {out_dir} is kept in {archived}")
     say(f"result: {out_dir / RESULT_NAME}")
 
 

@@ -197,9 +197,9 @@ class Leaderboard:
 def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) -> list[Entry | Untrusted]:
     """Every ``result.json`` in ``results_dir`` (itself or one folder down), named by its signed model.name.
 
-    A document that is not an edl result, or is malformed, or (without the organiser's public key)
-    was edited after it was written (its seal broken), is an ``Untrusted`` with the reason; with the
-    key, every result not signed by it is set apart with the reason, edited ones among them.
+    A document that is not an edl result, or is malformed, or was edited after it was written (its
+    seal broken), is an ``Untrusted`` with the reason and nothing it claims is shown; with the
+    organiser's public key, every other result not signed by it is set apart with the reason.
     """
     if not results_dir.is_dir():
         raise EdlError(f"{results_dir}: not a folder of results; run `edl score-dir` first")
@@ -214,7 +214,7 @@ def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) 
         except ResultError as exc:
             entries.append(Untrusted(path.parent.name, str(exc).removeprefix(f"{path}: ")))
             continue
-        if public_key is None and not seal_holds(result):
+        if not seal_holds(result):  # with the key too: an edited document's figures are never shown
             entries.append(Untrusted(path.parent.name, "its checksum does not match: edited after it was written. "
                                      "Run `edl verify` on it, and rescore the submission (`edl score-dir --force`)"))
             continue

@@ -131,3 +131,17 @@ def test_refused_under_other_data_too(tmp_path, scored):
     other = save_npz(tmp_path / "other.npz", images, labels)
     with pytest.raises(UsageError, match=r"data: .* there"):
         score_directory(subs, out, fast_config(other))
+
+
+def test_an_edited_result_is_measured_again_and_the_edited_file_is_kept_in_the_archive(tmp_path, data, scored):
+    """The new-organiser trial: a resumed batch 'skipped' a result whose checksum failed, so it stood for ever."""
+    subs, out = scored
+    path = out / "a" / RESULT_NAME
+    edited = path.read_text().replace('"accuracy": 0.96', '"accuracy": 0.995')
+    assert edited != path.read_text()
+    path.write_text(edited)
+    summary = score_directory(subs, out, fast_config(data))
+    assert summary.counts["scored"] == 1 and summary.counts["skipped"] == 1
+    assert read_result(path).accuracy == 0.96  # measured again
+    archived = [p for p in (out / "_archive").rglob(RESULT_NAME) if p.read_text() == edited]
+    assert len(archived) == 1  # the edited file is evidence too: kept, not overwritten

@@ -34,3 +34,26 @@ def test_undo_removes_the_folders_the_run_made_and_commit_keeps_the_run(tmp_path
     (tmp_path / "o" / "result.json").write_text("{}\n")
     kept.commit()
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["result.json"]
+
+
+def test_a_finished_run_keeps_the_result_it_replaced_in_the_folders_archive(tmp_path):
+    """The new-organiser trial: `edl score` into a score-dir result folder replaced its signed result, and left
+    the old run 2's samples beside a one-run result. Both now move to <folder>/_archive/<utc>/."""
+    (tmp_path / "result.json").write_text('{"old": true}\n')
+    (tmp_path / "samples-1.csv").write_text("old run 1\n")
+    (tmp_path / "samples-2.csv").write_text("old run 2\n")
+    rollback = FolderRollback(tmp_path)
+    (tmp_path / "samples-1.csv").unlink()
+    (tmp_path / "samples-1.csv").write_text("new run 1\n")
+    (tmp_path / "result.json").write_text('{"new": true}\n')
+    archive = rollback.keep_replaced()
+    assert archive is not None and archive.parent == tmp_path / "_archive"
+    assert sorted(p.name for p in archive.iterdir()) == ["result.json", "samples-1.csv", "samples-2.csv"]
+    assert (archive / "result.json").read_text() == '{"old": true}\n'
+    assert (archive / "samples-2.csv").read_text() == "old run 2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_archive", "result.json", "samples-1.csv"]
+    assert (tmp_path / "samples-1.csv").read_text() == "new run 1\n"
+    fresh = FolderRollback(tmp_path / "new")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "result.json").write_text("{}\n")
+    assert fresh.keep_replaced() is None and [p.name for p in (tmp_path / "new").iterdir()] == ["result.json"]

@@ -78,6 +78,21 @@ def test_an_edited_or_foreign_result_is_set_apart_and_the_rest_still_rank(tmp_pa
     assert "checksum does not match" in reasons["a"] and reasons["foreign"] == "not an edl result document"
 
 
+def test_an_edited_result_is_untrusted_on_a_prize_board_too_and_its_figures_are_not_shown(tmp_path, template):
+    """The new-organiser trial: with --public-key an edited result was listed as 'unsigned' showing its faked 99.5 %."""
+    from evaluator.report.render import render
+    from evaluator.report.signing import finalise, init_keys, load_private, load_public
+
+    private, public = init_keys(tmp_path / "keys")
+    write_result(tmp_path / "r" / "a" / RESULT_NAME, finalise(result_variant(template, 0.93, 10.0, name="a"),
+                                                              load_private(private)))
+    path = tmp_path / "r" / "a" / RESULT_NAME
+    path.write_text(path.read_text().replace('"accuracy": 0.93', '"accuracy": 0.995'))
+    board = rank(load_results(tmp_path / "r", public_key=load_public(public)))
+    assert [item.name for item in board.untrusted] == ["a"] and not board.ranked
+    assert "99.5" not in render(board, "json") and "99.5" not in render(board, "csv")
+
+
 def _twin(template, name, total_j, sha_of=None, **changes):
     """Another submission (its own bytes: one more metadata entry gives another sha256), or a copy of one."""
     result = result_variant(template, 0.95, total_j, name=sha_of or name, **changes)
