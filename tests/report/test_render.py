@@ -196,6 +196,26 @@ def test_the_terminal_table_fits_80_columns_names_whole_shared_reasons_once(tmp_
     assert not rank_entries(load_results(tmp_path / "r")).ranked
 
 
+def test_a_ranked_board_at_80_columns_cuts_no_figure(tmp_path, template, cli):
+    """The new-organiser trial: once something ranked, the 80-column table showed kJ '0.3…', intervals '0.18…'
+    and categories 'cate…'; figures are never cut now, and only the wordy columns wrap."""
+    import dataclasses
+
+    from evaluator.report.integrity import seal
+
+    for index, name in enumerate(("resnet20", "resnet20.fp16", "resnet20_twin", "small_cnn")):
+        result = result_variant(template, 0.915 - index * 0.001, 312.345 + index, name=name, official=False)
+        energy = dataclasses.replace(result.energy, total_j_interval=[180.123 + index, 444.567 + index])
+        write_result(tmp_path / "r" / name / RESULT_NAME, seal(dataclasses.replace(result, energy=energy)))
+    run = cli("leaderboard", tmp_path / "r")
+    assert run.exit_code == 0, run.stderr
+    table = run.stdout.split("tie rule")[0]
+    assert "…" not in table, run.stdout
+    assert max(len(line) for line in run.stdout.splitlines()) <= 80, run.stdout
+    assert "0.3123" in table and "0.1801-0.4446" in table, run.stdout
+    assert "tied at rank 1: resnet20, resnet20.fp16, resnet20_twin, small_cnn" in run.stdout.replace("\n    ", " ")
+
+
 def test_unofficial_data_is_said_in_the_category(tmp_path, template):
     write_result(tmp_path / "u" / RESULT_NAME, result_variant(template, 0.96, 10.0, name="u", official=False))
     board = rank(load_results(tmp_path))
