@@ -41,7 +41,7 @@ from evaluator.batch.outroot import (
     utc_stamp,
 )
 from evaluator.batch.ray_backend import RayBackend
-from evaluator.batch.reference import ReferenceRuns
+from evaluator.batch.reference import REFERENCE_NAME, ReferenceRuns
 from evaluator.batch.thermal import batch_target
 from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_settings
 from evaluator.data.dataset import Dataset
@@ -330,7 +330,7 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
                          for submission, kind, named in _placements(submissions, kinds, batch.every_gpu_kind)]
         measuring = any(entry.pending for entry in state.entries)
         if measuring:
-            archive_batch_record(out_root, state.archive)
+            archive_batch_record(out_root, state.archive, (REFERENCE_NAME,))
         references = ReferenceRuns(batch.reference, out_root, config, state.data, state.secrets) \
             if batch.reference is not None else None
         if measuring:
@@ -347,6 +347,8 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
     items = [state.finish(entry) for entry in state.entries]
     summary = state.summary(directory, items, started_utc, time.monotonic() - started, references)
     summary.lost_runs, summary.ignored = backend.lost, ignored
+    if measuring:
+        archive_batch_record(out_root, state.archive, (BATCH_NAME,))
     if measuring or not (out_root / BATCH_NAME).exists():
         write_document(out_root / BATCH_NAME, summary)
     return summary

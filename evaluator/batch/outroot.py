@@ -166,8 +166,10 @@ def archive_everything(out_root: Path, archive: Archive) -> None:
             archive.move(out_root / name)
 
 
-def archive_batch_record(out_root: Path, archive: Archive) -> None:
-    """Before a batch measures anything: the previous batch.json and reference runs are kept, not overwritten."""
-    for name in (BATCH_NAME, REFERENCE_NAME):
+def archive_batch_record(out_root: Path, archive: Archive, names: tuple[str, ...] = (BATCH_NAME, REFERENCE_NAME)
+                         ) -> None:
+    """The previous batch's record is kept, not overwritten: its reference runs before a batch measures anything,
+    its batch.json only when the new one is written (an interrupted batch leaves the board its drift record)."""
+    for name in names:
         if os.path.lexists(out_root / name):
             archive.move(out_root / name)

@@ -145,3 +145,21 @@ def test_an_edited_result_is_measured_again_and_the_edited_file_is_kept_in_the_a
     assert read_result(path).accuracy == 0.96  # measured again
     archived = [p for p in (out / "_archive").rglob(RESULT_NAME) if p.read_text() == edited]
     assert len(archived) == 1  # the edited file is evidence too: kept, not overwritten
+
+
+def test_a_batch_interrupted_before_it_measured_anything_leaves_batch_json_in_place(tmp_path, data, scored,
+                                                                                    monkeypatch):
+    """The new-organiser trial: a Ctrl-C at start-up archived batch.json, and the board lost its drift record."""
+    import evaluator.batch.directory as directory
+
+    subs, out = scored
+    before = (out / BATCH_NAME).read_bytes()
+    conv_model(subs / "c.onnx", seed=2)  # something to measure
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(directory, "_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        score_directory(subs, out, fast_config(data))
+    assert (out / BATCH_NAME).read_bytes() == before
