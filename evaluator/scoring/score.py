@@ -142,8 +142,10 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
     submission = check_phase(model_path, config, progress, name)
     dataset = data_phase(config, progress, resolved_data)
     submission = label_evidence(submission, dataset)
-    private = private_phase(config)
-    training, training_missing = training_phase(config)
+    # Only the run that audits reads the audit's sets: a score-dir child of a later run would decode the
+    # 50,000 training images for nothing.
+    private = private_phase(config) if plan.audit else None
+    training, training_missing = training_phase(config) if plan.audit else (None, "")
     out_dir = prepare_out_dir(Path(out_dir) if out_dir is not None else default_out_dir(model_path))
     warnings = list(submission.report.warnings)
     if not dataset.official:
