@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "evaluator"
-GROUND = {"errors", "fileio", "typedjson", "config", "__init__"}
+GROUND = {"errors", "fileio", "typedjson", "config", "events", "__init__"}
 # Which rooms each room may import (besides the ground floor and itself).
 ALLOWED = {
     "__main__": {"cli"},

@@ -1,0 +1,51 @@
+"""The progress stream's events survive a JSON round trip, and a stored stream that is not one is refused clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evaluator.events import (
+    EVENT_TYPES,
+    BytesDone,
+    Event,
+    ImagesDone,
+    PhaseFinished,
+    PhaseStarted,
+    RunPlaced,
+    SubmissionsDone,
+    Waiting,
+    event_json,
+    parse_event,
+    wait,
+)
+
+EXAMPLES: list[Event] = [PhaseStarted("pass", 2_000_000, 200), ImagesDone("pass", 30_000, 2_000_000, 3, 200),
+                         PhaseFinished("pass", 12.5), Waiting("cooldown", 41.0, "GPU at 52 C"),
+                         RunPlaced("team-a", 2, "node-1"), SubmissionsDone("team-a", 1, 4),
+                         BytesDone("cifar10", 10, None)]
+
+
+def test_every_event_type_has_an_example_and_round_trips_through_json():
+    assert {event.kind for event in EXAMPLES} == set(EVENT_TYPES)
+    for event in EXAMPLES:
+        line = json.dumps(event_json(event))
+        assert parse_event(json.loads(line)) == event
+
+
+@pytest.mark.parametrize("document, message", [
+    ([], "JSON object"), ({"event": "launch"}, "unknown progress event 'launch'"),
+    ({"event": "phase_started", "phase": "x", "extra": 1}, "unknown fields ['extra']"),
+    ({"event": "phase_finished", "phase": "x"}, "phase_finished"),
+])
+def test_a_stored_stream_that_is_not_events_is_refused_with_the_reason(document, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_event(document)
+
+
+def test_wait_counts_down_to_zero_without_real_sleeping():
+    events: list[Event] = []
+    slept: list[float] = []
+    wait(events.append, "idle_baseline", 0.0, sleep=slept.append)
+    assert events == [Waiting("idle_baseline", 0.0, "")] and slept == []
