@@ -24,6 +24,7 @@ CUDNN_SEARCHES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 DEFAULT_THRESHOLDS = (0.90, 0.95, 0.99)
 SCORE = "score"
 SCORE_DIR = "score-dir"
+METER = "meter"
 C = TypeVar("C")
 
 
@@ -120,7 +121,8 @@ class MeterConfig(Options):
     """How energy is measured around the passes."""
 
     enabled: bool = option(True, "Measure energy (--no-meter: accuracy and speed only)", flag="--meter")
-    sample_period_ms: float = option(10.0, "Sampling period of the power sampler (ms)", flag="--sample-ms", above=0)
+    sample_period_ms: float = option(10.0, "Sampling period of the power sampler (ms)", flag="--sample-ms", above=0,
+                                     commands=(SCORE, SCORE_DIR, METER))
     idle_s: float = option(10.0, "Idle baseline before the warm-up (s)", flag="--idle-seconds", minimum=0)
     cooldown_s: float = option(60.0, "Longest wait for the GPU temperature to settle (s)", flag="--cooldown",
                                minimum=0)
@@ -184,6 +186,11 @@ class AuditConfig(Options):
     batch_tolerance_pct: float = option(0.5, "Largest share of images whose prediction may change with their "
                                         "batchmates or batch size (percent)", minimum=0, flag="--batch-tolerance")
 
+    @property
+    def off(self) -> bool:
+        """--audit-copies 0 switches the whole audit off (the result is then not ranked): the one test of it."""
+        return self.audit_copies == 0
+
 
 @dataclass(frozen=True)
 class ScoreConfig(Options):
@@ -244,6 +251,18 @@ class BatchConfig(Options):
                                       "interleaved: how a tie is broken", commands=(SCORE_DIR,),
                                       parse=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
                                       show=lambda names: ",".join(names))
+
+
+@dataclass(frozen=True)
+class MeterRunConfig(Options):
+    """What ``edl meter`` measures: a command, or the idle machine, on one GPU, into one folder."""
+
+    seconds: float | None = option(None, "Meter the machine doing nothing for N seconds", comparable=False,
+                                   commands=(METER,))
+    gpu: int = option(0, "GPU index to meter", comparable=False, commands=(METER,))
+    meter: MeterConfig = group(MeterConfig)  # its --sample-ms
+    out_dir: Path = option(Path("results/meter"), "Where samples and the report go", flag="--out", comparable=False,
+                           commands=(METER,))
 
 
 # --- walking the options ----------------------------------------------------------------------------------

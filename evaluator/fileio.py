@@ -14,6 +14,45 @@ import tempfile
 from pathlib import Path
 
 FILE_MODE = 0o666  # less the umask
+OWNER_ONLY_MODE = 0o600  # a file that carries a secret (a private key, a job with the organiser's secrets)
+TEMP_SUFFIX = ".tmp"
+WRITE_PROBE_PREFIX = ".write-probe-"
+
+
+def temp_prefix(name: str) -> str:
+    """How a temp file for ``name`` begins: hidden, and named after the file it will become."""
+    return f".{name}."
+
+
+def temp_pattern(name: str = "*") -> str:
+    """The glob of the temp files ``atomic_write_bytes`` leaves only when cut short (of ``name``, or of any file)."""
+    return f"{temp_prefix(name)}*{TEMP_SUFFIX}"
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file (descriptor, name) in ``path``'s folder, named after ``path``: a rename away from it."""
+    return tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
+
+
+def write_probe_pattern() -> str:
+    """The glob of the file ``probe_writable`` writes and removes at once."""
+    return WRITE_PROBE_PREFIX + "*"
+
+
+def probe_writable(folder: Path) -> None:
+    """Create ``folder`` and write and remove 64 KiB in it: raises OSError where results could not be written
+    (a read-only folder, a full disk), before anything is measured."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f"{WRITE_PROBE_PREFIX}{os.getpid()}"
+    probe.write_bytes(b"\0" * 65536)
+    probe.unlink()
+
+
+def write_owner_only(path: Path, data: bytes) -> None:
+    """Create ``path`` (never over an existing file) readable and writable by its owner only: it holds a secret."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY_MODE)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
 
 
 def current_umask() -> int:
@@ -33,7 +72,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file beside ``path``, fsync, then rename over it: readers never see half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = temp_beside(path)
     try:
         os.fchmod(fd, FILE_MODE & ~current_umask())
         with os.fdopen(fd, "wb") as handle:

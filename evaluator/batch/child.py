@@ -8,13 +8,14 @@ parent never has to read the child's stderr to learn why it failed.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import EdlError, SubmissionError
+from evaluator.fileio import write_owner_only
+from evaluator.power.nvml import number_cuda_devices_as_nvml
 from evaluator.report.result import DataRecord, write_document
 from evaluator.scoring.score import Plan, score
 from evaluator.typedjson import from_json, to_json
@@ -47,9 +48,7 @@ def write_job(job: Job) -> Path:
     """The job file, created readable by its owner only: it carries the organiser's secrets."""
     path = job.out_dir / JOB_NAME
     path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(json.dumps(to_json(job)))
+    write_owner_only(path, json.dumps(to_json(job)).encode())
     return path
 
 
@@ -77,7 +76,7 @@ def run_job(job: Job) -> Outcome:
 
 
 def main(argv: list[str]) -> int:
-    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers boards as NVML does (unless told)
+    number_cuda_devices_as_nvml()
     job_path = Path(argv[0])
     job = from_json(Job, json.loads(job_path.read_text()), "job")
     outcome = run_job(job)

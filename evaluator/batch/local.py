@@ -16,6 +16,7 @@ from pathlib import Path
 
 from evaluator.batch.child import JOB_NAME, OUTCOME_NAME, Job, read_outcome, write_job
 from evaluator.batch.limits import ChildLimits
+from evaluator.fileio import temp_pattern
 from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME, utc_now
 
 
@@ -50,7 +51,7 @@ def remove_run_files(folder: Path, index: int) -> None:
     for name in (RUN_RESULT_NAME.format(index), SAMPLES_NAME.format(index), TIMELINE_NAME.format(index),
                  OUTCOME_NAME, JOB_NAME):
         (folder / name).unlink(missing_ok=True)
-    for leftover in folder.glob(".*.tmp"):  # an atomic write cut short
+    for leftover in folder.glob(temp_pattern()):  # an atomic write cut short
         leftover.unlink(missing_ok=True)
 
 

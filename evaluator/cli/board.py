@@ -44,12 +44,9 @@ def leaderboard(
     from evaluator.report.prizes import requires_unseen
     from evaluator.report.signing import load_public
 
-    if fmt not in render.FORMATS:
-        raise EdlError(f"--format {fmt!r}: choose one of {', '.join(render.FORMATS)}")
+    render.check_format(fmt, to_file=output is not None)
     if by not in ("all", "gpu"):
         raise EdlError(f"--by {by!r}: choose all or gpu")
-    if fmt == "table" and output is not None:
-        raise EdlError("--format table prints to the terminal; choose csv, md, json or html for --output")
     try:
         limits = parse_thresholds(thresholds)
     except ConfigError as exc:  # a usage error: exit 2

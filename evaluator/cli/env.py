@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from evaluator.cli.console import fmt, out, print_json, say
-from evaluator.cli.options import JsonOption
-from evaluator.config import MeterConfig
+from evaluator.cli.options import JsonOption, config_options
+from evaluator.config import METER, MeterRunConfig
 from evaluator.errors import UsageError
 from evaluator.typedjson import to_json
 
@@ -90,25 +89,15 @@ def env(gpu: Annotated[int, typer.Option(help="GPU index to probe", metavar="INT
     out.print(table)
 
 
-def meter(
-    ctx: typer.Context,
-    seconds: Annotated[float | None, typer.Option(help="Meter the machine doing nothing for N seconds",
-                                                  metavar="NUMBER")] = None,
-    gpu: Annotated[int, typer.Option(help="GPU index to meter", metavar="INTEGER")] = 0,
-    sample_ms: Annotated[float, typer.Option(help="Sampling period (ms)", metavar="NUMBER")
-                         ] = MeterConfig().sample_period_ms,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where samples and the report go", metavar="PATH")
-                       ] = Path("results/meter"),
-    as_json: JsonOption = False,
-) -> None:
+@config_options(METER)
+def meter(ctx: typer.Context, config: MeterRunConfig, as_json: JsonOption = False) -> None:
     """Meter any command (`edl meter -- CMD ...`) or the idle machine (`edl meter --seconds N`)."""
     from evaluator.scoring.metered import meter_command
 
     command = list(ctx.args)
-    if bool(command) == (seconds is not None):
+    if bool(command) == (config.seconds is not None):
         raise UsageError("give either a command after `--` or --seconds N, not both and not neither")
-    period = MeterConfig(sample_period_ms=sample_ms).sample_period_s  # checked like `edl score --sample-ms`
-    report = meter_command(command, seconds, gpu, period, out_dir)
+    report = meter_command(command, config.seconds, config.gpu, config.meter.sample_period_s, config.out_dir)
     if as_json:
         print_json(to_json(report))
     else:

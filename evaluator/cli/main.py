@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -14,6 +13,7 @@ from evaluator import __version__
 from evaluator.cli import board, check, data, env, review, score
 from evaluator.cli.console import Interrupted, error, note
 from evaluator.errors import INTERRUPTED_EXIT, EdlError, SubmissionError
+from evaluator.power.nvml import number_cuda_devices_as_nvml
 
 F = TypeVar("F", bound=Callable[..., Any])
 INTERRUPTED_NOTE = "interrupted: results already written are intact"
@@ -88,8 +88,7 @@ def _root(
 
 
 def main() -> None:
-    # CUDA then numbers the boards in NVML's (PCI bus) order, so --gpu N is metered on the board it runs on.
-    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    number_cuda_devices_as_nvml()
     try:
         app()
     except KeyboardInterrupt:

@@ -19,12 +19,14 @@ from pathlib import Path
 
 from evaluator.batch.outroot import ARCHIVE_DIR, utc_stamp
 from evaluator.errors import EdlError
+from evaluator.fileio import temp_pattern, write_probe_pattern
 from evaluator.report.result import RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
+from evaluator.runtime.session import TRT_CACHE_NAME
 
 BACKUP_PREFIX = ".edl-before-"
 # What evaluator.scoring.score writes into its folder, as patterns.
-RUN_OUTPUTS = (RESULT_NAME, f".{RESULT_NAME}.*.tmp", SAMPLES_NAME.format("*"), TIMELINE_NAME.format("*"), "trt-cache",
-               ".write-probe-*")
+RUN_OUTPUTS = (RESULT_NAME, temp_pattern(RESULT_NAME), SAMPLES_NAME.format("*"), TIMELINE_NAME.format("*"),
+               TRT_CACHE_NAME, write_probe_pattern())
 
 
 def _written_by_runs(name: str) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -29,6 +29,12 @@ ORDER = "CUDA_DEVICE_ORDER"
 PCI_ORDER = "PCI_BUS_ID"
 FIX = (f"set {ORDER}={PCI_ORDER} (then CUDA numbers GPUs as NVML does), or name the GPU by UUID in {VISIBLE} "
        "(nvidia-smi -L lists them)")
+
+
+def number_cuda_devices_as_nvml(environ: MutableMapping[str, str] | None = None) -> None:
+    """CUDA numbers the boards in NVML's (PCI bus) order unless told otherwise: --gpu N is metered on the board it
+    runs on. Set before CUDA initialises, by every process that scores (the CLI, the score-dir child)."""
+    (os.environ if environ is None else environ).setdefault(ORDER, PCI_ORDER)
 
 
 def nvml_module_name() -> str:

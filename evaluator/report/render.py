@@ -28,7 +28,17 @@ from evaluator.errors import EdlError
 from evaluator.report.leaderboard import TIE_RULE, UNAUDITED_NOTE, Entry, Leaderboard, Untrusted
 from evaluator.report.prizes import UNCHECKED_UNSEEN, UNCHECKED_UNSEEN_NOTE
 
-FORMATS = ("table", "csv", "md", "json", "html")
+FORMATS = ("table", "csv", "md", "json", "html")  # table: rich tables for the terminal (render_tables)
+WRITTEN_FORMATS = FORMATS[1:]  # the text render() writes, to stdout or --output
+
+
+def check_format(fmt: str, to_file: bool = False) -> None:
+    """The one validation of --format: a known format, and a text one where it goes to a file."""
+    if fmt not in FORMATS:
+        raise EdlError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if to_file and fmt not in WRITTEN_FORMATS:
+        raise EdlError(f"--format {fmt} prints to the terminal; choose {', '.join(WRITTEN_FORMATS[:-1])} or "
+                       f"{WRITTEN_FORMATS[-1]} for --output")
 COLUMNS = ("category", "rank", "name", "accuracy_pct", "audit_pct", "energy_kj", "energy_kj_low", "energy_kj_high",
            "runs", "j_per_image", "images_per_s", "model_mb", "tied_with", "note")
 Boards = dict[str, Leaderboard]  # section title ("" for a single board) -> board
@@ -439,6 +449,5 @@ sort.</p>
 
 def render(boards: Boards | Leaderboard, fmt: str) -> str:
     renderers = {"csv": render_csv, "md": render_markdown, "json": render_json, "html": render_html}
-    if fmt not in renderers:
-        raise EdlError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    check_format(fmt, to_file=True)
     return renderers[fmt](boards if isinstance(boards, dict) else {"": boards})

@@ -15,12 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from evaluator.errors import ResultError
+from evaluator.fileio import temp_beside
 from evaluator.report.integrity import seal_holds
 from evaluator.report.result import REVIEW_FOLDER, REVIEW_KIND, REVIEW_NAME, Result, ReviewDecision
 from evaluator.report.signing import (
@@ -68,7 +68,7 @@ def _body(decision: ReviewDecision) -> bytes:
 
 def _write_once(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all, and never over an existing file (a hard link refuses to replace)."""
-    descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    descriptor, temp = temp_beside(path)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)

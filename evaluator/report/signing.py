@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from evaluator.errors import ResultError
+from evaluator.fileio import write_owner_only
 from evaluator.report.integrity import canonical_bytes, seal
 from evaluator.report.result import Result, Signature
 
@@ -48,9 +48,7 @@ def init_keys(folder: Path) -> tuple[Path, Path]:
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(private_pem)
+    write_owner_only(private_path, private_pem)
     public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
     public_path.chmod(0o644)

@@ -20,6 +20,7 @@ from evaluator.config import RuntimeConfig
 from evaluator.errors import ProviderError, SubmissionError, onnxruntime_message
 from evaluator.runtime.providers import CPU_EP, CUDA_EP, EXECUTION_PROVIDERS, TRT_EP, ort, resolve_provider
 
+TRT_CACHE_NAME = "trt-cache"  # TensorRT's engine and timing caches, in the result folder
 GRAPH_OPTIMIZATION_LEVEL = "ORT_ENABLE_ALL"
 INTRA_OP_THREADS = 0  # onnxruntime's default: one per physical core
 BASE_CUDA_OPTIONS = {

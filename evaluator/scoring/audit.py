@@ -270,7 +270,7 @@ def _training_missing(config: AuditConfig, sets: AuditSets) -> str:
 def run_audit(predict: Predict, dataset: Dataset, public_accuracy: float, config: AuditConfig, secret: str | None,
               sets: AuditSets | None = None, provider: str = "") -> Audit | None:
     """Run every check with ``predict``, each set in a secret order; None when the audit is off."""
-    if config.audit_copies == 0:
+    if config.off:
         return None
     started, sets = time.monotonic(), sets or AuditSets()
     organiser = secret is not None

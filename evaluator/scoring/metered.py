@@ -13,7 +13,7 @@ from evaluator.report.energy import run_energy
 from evaluator.report.result import FileRecord, MeterReport, WindowRecord, write_document
 from evaluator.scoring.score import prepare_out_dir
 
-SAMPLES_NAME = "samples.csv"
+METER_SAMPLES_NAME = "samples.csv"  # edl meter's one window; a score's runs are report.result.SAMPLES_NAME
 REPORT_NAME = "meter.json"
 
 
@@ -24,7 +24,7 @@ def meter_command(command: list[str], seconds: float | None, gpu: int, period_s:
         raise UsageError(f"--seconds {seconds}: give a number of seconds, 0 or more")
     prepare_out_dir(out_dir)  # before the sampler starts: it could only fail there, on its own stderr
     exit_code = 0
-    with Meter(out_dir / SAMPLES_NAME, (gpu,), period_s) as meter:
+    with Meter(out_dir / METER_SAMPLES_NAME, (gpu,), period_s) as meter:
         with meter.window("measured"):
             if command:
                 try:
@@ -40,6 +40,6 @@ def meter_command(command: list[str], seconds: float | None, gpu: int, period_s:
     energy.per_pass_j = energy.per_image_j = None
     report = MeterReport(command=command or None, seconds=seconds, exit_code=exit_code,
                          window=WindowRecord(window.name, window.start_s, window.end_s), energy=energy,
-                         samples=FileRecord(SAMPLES_NAME, sha256_file(meter.samples_path)))
+                         samples=FileRecord(METER_SAMPLES_NAME, sha256_file(meter.samples_path)))
     write_document(out_dir / REPORT_NAME, report)
     return report

@@ -4,7 +4,6 @@ folder writable. Each phase refuses early with a clear reason, so nothing half-m
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import load_path, load_training, resolve
 from evaluator.errors import DataError, ResultError, SubmissionError
+from evaluator.fileio import probe_writable
 from evaluator.report.result import DataRecord
 from evaluator.scoring.progress import Progress
 
@@ -77,10 +77,7 @@ def data_phase(config: ScoreConfig, progress: Progress, resolved: DataRecord | N
 def prepare_out_dir(out_dir: Path) -> Path:
     """Fail before measuring if results cannot be written (read-only folder, full disk)."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"\0" * 65536)
-        probe.unlink()
+        probe_writable(out_dir)
     except OSError as exc:
         raise ResultError(f"cannot write results to {out_dir} ({exc.strerror or exc}); pass a writable --out") from None
     return out_dir
@@ -94,6 +91,6 @@ def private_phase(config: ScoreConfig) -> Dataset | None:
 def training_phase(config: ScoreConfig) -> tuple[Dataset | None, str]:
     """The training images for the audit's probe, read before anything is measured; None and why when there are
     none (the probe is then not run, and the result says so)."""
-    if config.audit.audit_copies == 0 or config.audit.train_probe_images == 0:
+    if config.audit.off or config.audit.train_probe_images == 0:
         return None, "the training-image probe is switched off"
     return load_training(config.audit.train_data, config.data)

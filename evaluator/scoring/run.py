@@ -31,7 +31,7 @@ from evaluator.report.result import (
     utc_now,
 )
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
-from evaluator.runtime.session import SessionInfo, create_session
+from evaluator.runtime.session import TRT_CACHE_NAME, SessionInfo, create_session
 from evaluator.scoring.hostinfo import host
 from evaluator.scoring.phases import Submission
 from evaluator.scoring.progress import Progress, wait
@@ -71,7 +71,7 @@ def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig,
     if config.tune:
         runtime, tuning = run_tuning(submission.path, submission.contract, dataset, config, samples_path, progress)
     progress.phase("session")
-    trt_cache = str((out_dir / "trt-cache").resolve()) if runtime.provider == "tensorrt" else ""
+    trt_cache = str((out_dir / TRT_CACHE_NAME).resolve()) if runtime.provider == "tensorrt" else ""
     session, info = create_session(submission.path, runtime, trt_cache)
     size, rule = submission.contract.batch_size(runtime.batch_size)
     if tuning is not None and submission.contract.batch_is_free:

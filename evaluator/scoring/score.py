@@ -72,7 +72,7 @@ def audit_phase(prepared: Prepared, dataset: Dataset, sets: AuditSets, config: S
                 progress: Progress, first: Run, model_path: Path) -> Audit | None:
     """The generalization audit, outside every window, same session: copies, batch independence, training
     probe and private images, each set in a secret order."""
-    if config.audit.audit_copies == 0:
+    if config.audit.off:
         return None
     progress.phase("audit")
     sets = dataclasses.replace(sets, second=second_composition(prepared, model_path, config))
@@ -91,7 +91,7 @@ def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prep
     """The result document of a scored submission (unsealed): a summary of the runs, and the runs."""
     first = runs[0]
     accuracy = first.correct / dataset.count
-    if config.audit.audit_copies == 0:
+    if config.audit.off:
         warnings = [*warnings, "the generalization audit was switched off (--audit-copies 0): this result is not "
                     "ranked unless the leaderboard is given --allow-unaudited"]
     elif audit is not None and audit.verdict == "suspect":
