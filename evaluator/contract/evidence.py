@@ -30,7 +30,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from evaluator.contract.batchaxis import Batch, Lost, Mixed, track_batch
+from evaluator.contract.batchaxis import track_batch
+from evaluator.contract.batchstate import Batch, Lost, Mixed
 from evaluator.contract.graphview import MAX_FOLD_ELEMENTS, Dim, GraphView, attribute
 from evaluator.contract.spec import NUM_CLASSES
 
