@@ -8,7 +8,6 @@ audit, private data) go through the very same bound buffers, and so the same CUD
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from evaluator.config import RuntimeConfig
 from evaluator.contract.spec import Contract
 from evaluator.errors import SubmissionError, onnxruntime_message
 from evaluator.runtime.providers import ort
-from evaluator.runtime.session import SessionInfo, create_session
+from evaluator.runtime.session import GraphCaptureError, SessionInfo, open_session
 
 # onnxruntime's CUDA provider runs each graph id twice normally, then captures it on the third run.
 GRAPH_CAPTURE_RUNS = 3
@@ -56,6 +55,7 @@ class BoundRunner:
                  image_count: int, static_outputs: bool = False) -> None:
         """``static_outputs`` binds preallocated output buffers (CUDA graphs need fixed addresses)."""
         self.session = session
+        self.info = info  # what runs: the record of the attempt that opened ``session``
         self.contract = contract
         self.image_count = image_count
         self.graphs = info.cuda_graph
@@ -151,28 +151,26 @@ class BoundRunner:
             value.update_inplace(np.ascontiguousarray(inputs[start:end]))
 
 
-def prime_runner(model_path: Path, session: Any, info: SessionInfo, contract: Contract, batches: list[np.ndarray],
-                 config: RuntimeConfig, image_count: int) -> BoundRunner:
-    """Bind the batches and capture CUDA graphs before any window; a capture that fails runs without.
+def prime_runner(model_path: Path, contract: Contract, batches: list[np.ndarray], config: RuntimeConfig,
+                 image_count: int, trt_cache_dir: str = "") -> BoundRunner:
+    """The session (``open_session``'s attempts), the batches bound, CUDA graphs captured before any window.
 
     Graphs are refused at session creation for control flow or nodes off CUDA; a kernel that
-    synchronises or allocates inside its run fails only at capture, so that case is handled here.
-    ``info`` is updated in place to say what runs.
+    synchronises or allocates inside its run fails only at capture, and the next attempt (without
+    graphs) runs, said so in ``runner.info``, the record of what runs.
     """
-    runner = BoundRunner(session, contract, batches, info, config.gpu, image_count)
-    try:
-        runner.prime()
-        return runner
-    except SubmissionError as exc:
-        if not info.cuda_graph:
-            raise
-        del runner, session
-        session, fresh = create_session(model_path, dataclasses.replace(config, cuda_graph=False))
-        fresh.selection += f"; CUDA graph capture failed ({exc.problems[0]}), run without graphs"
-        info.__dict__.update(fresh.__dict__)
+
+    def bind(session: Any, info: SessionInfo) -> BoundRunner:
         runner = BoundRunner(session, contract, batches, info, config.gpu, image_count)
-        runner.prime()
+        try:
+            runner.prime()
+        except SubmissionError as exc:
+            if info.cuda_graph:
+                raise GraphCaptureError(exc.problems) from None
+            raise
         return runner
+
+    return open_session(model_path, config, trt_cache_dir, bind)[0]
 
 
 def plain_predict(session: Any, contract: Contract, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -10,14 +10,14 @@ import dataclasses
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from evaluator.config import RuntimeConfig
-from evaluator.errors import ProviderError, SubmissionError, onnxruntime_message
+from evaluator.errors import EdlError, ProviderError, SubmissionError, onnxruntime_message
 from evaluator.runtime.providers import CPU_EP, CUDA_EP, EXECUTION_PROVIDERS, TRT_EP, ort, resolve_provider
 
 TRT_CACHE_NAME = "trt-cache"  # TensorRT's engine and timing caches, in the result folder
@@ -50,9 +50,9 @@ def tensorrt_options(config: RuntimeConfig, cache_dir: str = "") -> dict[str, st
     return options
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionInfo:
-    """What actually runs: recorded in the result."""
+    """What actually runs: recorded in the result. Made once, by the attempt that ran (``open_session``)."""
 
     provider: str  # tensorrt | cuda | cpu
     providers: list[str]
@@ -64,6 +64,8 @@ class SessionInfo:
     cuda_graph: bool = False  # graphs are captured (one per batch)
     overlap_batches: bool = False  # a pass's batches are queued without a wait between them
     environment: dict[str, str | None] = field(default_factory=dict)
+    attempt: str = ""  # the SessionAttempt that runs
+    failed: tuple[FailedAttempt, ...] = ()  # the attempts before it, each with why it failed
 
     @property
     def on_gpu(self) -> bool:
@@ -123,40 +125,129 @@ def _open(model_path: Path, providers: dict[str, dict[str, str]]) -> tuple[Any, 
     return session, log_lines
 
 
-def create_session(model_path: Path, config: RuntimeConfig, trt_cache_dir: str = "") -> tuple[Any, SessionInfo]:
-    """Create the scoring session on the requested provider; raise ProviderError rather than fall back."""
+REFUSED = "refused"  # onnxruntime would not create the session (with CUDA graphs: answered without them)
+CAPTURE_FAILED = "capture failed"  # the session opened, but a batch's CUDA graph could not be captured
+NO_DEVICE = "no device"  # the session opened, but not on the provider asked for
+AFTERWORD = {REFUSED: "CUDA graphs refused by onnxruntime ({})",
+             CAPTURE_FAILED: "CUDA graph capture failed ({}), run without graphs"}  # said in the record's selection
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SessionAttempt:
+    """One way to open the scoring session. They are tried in order; a later one is tried only after a failure it
+    answers, so that nothing ever runs on other settings than asked without the record saying why."""
+
+    name: str
+    provider: str  # tensorrt | cuda | cpu
+    config: RuntimeConfig
+    selection: str  # why this provider, as the record says it when this attempt runs
+    answers: frozenset[str] = frozenset()  # the failures of an earlier attempt this one is tried after
+
+
+@dataclass(frozen=True)
+class FailedAttempt:
+    """An attempt that did not run, and why: kept in the record of the one that did."""
+
+    attempt: str
+    failure: str  # REFUSED | CAPTURE_FAILED | NO_DEVICE
+    reason: str
+
+
+class GraphCaptureError(SubmissionError):
+    """A CUDA graph could not be captured on a session that opened with graphs (raised by a ``prime``)."""
+
+
+def session_attempts(config: RuntimeConfig) -> tuple[SessionAttempt, ...]:
+    """The attempts for ``config``, in order: the provider asked for (or auto's choice) with its settings; on CUDA
+    with graphs, the same without them; with auto on CUDA, the CPU where no device could be used."""
     provider, selection = resolve_provider(config.provider)
-    if not config.tf32 and provider != "cpu":
-        os.environ["NVIDIA_TF32_OVERRIDE"] = "0"  # read when CUDA initialises, so before the session
-    providers = _providers(provider, config, trt_cache_dir)
-    try:
-        session, log_lines = _open(model_path, providers)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
-        if provider == "cuda" and config.cuda_graph:
-            # Graph capture needs every node on CUDA and no control flow: such a model runs without it, said so.
-            session, info = create_session(model_path, dataclasses.replace(config, cuda_graph=False), trt_cache_dir)
-            info.selection += f"; CUDA graphs refused by onnxruntime ({onnxruntime_message(exc)})"
-            return session, info
-        raise SubmissionError([f"onnxruntime could not create a session for the model: {onnxruntime_message(exc)}"]
-                              ) from None
-    active = session.get_providers()
-    if provider == "cuda" and active[:1] != [CUDA_EP] and config.provider == "auto":
-        # The libraries loaded but no device could be used: auto means the CPU, said so in the result.
-        session, info = create_session(model_path, dataclasses.replace(config, provider="cpu"), trt_cache_dir)
-        info.selection = "auto: the CUDA provider could not be created on a device"
-        return session, info
-    wanted = EXECUTION_PROVIDERS[provider]
-    if not active or active[0] != wanted:
-        raise ProviderError(f"{wanted} was requested but onnxruntime runs {active}; refusing to fall back silently")
+    graphs = provider == "cuda" and config.cuda_graph
+    attempts = [SessionAttempt(provider + (" with CUDA graphs" if graphs else ""), provider, config, selection)]
+    if graphs:
+        attempts.append(SessionAttempt("cuda without CUDA graphs", "cuda",
+                                       dataclasses.replace(config, cuda_graph=False), selection,
+                                       frozenset({REFUSED, CAPTURE_FAILED})))
+    if provider == "cuda" and config.provider == "auto":
+        attempts.append(SessionAttempt("cpu", "cpu", dataclasses.replace(config, provider="cpu"),
+                                       "auto: the CUDA provider could not be created on a device",
+                                       frozenset({NO_DEVICE})))
+    return tuple(attempts)
+
+
+def _info(attempt: SessionAttempt, active: list[str], providers: dict[str, dict[str, str]], log_lines: list[str],
+          failed: tuple[FailedAttempt, ...]) -> SessionInfo:
     counts, listed = parse_placement(log_lines)
-    return session, SessionInfo(
-        provider=provider, providers=active, selection=selection,
+    wanted, config = EXECUTION_PROVIDERS[attempt.provider], attempt.config
+    said = "".join(f"; {AFTERWORD[f.failure].format(f.reason)}" for f in failed if f.failure in AFTERWORD)
+    return SessionInfo(
+        provider=attempt.provider, providers=active, selection=attempt.selection + said,
         provider_options={name: options for name, options in providers.items() if name != CPU_EP} or {CPU_EP: {}},
         session_options={"graph_optimization_level": GRAPH_OPTIMIZATION_LEVEL,
                          "intra_op_num_threads": INTRA_OP_THREADS},
         placement=counts,
         nodes_off_provider=[node for ep, names in listed.items() if ep != wanted for node in names],
-        cuda_graph=provider == "cuda" and config.cuda_graph,
-        overlap_batches=provider == "cuda" and config.overlap_batches,
+        cuda_graph=attempt.provider == "cuda" and config.cuda_graph,
+        overlap_batches=attempt.provider == "cuda" and config.overlap_batches,
         environment={"NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")},
+        attempt=attempt.name, failed=failed,
     )
+
+
+def _as_is(session: Any, info: SessionInfo) -> Any:
+    return session
+
+
+def _try(model_path: Path, attempt: SessionAttempt, trt_cache_dir: str, failed: tuple[FailedAttempt, ...],
+         prime: Callable[[Any, SessionInfo], T]) -> tuple[T, SessionInfo] | tuple[FailedAttempt, EdlError]:
+    """One attempt: the session, its record and what ``prime`` made of it; or why it failed and the error to raise
+    where no later attempt answers that."""
+    providers = _providers(attempt.provider, attempt.config, trt_cache_dir)
+    try:
+        session, log_lines = _open(model_path, providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        message = onnxruntime_message(exc)
+        return (FailedAttempt(attempt.name, REFUSED, message),
+                SubmissionError([f"onnxruntime could not create a session for the model: {message}"]))
+    active, wanted = session.get_providers(), EXECUTION_PROVIDERS[attempt.provider]
+    if not active or active[0] != wanted:
+        return (FailedAttempt(attempt.name, NO_DEVICE, f"onnxruntime runs {active}"),
+                ProviderError(f"{wanted} was requested but onnxruntime runs {active}; refusing to fall back silently"))
+    info = _info(attempt, active, providers, log_lines, failed)
+    try:
+        return prime(session, info), info
+    except GraphCaptureError as exc:
+        return FailedAttempt(attempt.name, CAPTURE_FAILED, exc.problems[0]), SubmissionError(exc.problems)
+
+
+def open_attempts(model_path: Path, attempts: Sequence[SessionAttempt], trt_cache_dir: str = "",
+                  prime: Callable[[Any, SessionInfo], T] = _as_is) -> tuple[T, SessionInfo]:
+    """``attempts`` in order until one opens on its provider and ``prime`` succeeds on it (raising
+    ``GraphCaptureError`` where graphs cannot be captured); each failure moves on only to a later attempt that
+    answers it, else its error is raised. What ``prime`` made, and the record of what runs (failures included)."""
+    failed: tuple[FailedAttempt, ...] = ()
+    index = 0
+    while True:
+        made, second = _try(model_path, attempts[index], trt_cache_dir, failed, prime)
+        if isinstance(second, SessionInfo):
+            return made, second  # type: ignore[return-value]
+        assert isinstance(made, FailedAttempt)
+        failed += (made,)
+        later = [i for i in range(index + 1, len(attempts)) if made.failure in attempts[i].answers]
+        if not later:
+            raise second from None
+        index = later[0]
+
+
+def open_session(model_path: Path, config: RuntimeConfig, trt_cache_dir: str = "",
+                 prime: Callable[[Any, SessionInfo], T] = _as_is) -> tuple[T, SessionInfo]:
+    """The scoring session on the provider ``config`` asks for, through its ``session_attempts``."""
+    attempts = session_attempts(config)
+    if not config.tf32 and attempts[0].provider != "cpu":
+        os.environ["NVIDIA_TF32_OVERRIDE"] = "0"  # read when CUDA initialises, so before the session
+    return open_attempts(model_path, attempts, trt_cache_dir, prime)
+
+
+def create_session(model_path: Path, config: RuntimeConfig, trt_cache_dir: str = "") -> tuple[Any, SessionInfo]:
+    """Create the scoring session on the requested provider; raise ProviderError rather than fall back."""
+    return open_session(model_path, config, trt_cache_dir)

@@ -31,7 +31,7 @@ from evaluator.report.result import (
     utc_now,
 )
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
-from evaluator.runtime.session import TRT_CACHE_NAME, SessionInfo, create_session
+from evaluator.runtime.session import TRT_CACHE_NAME, SessionInfo
 from evaluator.scoring.hostinfo import host
 from evaluator.scoring.phases import Submission
 from evaluator.scoring.progress import Progress, wait
@@ -72,13 +72,12 @@ def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig,
         runtime, tuning = run_tuning(submission.path, submission.contract, dataset, config, samples_path, progress)
     progress.phase("session")
     trt_cache = str((out_dir / TRT_CACHE_NAME).resolve()) if runtime.provider == "tensorrt" else ""
-    session, info = create_session(submission.path, runtime, trt_cache)
     size, rule = submission.contract.batch_size(runtime.batch_size)
     if tuning is not None and submission.contract.batch_is_free:
         rule = "--tune"
     batches, padding = make_batches(dataset.images, submission.contract, size)
-    runner = prime_runner(submission.path, session, info, submission.contract, batches, runtime, dataset.count)
-    return Prepared(runner, info, size, rule, padding, tuning)
+    runner = prime_runner(submission.path, submission.contract, batches, runtime, dataset.count, trt_cache)
+    return Prepared(runner, runner.info, size, rule, padding, tuning)
 
 
 def _run_passes(runner: BoundRunner, count: int, name: str, progress: Progress, images: int

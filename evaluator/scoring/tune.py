@@ -36,7 +36,6 @@ from evaluator.power.analysis import (
 from evaluator.report.result import Tuning, TuningCandidate, TuningDecision
 from evaluator.runtime.providers import uses_gpu
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
-from evaluator.runtime.session import create_session
 from evaluator.scoring.progress import Progress
 
 BATCH_SIZES = (250, 500, 1000, 2000)
@@ -125,11 +124,9 @@ class _Trial:
 
     def _prepare(self, candidate: RuntimeConfig, row: TuningCandidate) -> BoundRunner | None:
         try:
-            session, info = create_session(self.model_path, candidate)
             batches, _ = make_batches(self.dataset.images, self.contract, row.batch_size)
-            runner = prime_runner(self.model_path, session, info, self.contract, batches, candidate,
-                                  self.dataset.count)
-            row.cuda_graph_ran = info.cuda_graph
+            runner = prime_runner(self.model_path, self.contract, batches, candidate, self.dataset.count)
+            row.cuda_graph_ran = runner.info.cuda_graph
             runner.run_pass()  # warm-up after capture
             return runner
         except SubmissionError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import pytest
@@ -12,7 +14,14 @@ from evaluator.config import RuntimeConfig
 from evaluator.contract.check import check_submission
 from evaluator.errors import SubmissionError
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
-from evaluator.runtime.session import create_session
+from evaluator.runtime.session import (
+    CAPTURE_FAILED,
+    FailedAttempt,
+    GraphCaptureError,
+    SessionAttempt,
+    create_session,
+    open_attempts,
+)
 
 CPU = RuntimeConfig(provider="cpu")
 
@@ -60,22 +69,46 @@ def test_predict_runs_other_images_through_the_same_buffers_then_restores_the_te
     assert runner.predict(other[:5]).tolist() == predictions[:5].tolist()
 
 
-def test_a_graph_capture_that_fails_is_retried_without_graphs_and_said_so(tmp_path):
+def test_prime_runner_opens_primes_and_records_the_attempt_that_runs(tmp_path):
     good = oracle_model(tmp_path / "m.onnx")
     contract = check_submission(good).contract
     images, labels = oracle_images(500, correct=480)
     batches, _ = make_batches(images, contract, 250)
-    session, info = create_session(good, CPU)
-    info.cuda_graph = True  # as CUDA would accept it: the runner primes three runs per graph id
-    runner = prime_runner(good, session, info, contract, batches, CPU, 500)
-    assert runner.graphs and "capture failed" not in info.selection
+    runner = prime_runner(good, contract, batches, CPU, 500)
+    assert runner.info.attempt == "cpu" and runner.info.failed == () and runner.info.selection == "requested"
     assert int((runner.run_pass() == labels).sum()) == 480
 
-    model = onnx.load(good)  # a Reshape that fails when run, as a kernel that cannot be captured does
+    model = onnx.load(good)  # a Reshape that fails when run: without graphs, no other attempt answers it
     model.graph.initializer[3].CopyFrom(numpy_helper.from_array(np.array([7, -1], np.int64), "shape"))
     onnx.save(model, tmp_path / "bad.onnx")
-    session, info = create_session(tmp_path / "bad.onnx", CPU)
-    info.cuda_graph = True
     with pytest.raises(SubmissionError, match="onnxruntime failed while running the model"):
-        prime_runner(tmp_path / "bad.onnx", session, info, contract, batches, CPU, 500)
-    assert "CUDA graph capture failed" in info.selection and info.cuda_graph is False
+        prime_runner(tmp_path / "bad.onnx", contract, batches, CPU, 500)
+
+
+def test_a_graph_capture_that_fails_is_retried_without_graphs_and_said_so(tmp_path):
+    """CUDA's two attempts as the CPU can play them: the first primes three runs per graph id and its capture
+    fails; the next attempt, without graphs, runs, and the record says why."""
+    good = oracle_model(tmp_path / "m.onnx")
+    contract = check_submission(good).contract
+    images, labels = oracle_images(500, correct=480)
+    batches, _ = make_batches(images, contract, 250)
+    attempts = [SessionAttempt("with graphs", "cpu", CPU, "requested"),
+                SessionAttempt("without graphs", "cpu", CPU, "requested", frozenset({CAPTURE_FAILED}))]
+
+    def prime(session, info):
+        runner = BoundRunner(session, contract, batches, dataclasses.replace(info, cuda_graph=True), 0, 500)
+        runner.prime()
+        if info.attempt == "with graphs":
+            raise GraphCaptureError(["a kernel allocated during capture"])
+        return runner
+
+    runner, info = open_attempts(good, attempts, prime=prime)
+    assert info.attempt == "without graphs" and int((runner.run_pass() == labels).sum()) == 480
+    assert info.selection == ("requested; CUDA graph capture failed (a kernel allocated during capture), run without "
+                              "graphs")
+    assert info.failed == (FailedAttempt("with graphs", CAPTURE_FAILED, "a kernel allocated during capture"),)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.selection = "edited"  # one record, made once: nothing patches it after
+
+    with pytest.raises(SubmissionError, match="a kernel allocated during capture"):  # nothing answers: the error
+        open_attempts(good, attempts[:1], prime=prime)

@@ -6,9 +6,20 @@ import pytest
 from builders import oracle_model
 
 from evaluator.config import RuntimeConfig
-from evaluator.errors import ProviderError
-from evaluator.runtime.providers import _missing_library_advice, tensorrt_unavailable_reason
-from evaluator.runtime.session import create_session, cuda_options, parse_placement, tensorrt_options
+from evaluator.errors import ProviderError, SubmissionError
+from evaluator.runtime import session as session_module
+from evaluator.runtime.providers import _missing_library_advice, cuda_unavailable_reason, tensorrt_unavailable_reason
+from evaluator.runtime.session import (
+    NO_DEVICE,
+    REFUSED,
+    SessionAttempt,
+    create_session,
+    cuda_options,
+    open_attempts,
+    parse_placement,
+    session_attempts,
+    tensorrt_options,
+)
 
 
 def test_cuda_options_carry_every_pinned_setting():
@@ -64,3 +75,58 @@ def test_node_placement_is_read_from_onnxruntime_log():
     assert nodes["CPUExecutionProvider"] == ["Shape (/Shape)", "Gather (/Gather_1)"]
     all_one, _ = parse_placement(["[V:onnxruntime:] All nodes placed on [CUDAExecutionProvider]. Number of nodes: 7"])
     assert all_one == {"CUDAExecutionProvider": 7}
+
+
+def _resolved_as(monkeypatch, provider, selection):
+    monkeypatch.setattr(session_module, "resolve_provider", lambda requested: (provider, selection))
+
+
+def test_the_session_attempts_are_one_list_in_order(monkeypatch):
+    """CUDA with graphs, then without them (after a refusal or a failed capture), then with auto the CPU (after no
+    device): an explicit request never ends on the CPU."""
+    _resolved_as(monkeypatch, "cuda", "auto: the CUDA provider is available")
+    attempts = session_attempts(RuntimeConfig())
+    assert [(a.name, a.provider, sorted(a.answers)) for a in attempts] == [
+        ("cuda with CUDA graphs", "cuda", []), ("cuda without CUDA graphs", "cuda", ["capture failed", REFUSED]),
+        ("cpu", "cpu", [NO_DEVICE])]
+    assert [a.config.cuda_graph for a in attempts[:2]] == [True, False] and attempts[2].config.provider == "cpu"
+    assert [a.name for a in session_attempts(RuntimeConfig(provider="cuda", cuda_graph=False))] == ["cuda"]
+    _resolved_as(monkeypatch, "tensorrt", "requested")
+    assert [a.name for a in session_attempts(RuntimeConfig(provider="tensorrt"))] == ["tensorrt"]
+    monkeypatch.undo()
+    assert [a.name for a in session_attempts(RuntimeConfig(provider="cpu"))] == ["cpu"]
+
+
+@pytest.mark.skipif(cuda_unavailable_reason() is None, reason="CUDA runs here: onnxruntime will not refuse it")
+def test_auto_without_a_device_runs_the_cpu_and_says_so(tmp_path, monkeypatch):
+    """onnxruntime opens a CUDA session here on the CPU (no device): auto's next attempt is the CPU, said so; an
+    explicit --provider cuda is refused, never run elsewhere."""
+    model = oracle_model(tmp_path / "m.onnx")
+    _resolved_as(monkeypatch, "cuda", "auto: the CUDA provider is available")
+    _, info = create_session(model, RuntimeConfig())
+    assert info.provider == "cpu" and info.attempt == "cpu" and info.cuda_graph is False
+    assert info.selection == "auto: the CUDA provider could not be created on a device"
+    assert [(f.attempt, f.failure) for f in info.failed] == [("cuda with CUDA graphs", NO_DEVICE)]
+    _resolved_as(monkeypatch, "cuda", "requested")
+    with pytest.raises(ProviderError, match="refusing to fall back silently"):
+        create_session(model, RuntimeConfig(provider="cuda"))
+
+
+def test_a_refused_session_tries_the_attempt_that_answers_it_then_gives_the_error(tmp_path, monkeypatch):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    attempts = [SessionAttempt("first", "cpu", RuntimeConfig(provider="cpu", gpu=0), "requested"),
+                SessionAttempt("after no device", "cpu", RuntimeConfig(provider="cpu", gpu=1), "requested",
+                               frozenset({NO_DEVICE})),
+                SessionAttempt("after a refusal", "cpu", RuntimeConfig(provider="cpu", gpu=2), "requested",
+                               frozenset({REFUSED}))]
+    opened = []
+    providers = session_module._providers
+    monkeypatch.setattr(session_module, "_providers",
+                        lambda provider, config, cache: opened.append(config.gpu) or providers(provider, config, cache))
+    with pytest.raises(SubmissionError, match="onnxruntime could not create a session for the model"):
+        open_attempts(broken, attempts)
+    assert opened == [0, 2]  # the refusal skips the attempt that answers only a missing device
+    opened.clear()
+    _, info = open_attempts(oracle_model(tmp_path / "m.onnx"), attempts)
+    assert opened == [0] and info.attempt == "first" and info.failed == ()
