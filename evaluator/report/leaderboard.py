@@ -14,7 +14,6 @@ it was written) is listed apart with the reason; the rest still rank.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,15 +21,16 @@ from pathlib import Path
 
 from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, comparable_settings, option_fields
 from evaluator.errors import EdlError, ResultError
+from evaluator.report.batch_record import BATCH_NAME
 from evaluator.report.categories import category_for
 from evaluator.report.integrity import seal_holds
 from evaluator.report.prizes import UNCHECKED_UNSEEN, checked_on_unseen
-from evaluator.report.reader import read_result
-from evaluator.report.result import BATCH_NAME, RESULT_NAME, BatchSummary, Result, ReviewDecision
+from evaluator.report.reader import read_batch, read_result
+from evaluator.report.result import RESULT_NAME, Result
 from evaluator.report.review import Standing, latest, read_decisions
+from evaluator.report.review_record import ReviewDecision
 from evaluator.report.signing import Ed25519PublicKey, signature_problem
 from evaluator.report.uncertainty import few_runs_warning
-from evaluator.typedjson import TypedJsonError, from_json
 
 TIE_RULE = ("lower total energy (the median of the repeats) first; results whose 95 % intervals overlap share a rank "
             "and are tied: for a prize, a rematch (edl score-dir --rematch NAMES) adds repeats of just those, "
@@ -230,9 +230,9 @@ def batch_warnings(results_dir: Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        summary = from_json(BatchSummary, json.loads(path.read_text()), "batch")
-    except (OSError, ValueError, TypedJsonError) as exc:
-        return [f"{path} cannot be read ({exc}): the batch's reference drift is unknown"]
+        summary = read_batch(path)
+    except ResultError as exc:
+        return [f"{path} cannot be read ({str(exc).removeprefix(f'{path}: ')}): the batch's reference drift is unknown"]
     reference = summary.reference
     return [reference.warning] if reference is not None and reference.warning else []
 

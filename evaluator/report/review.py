@@ -22,7 +22,8 @@ from typing import Literal
 
 from evaluator.errors import ResultError
 from evaluator.report.integrity import seal_holds
-from evaluator.report.result import REVIEW_FOLDER, REVIEW_KIND, REVIEW_NAME, Result, ReviewDecision
+from evaluator.report.result import Result
+from evaluator.report.review_record import REVIEW_FOLDER, REVIEW_KIND, REVIEW_NAME, ReviewDecision
 from evaluator.report.signing import (
     Ed25519PrivateKey,
     Ed25519PublicKey,

@@ -29,7 +29,8 @@ from evaluator.contract.check import check_submission
 from evaluator.errors import DataError, MeterError, ProviderError, SubmissionError
 from evaluator.report.integrity import seal_holds
 from evaluator.report.reader import read_result
-from evaluator.report.result import RESULT_NAME, DataRecord
+from evaluator.report.records import DataRecord
+from evaluator.report.result import RESULT_NAME
 from evaluator.runtime.providers import cuda_unavailable_reason
 from evaluator.scoring.score import score
 
