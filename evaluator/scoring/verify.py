@@ -13,8 +13,8 @@ from pathlib import Path
 from evaluator.errors import ResultError
 from evaluator.fileio import sha256_file
 from evaluator.report.batch_record import BATCH_NAME
+from evaluator.report.board_entry import folder_problem
 from evaluator.report.integrity import seal_holds
-from evaluator.report.leaderboard import folder_problem
 from evaluator.report.reader import read_batch, read_result
 from evaluator.report.result import RESULT_NAME, Result
 from evaluator.report.review import read_decisions

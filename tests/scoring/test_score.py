@@ -61,7 +61,7 @@ def test_exact_accuracy_in_every_form(tmp_path, dataset, dtype, layout, output, 
     assert run.prediction_mismatch_passes == []
     on_disk = read_result(tmp_path / "out" / RESULT_NAME)
     assert on_disk == result and seal_holds(on_disk)
-    assert on_disk.schema_version == 2 and on_disk.config.runtime.batch_size == batch_size
+    assert on_disk.schema_version == 3 and on_disk.config.runtime.batch_size == batch_size
     assert result.provider.name == "cpu" and result.provider.nodes_off_provider == []
 
 
