@@ -1,4 +1,5 @@
-"""The one reader of edl's documents: results (today's schema, older ones upgraded, see ``legacy``) and batches."""
+"""The one reader of edl's documents: results (today's schema, older ones upgraded, see ``legacy``), batch
+summaries and review decisions, each into its typed document."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from evaluator.errors import ResultError
 from evaluator.report.batch_record import BATCH_NAME, BatchSummary
 from evaluator.report.legacy import OLDER_VERSIONS, upgrade
 from evaluator.report.result import RESULT_KIND, RESULT_NAME, SCHEMA_VERSION, Result, identify
+from evaluator.report.review_record import REVIEW_KIND, ReviewDecision
 from evaluator.typedjson import TypedJsonError, from_json
 
 READABLE_VERSIONS = (*OLDER_VERSIONS, SCHEMA_VERSION)
@@ -53,3 +55,17 @@ def read_batch(path: Path) -> BatchSummary:
         return from_json(BatchSummary, json.loads(path.read_text()), "batch")
     except (OSError, ValueError, TypedJsonError) as exc:
         raise ResultError(f"{path}: {exc}") from None
+
+
+def read_review(path: Path) -> ReviewDecision:
+    """Read one review decision file; one that is not one is a ResultError saying why (without its path)."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultError(f"not readable JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("kind") != REVIEW_KIND:
+        raise ResultError("not an edl review decision")
+    try:
+        return from_json(ReviewDecision, document, "decision")
+    except TypedJsonError as exc:
+        raise ResultError(f"malformed decision ({exc})") from None
