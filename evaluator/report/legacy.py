@@ -98,7 +98,8 @@ def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
     model.setdefault("name", model["path"].rsplit("/", 1)[-1].removesuffix(".onnx"))
     upgraded: dict[str, Any] = {
         "status": document["status"], "created_utc": document["created_utc"], "model": model,
-        "config": to_json(_config(document.get("settings") or {})), "versions": document["versions"],
+        "config": to_json(_config({"passes": document.get("passes")} | (document.get("settings") or {}))),
+        "versions": document["versions"],
         "host": document.get("host") or {"hostname": "", "os": "", "cpu": "", "cpu_count": None},
         "warnings": [*document.get("warnings", []), LEGACY_NOTE],
         "data": document["data"] if "images" in document.get("data", {}) else None,
@@ -112,7 +113,7 @@ def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
 
 def _v2_to_v3_documents(document: dict[str, Any]) -> dict[str, Any]:
     """Schema 3 keeps ``passes`` once, in the config: the result's and each run's copies go (they must agree)."""
-    passes = document["config"].get("passes")
+    passes = document["config"].get("passes", ScoreConfig().passes)
     kept = [document.get("passes"), *(run.get("passes") for run in document.get("runs", []))]
     if any(copy is not None and copy != passes for copy in kept):
         raise ResultError(f"its passes ({kept}) differ from its config's ({passes}): not a document edl wrote; "
@@ -135,14 +136,10 @@ def _carrying(result: Result, version: int, canonical: bytes) -> Result:
 
 def upgrade(document: dict[str, Any], where: str) -> Result:
     """Today's Result from an older document: schema 1 sealed anew where its own seal held; schema 2 with the
-    seal and signature it was written with."""
+    seal and signature it was written with. A document no edl wrote is a ResultError saying why."""
     version = document.get("schema_version")
     if version == LEGACY_VERSION:
         result = from_json(Result, _v2_to_v3(_v1_to_v2(document)), where)
         result = seal(result) if seal_held(document) else result
         return _carrying(result, LEGACY_VERSION, canonical_bytes(result))
-    try:
-        upgraded = _v2_to_v3(document)
-    except ResultError as exc:
-        raise ResultError(f"{where}: {exc}") from None
-    return _carrying(from_json(Result, upgraded, where), 2, canonical_json(document))
+    return _carrying(from_json(Result, _v2_to_v3(document), where), 2, canonical_json(document))

@@ -31,6 +31,8 @@ def parse_result(document: object, where: str) -> Result:
         return from_json(Result, document, "result")
     except (TypedJsonError, KeyError, StopIteration, TypeError) as exc:
         raise ResultError(f"{where}: malformed result ({type(exc).__name__}: {exc}); rescore the submission") from None
+    except ResultError as exc:  # an older document that cannot be upgraded, and why
+        raise ResultError(f"{where}: {exc}") from None
 
 
 def read_result(path: Path) -> Result:

@@ -70,8 +70,10 @@ def test_a_schema_2_result_whose_passes_disagree_is_refused(schema2):
     document = json.loads((schema2 / "oracle" / RESULT_NAME).read_text())
     document["runs"][0]["passes"] = 7
     (schema2 / "oracle" / RESULT_NAME).write_text(json.dumps(document))
-    with pytest.raises(ResultError, match=r"passes \(\[3, 7, 3\]\) differ from its config's \(3\)"):
+    with pytest.raises(ResultError, match=r"result.json: its passes \(\[3, 7, 3\]\) differ from its config's \(3\)"):
         read_result(schema2 / "oracle")
+    [untrusted] = rank(load_results(schema2)).untrusted  # listed apart with the reason, never ranked
+    assert untrusted.name == "oracle" and untrusted.reason.startswith("its passes ([3, 7, 3]) differ")
 
 
 def test_passes_is_stored_once_and_a_rewritten_old_result_is_todays_schema(schema2, tmp_path):
