@@ -1,4 +1,8 @@
-"""The result document: every key edl writes about a scored (or failed) submission, in one place.
+"""The result document: every key edl writes about a scored (or failed) submission.
+
+The records it shares with edl's other documents (the test set, windows, files, the energy totals,
+the seal and signature) are ``records``'s; its audit section's are ``audit_record``'s. The batch
+summary, the meter report and a review decision are documents of their own, one module each.
 
 ``Result`` is written by the scorer and score-dir, read by the leaderboard, verify and the CLI,
 always through ``write_result`` / ``read_result``. Its JSON Schema is generated from these

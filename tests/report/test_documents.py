@@ -101,3 +101,17 @@ def test_batch_json_is_read_typed_and_a_broken_one_says_why(tmp_path):
         read_batch(tmp_path)
     assert batch_warnings(tmp_path) == [f"{tmp_path / 'batch.json'} cannot be read (batch: missing field 'data'): "
                                         "the batch's reference drift is unknown"]
+
+
+def test_a_schema_2_result_verifies_as_it_did(schema2):
+    from evaluator.scoring.verify import VerifyOptions, verify_result
+
+    checks = verify_result(schema2 / "oracle", VerifyOptions(public_key=schema2 / "edl-signing.pub"))
+    outcomes = {check.name: check.outcome for check in checks}
+    assert outcomes["document checksum"] == outcomes["signature by the organiser's key"] == "pass"
+    assert [outcome for name, outcome in outcomes.items() if name.startswith("review decision")] == ["pass"]
+    assert outcomes["run 2: energy.total_j recomputed from samples"] == "pass"
+    assert outcomes["run 1: per_pass_j x passes = total_j"] == outcomes["energy.total_j_interval recomputed from the "
+                                                                       "runs"] == "pass"
+    assert [name for name, outcome in outcomes.items() if outcome != "pass"] == ["audit secret"]  # a one-off secret
+    assert len(checks) == 44  # every check edl 0.2's verify made on it
