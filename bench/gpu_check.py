@@ -218,7 +218,7 @@ class Check:
         gpu = energy.domains.get("gpu")
         row = {
             "j_per_pass": energy.per_pass_j,
-            "gpu_j_per_pass": None if energy.gpu_j is None else energy.gpu_j / first.passes,
+            "gpu_j_per_pass": None if energy.gpu_j is None else energy.gpu_j / result.passes,
             "images_per_s": first.images_per_second,
             "seconds": first.seconds,
             "accuracy": result.accuracy,

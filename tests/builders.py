@@ -297,6 +297,7 @@ def result_variant(template, accuracy: float, total_j: float | None, *, passes: 
     import dataclasses
     import hashlib
 
+    from evaluator.report.energy import per_pass_and_image
     from evaluator.report.integrity import seal
     from evaluator.report.result import Energy
 
@@ -304,17 +305,17 @@ def result_variant(template, accuracy: float, total_j: float | None, *, passes: 
     passes = passes or template.passes
     run = template.runs[0]
     counted = list(domains) if total_j is not None else []
-    run = dataclasses.replace(run, passes=passes, host=dataclasses.replace(run.host, gpu=gpu or run.host.gpu),
+    run = dataclasses.replace(run, host=dataclasses.replace(run.host, gpu=gpu or run.host.gpu),
                               energy=dataclasses.replace(run.energy, total_j=total_j, total_domains=counted))
+    per_pass, per_image = per_pass_and_image(total_j, passes, images)
     energy = Energy(total_j=total_j, total_domains=counted,
                     missing_domains={} if total_j is not None else {"gpu": "no NVML"}, gpu_j=total_j, cpu_j=None,
-                    dram_j=None, per_pass_j=None if total_j is None else total_j / passes,
-                    per_image_j=None if total_j is None else total_j / (passes * images), repeats_j=[total_j],
+                    dram_j=None, per_pass_j=per_pass, per_image_j=per_image, repeats_j=[total_j],
                     reason="" if total_j is not None else "gpu: no NVML")
     audit = dataclasses.replace(template.audit, accuracy=accuracy, drop_points=0.0,
                                 correct=[round(accuracy * images)] * template.audit.copies)
     return seal(dataclasses.replace(
-        template, config=dataclasses.replace(template.config, passes=passes), passes=passes, runs=[run],
+        template, config=dataclasses.replace(template.config, passes=passes), runs=[run],
         energy=energy, correct=round(accuracy * images), accuracy=accuracy, category=None, audit=audit,
         model=dataclasses.replace(template.model, bytes=model_bytes or template.model.bytes,
                                   name=name or template.model.name,

@@ -48,22 +48,18 @@ from evaluator.data.dataset import Dataset
 from evaluator.data.store import resolve
 from evaluator.errors import EdlError, UsageError
 from evaluator.fileio import sha256_file
-from evaluator.report.integrity import seal_holds
-from evaluator.report.result import (
+from evaluator.report.batch_record import (
     BATCH_NAME,
-    RESULT_NAME,
     BatchItem,
     BatchSummary,
     ChildLimitsRecord,
-    DataRecord,
     IgnoredEntry,
-    Result,
     RunPlace,
     ThermalRecord,
-    utc_now,
-    write_document,
-    write_result,
 )
+from evaluator.report.integrity import seal_holds
+from evaluator.report.records import DataRecord, utc_now, write_document
+from evaluator.report.result import RESULT_NAME, Result, write_result
 from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.phases import prepare_out_dir

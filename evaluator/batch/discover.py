@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluator.errors import UsageError
-from evaluator.report.result import IgnoredEntry
+from evaluator.report.batch_record import IgnoredEntry
 
 RESERVED_PREFIX = "_"
 

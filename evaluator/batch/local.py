@@ -17,7 +17,8 @@ from pathlib import Path
 from evaluator.batch.child import JOB_NAME, OUTCOME_NAME, Job, read_outcome, write_job
 from evaluator.batch.limits import ChildLimits
 from evaluator.fileio import temp_pattern
-from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME, utc_now
+from evaluator.report.records import utc_now
+from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
 
 
 @dataclass(frozen=True)

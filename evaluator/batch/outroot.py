@@ -19,8 +19,9 @@ from pathlib import Path
 from evaluator.batch.reference import REFERENCE_NAME
 from evaluator.config import ScoreConfig, comparable_settings
 from evaluator.errors import ResultError, UsageError
+from evaluator.report.batch_record import BATCH_NAME
 from evaluator.report.reader import read_result
-from evaluator.report.result import BATCH_NAME, RESULT_NAME, RUN_RESULT_NAME, Result
+from evaluator.report.result import RESULT_NAME, RUN_RESULT_NAME, Result
 
 PARTIAL_DIR, ARCHIVE_DIR, FAILURES_DIR = "_partial", "_archive", "failures"
 RUN_RESULTS = RUN_RESULT_NAME.format("*")

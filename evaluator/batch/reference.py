@@ -10,8 +10,9 @@ from evaluator.batch.local import ChildOutcome
 from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import ResultError
 from evaluator.fileio import sha256_file
+from evaluator.report.batch_record import ReferenceRecord, ReferenceRun
 from evaluator.report.reader import read_result
-from evaluator.report.result import DataRecord, ReferenceRecord, ReferenceRun, utc_now
+from evaluator.report.records import DataRecord, utc_now
 from evaluator.scoring.score import Plan, run_name
 
 REFERENCE_NAME = "_reference"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from evaluator.config import ScoreConfig
-from evaluator.report.result import ThermalRecord
+from evaluator.report.batch_record import ThermalRecord
 from evaluator.scoring.thermal import GpuWatch, cool_down
 
 

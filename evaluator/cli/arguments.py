@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 from evaluator.errors import UsageError
-from evaluator.report.result import BATCH_NAME, RESULT_NAME
+from evaluator.report.batch_record import BATCH_NAME
+from evaluator.report.result import RESULT_NAME
 
 RESULT_WANTED = f"pass a {RESULT_NAME} written by edl score or score-dir, or the folder holding it"
 

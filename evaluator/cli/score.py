@@ -30,7 +30,7 @@ def _energy_rows(table: Table, result: Result) -> None:
         low, high = energy.total_j_interval
         table.add_row("  95 % interval", f"{low:,.3f} to {high:,.3f} J over {len(energy.repeats_j)} runs")
     if energy.total_j is not None and energy.per_image_j is not None:
-        table.add_row("per pass / per image", f"{energy.total_j / run.passes:.3f} J / "
+        table.add_row("per pass / per image", f"{energy.total_j / result.passes:.3f} J / "
                       f"{energy.per_image_j * 1e3:.4f} mJ")
         table.add_row("mean power", fmt(run.energy.mean_w, " W", 1))
     if run.energy.idle is not None and run.energy.idle.total_w is not None:

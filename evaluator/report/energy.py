@@ -24,10 +24,18 @@ from evaluator.power.analysis import (
     pass_method,
     sample_intervals_s,
 )
-from evaluator.report.result import DomainEnergy, Energy, IdleRecord, Run, RunEnergy
+from evaluator.report.records import DomainEnergy, IdleRecord, RunEnergy
+from evaluator.report.result import Energy, Run
 from evaluator.report.uncertainty import interval
 
 SHORT_WINDOW_S = 10.0
+
+
+def per_pass_and_image(total_j: float | None, passes: int, images_per_pass: int) -> tuple[float | None, float | None]:
+    """A total's joules per pass and per image: the one division every energy section uses."""
+    if total_j is None:
+        return None, None
+    return total_j / passes, total_j / (passes * images_per_pass)
 
 
 def _record(reading: DomainReading, window: Window) -> DomainEnergy:
@@ -92,11 +100,11 @@ def run_energy(samples: Samples, measured: Window, passes: int, images_per_pass:
     counted = [d for d in TOTAL_DOMAINS if domains[d].joules is not None]
     missing = {d: domains[d].reason for d in TOTAL_DOMAINS if domains[d].joules is None}
     total = sum(j for d in counted if (j := domains[d].joules) is not None) if counted else None
+    per_pass, per_image = per_pass_and_image(total, passes, images_per_pass)
     energy = RunEnergy(
         total_j=total, total_domains=counted, missing_domains=missing,
         gpu_j=domains["gpu"].joules, cpu_j=domains["cpu"].joules, dram_j=domains["dram"].joules,
-        per_pass_j=None if total is None else total / passes,
-        per_image_j=None if total is None else total / (passes * images_per_pass),
+        per_pass_j=per_pass, per_image_j=per_image,
         mean_w=None if total is None else total / measured.seconds,
         window_s=measured.seconds, domains={d: _record(r, measured) for d, r in domains.items()},
         sample_period_s=samples.period_s,
@@ -152,12 +160,12 @@ def summarise(runs: list[Run], passes: int, images: int) -> Energy:
     if total is not None:
         low, high, method = interval([t for t in repeats if t is not None], [counter_step_bound_j(r) for r in runs])
         low_high = [low, high]
+    per_pass, per_image = per_pass_and_image(total, passes, images)
     return Energy(
         total_j=total, total_domains=first.total_domains, missing_domains=first.missing_domains,
         gpu_j=_median([run.energy.gpu_j for run in runs]), cpu_j=_median([run.energy.cpu_j for run in runs]),
         dram_j=_median([run.energy.dram_j for run in runs]),
-        per_pass_j=None if total is None else total / passes,
-        per_image_j=None if total is None else total / (passes * images), repeats_j=repeats,
+        per_pass_j=per_pass, per_image_j=per_image, repeats_j=repeats,
         total_j_interval=low_high, interval_method=method,
         reason="" if total is not None else (first.reason or "a run has no energy total"),
     )

@@ -1,8 +1,11 @@
-"""Results written by edl 0.1 (schema 1), read into today's Result so a past round's results stay usable.
+"""Results written in an older schema, read into today's Result so a past round's results stay usable.
 
-A schema-1 result is checked against its own seal first (sha256 of its canonical JSON), then mapped
-field by field. It carries no generalization audit (``audit`` is null), so the leaderboard ranks it
-only with ``--allow-unaudited``, and says so.
+Each step maps one schema to the next (``_v1_to_v2``, then ``_v2_to_v3``), so an old document climbs
+to today's shape one change at a time. A schema-1 result (edl 0.1) is checked against its own seal
+first (sha256 of its canonical JSON) and sealed anew; it carries no generalization audit (``audit``
+is null), so the leaderboard ranks it only with ``--allow-unaudited``, and says so. A schema-2
+result keeps its seal, its signature and the review decisions bound to it: they cover its own
+canonical bytes, which the upgraded Result carries (``UpgradedFrom``), never a rewritten form.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ import json
 from typing import Any
 
 from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
-from evaluator.report.integrity import seal
-from evaluator.report.result import GpuState, Result, RunEnergy
+from evaluator.errors import ResultError
+from evaluator.report.integrity import canonical_bytes, canonical_json, seal
+from evaluator.report.records import RunEnergy
+from evaluator.report.result import SCHEMA_VERSION, GpuState, Result, UpgradedFrom, result_json
 from evaluator.typedjson import from_json, to_json
 
 LEGACY_VERSION = 1
+OLDER_VERSIONS = (1, 2)  # the schemas read by upgrading
 LEGACY_NOTE = "read from a schema-1 result (edl 0.1): it has no generalization audit"
 # schema 1's settings -> (group, option) of today's ScoreConfig
 _SETTINGS = {"provider": ("runtime", "provider"), "gpu": ("runtime", "gpu"), "batch_size": ("runtime", "batch_size"),
@@ -86,13 +92,14 @@ def _scored(document: dict[str, Any]) -> dict[str, Any]:
     return {key: document[key] for key in keep if key in document} | {"energy": summary, "runs": [_run(document)]}
 
 
-def upgrade(document: dict[str, Any], where: str) -> Result:
-    """Today's Result from a schema-1 document; sealed anew only when its own seal held."""
+def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 document in schema 2's shape (field by field; its own seal is checked apart)."""
     model = dict(document["model"])
     model.setdefault("name", model["path"].rsplit("/", 1)[-1].removesuffix(".onnx"))
     upgraded: dict[str, Any] = {
         "status": document["status"], "created_utc": document["created_utc"], "model": model,
-        "config": to_json(_config(document.get("settings") or {})), "versions": document["versions"],
+        "config": to_json(_config({"passes": document.get("passes")} | (document.get("settings") or {}))),
+        "versions": document["versions"],
         "host": document.get("host") or {"hostname": "", "os": "", "cpu": "", "cpu_count": None},
         "warnings": [*document.get("warnings", []), LEGACY_NOTE],
         "data": document["data"] if "images" in document.get("data", {}) else None,
@@ -101,5 +108,38 @@ def upgrade(document: dict[str, Any], where: str) -> Result:
         upgraded |= _scored(document)
     else:
         upgraded |= {key: document.get(key) for key in ("reason", "elapsed_s", "timeout_s")}
-    result = from_json(Result, upgraded, where)
-    return seal(result) if seal_held(document) else result
+    return upgraded
+
+
+def _v2_to_v3_documents(document: dict[str, Any]) -> dict[str, Any]:
+    """Schema 3 keeps ``passes`` once, in the config: the result's and each run's copies go (they must agree)."""
+    passes = document["config"].get("passes", ScoreConfig().passes)
+    kept = [document.get("passes"), *(run.get("passes") for run in document.get("runs", []))]
+    if any(copy is not None and copy != passes for copy in kept):
+        raise ResultError(f"its passes ({kept}) differ from its config's ({passes}): not a document edl wrote; "
+                          "rescore the submission")
+    runs = [{key: value for key, value in run.items() if key != "passes"} for run in document.get("runs", [])]
+    upgraded = {key: value for key, value in document.items() if key != "passes"}
+    return upgraded | ({"runs": runs} if "runs" in document else {})
+
+
+def _v2_to_v3(document: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 to 3, one function per change."""
+    return _v2_to_v3_documents(document) | {"schema_version": SCHEMA_VERSION}
+
+
+def _carrying(result: Result, version: int, canonical: bytes) -> Result:
+    """``result`` remembering the older document it was read from, and the bytes its seal and signature cover."""
+    result.upgraded_from = UpgradedFrom(version, canonical, result_json(result))
+    return result
+
+
+def upgrade(document: dict[str, Any], where: str) -> Result:
+    """Today's Result from an older document: schema 1 sealed anew where its own seal held; schema 2 with the
+    seal and signature it was written with. A document no edl wrote is a ResultError saying why."""
+    version = document.get("schema_version")
+    if version == LEGACY_VERSION:
+        result = from_json(Result, _v2_to_v3(_v1_to_v2(document)), where)
+        result = seal(result) if seal_held(document) else result
+        return _carrying(result, LEGACY_VERSION, canonical_bytes(result))
+    return _carrying(from_json(Result, _v2_to_v3(document), where), 2, canonical_json(document))

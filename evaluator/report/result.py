@@ -1,4 +1,8 @@
-"""The result document: every key edl writes about a scored (or failed) submission, in one place.
+"""The result document: every key edl writes about a scored (or failed) submission.
+
+The records it shares with edl's other documents (the test set, windows, files, the energy totals,
+the seal and signature) are ``records``'s; its audit section's are ``audit_record``'s. The batch
+summary, the meter report and a review decision are documents of their own, one module each.
 
 ``Result`` is written by the scorer and score-dir, read by the leaderboard, verify and the CLI,
 always through ``write_result`` / ``read_result``. Its JSON Schema is generated from these
@@ -7,27 +11,31 @@ classes (``edl schema``). A failed submission is the same type with ``status == 
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from evaluator.config import BatchConfig, ScoreConfig
-from evaluator.fileio import atomic_write_json
+from evaluator.config import ScoreConfig
+from evaluator.report.audit_record import Audit
+from evaluator.report.records import (
+    DataRecord,
+    EnergyTotals,
+    FileRecord,
+    Integrity,
+    RunEnergy,
+    Signature,
+    WindowRecord,
+    write_document,
+)
 from evaluator.typedjson import JsonObject, doc, json_schema, to_json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: passes only in config (not in the result and each run again); 2: edl 0.2; 1: edl 0.1
 RESULT_KIND = "edl-result"
 RESULT_NAME = "result.json"
 # One run's files in a result folder, by run index ("*" gives the pattern of them all).
 RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME = "run-{}.json", "samples-{}.csv", "timeline-{}.png"
-BATCH_NAME = "batch.json"  # score-dir's summary, beside the result folders
-SCHEMA_ID = "https://edl.invalid/schema/result-2.json"
+SCHEMA_ID = "https://edl.invalid/schema/result-3.json"
 Status = Literal["scored", "failed"]
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -60,16 +68,6 @@ class ModelRecord:
     producer: str = ""
     evidence: list[GraphFinding] = field(default_factory=list, metadata=doc(
         "the graph inspection's findings (empty: none, or a result older than the inspection)"))
-
-
-@dataclass
-class DataRecord:
-    """The test set the submission saw."""
-
-    fingerprint: str = field(metadata=doc("SHA-256 of the canonical uint8 NHWC images and labels"))
-    images: int
-    official: bool = field(metadata=doc("verified against the official archive's md5s"))
-    source: str
 
 
 @dataclass
@@ -143,67 +141,6 @@ class Tuning:
 
 
 @dataclass
-class DomainEnergy:
-    joules: float | None
-    method: str = ""
-    integrated_power_j: float | None = None
-    counter_vs_integral: float | None = None
-    peak_w: float | None = None
-    mean_w: float | None = None
-    reason: str = ""
-
-
-@dataclass
-class IdleRecord:
-    seconds: float
-    watts: dict[str, float | None] = field(metadata=doc(
-        "mean watts per domain; each energy counter read between its first and last move inside the idle window, so "
-        "a step carrying energy from before it (the priming pass's) is not counted"))
-    total_w: float | None
-    reason: str = field(default="", metadata=doc(
-        "why the watts are null: the idle window failed the measured window's gap and wrap rules, or there is no "
-        "meter and the idle baseline was skipped"))
-    method: str = field(default="", metadata=doc(
-        "how the watts were read; empty in results written before idle counters were read between their moves"))
-
-
-@dataclass
-class RunEnergy:
-    """Joules of one run's measured window (CPU package + GPU), with breakdowns and quality checks."""
-
-    total_j: float | None = field(metadata=doc("CPU package + GPU joules over the measured passes"))
-    total_domains: list[str] = field(default_factory=list)
-    missing_domains: dict[str, str] = field(default_factory=dict)
-    gpu_j: float | None = None
-    cpu_j: float | None = None
-    dram_j: float | None = field(default=None, metadata=doc("reported apart, never in the total"))
-    per_pass_j: float | None = None
-    per_image_j: float | None = None
-    mean_w: float | None = None
-    window_s: float | None = None
-    domains: dict[str, DomainEnergy] = field(default_factory=dict)
-    sample_period_s: float | None = field(default=None, metadata=doc("the sample period asked for"))
-    sample_period_achieved_s: float | None = field(
-        default=None, metadata=doc("median interval between samples inside the measured window"))
-    sample_period_p95_s: float | None = field(
-        default=None, metadata=doc("95th percentile of the intervals between samples inside the measured window"))
-    samples_in_window: int | None = None
-    largest_gap_s: float | None = None
-    gap_limit_s: float | None = field(default=None, metadata=doc(
-        "the largest gap allowed: 20 sample periods or 0.5 s, and under half the time in which the fastest RAPL "
-        "counter can wrap at 500 W"))
-    gpu_counter_quantisation_bound: float | None = None
-    idle: IdleRecord | None = None
-    above_idle_j: float | None = None
-    passes_j: list[float | None] = field(default_factory=list, metadata=doc(
-        "joules of each measured pass, summed over the domains passes_j_method does not leave out"))
-    passes_j_method: dict[str, str] = field(default_factory=dict, metadata=doc(
-        "per domain of the total, how passes_j was measured: integrated instant power, energy counter (only one "
-        "that moves at about every sample), or left out with the reason (a counter stepping every ~100 ms)"))
-    reason: str = field(default="", metadata=doc("why total_j is null, when it is"))
-
-
-@dataclass
 class GpuState:
     index: int | None = field(default=None, metadata=doc("NVML's index of the board (NVML numbers by PCI bus id)"))
     name: str | None = None
@@ -244,19 +181,6 @@ class Fairness:
 
 
 @dataclass
-class WindowRecord:
-    name: str
-    start_s: float
-    end_s: float
-
-
-@dataclass
-class FileRecord:
-    name: str = field(metadata=doc("the file's name in the result's folder"))
-    sha256: str | None = None
-
-
-@dataclass
 class HostRecord:
     hostname: str
     os: str
@@ -294,7 +218,6 @@ class Run:
     warmup_passes: int = field(metadata=doc("warm-up passes run: at least --warmup, and at least --warmup-seconds"))
     warmup_s: float
     start_temp_c: float | None = field(metadata=doc("GPU temperature when the idle baseline began"))
-    passes: int
     seconds: float = field(metadata=doc("the measured window"))
     images_per_second: float
     correct: int = field(metadata=doc("correct answers in the first measured pass"))
@@ -308,170 +231,35 @@ class Run:
 
 
 @dataclass
-class Energy:
+class Energy(EnergyTotals):
     """The submission's energy over its runs: what the leaderboard ranks. Figures are medians over runs."""
 
-    total_j: float | None = field(metadata=doc("CPU package + GPU joules over the measured passes (median of runs)"))
-    total_domains: list[str]
-    missing_domains: dict[str, str] = field(metadata=doc("each domain not in the total, and why"))
-    gpu_j: float | None
-    cpu_j: float | None
-    dram_j: float | None = field(metadata=doc("reported apart, never in the total"))
-    per_pass_j: float | None
-    per_image_j: float | None
-    repeats_j: list[float | None] = field(metadata=doc("each run's total_j, in run order"))
+    repeats_j: list[float | None] = field(default_factory=list, metadata=doc("each run's total_j, in run order"))
     total_j_interval: list[float] | None = field(default=None, metadata=doc(
         "[low, high]: a 95 % interval for total_j from the repeat spread and the counter-step bound"))
     interval_method: str = ""
-    reason: str = field(default="", metadata=doc("why total_j is null, when it is"))
+
+
+@dataclass(frozen=True)
+class UpgradedFrom:
+    """Not part of the document: the older document a Result was read from (``report.legacy``).
+
+    Its seal, signature and the review decisions bound to it cover that document's canonical bytes,
+    not today's form of it; they hold as long as the Result is what the upgrade made of it."""
+
+    schema_version: int
+    canonical: bytes
+    upgraded: JsonObject
+
+
+class _Readable:
+    """A plain base of Result (not a dataclass), so that its attribute is never a field of the document."""
+
+    upgraded_from: UpgradedFrom | None = None
 
 
 @dataclass
-class PrivateCheck:
-    """The submission on the organiser's held-back images, beside its test-set accuracy."""
-
-    fingerprint: str
-    images: int
-    correct: int
-    accuracy: float
-    gap_points: float = field(metadata=doc("test-set accuracy minus private accuracy, in percentage points"))
-    tolerance_points: float = field(metadata=doc("the largest gap that still passes: test-set minus expected "
-                                                 "accuracy plus allowed_shortfall_points (older results: a "
-                                                 "fixed number of points)"))
-    expected_accuracy: float | None = field(default=None, metadata=doc(
-        "what an honest model of this test-set accuracy is expected to score on images drawn anew (the fit); "
-        "null in results made before the fit"))
-    fit: str = field(default="", metadata=doc("the fit that gives the expected accuracy"))
-    shortfall_points: float | None = field(default=None, metadata=doc(
-        "expected minus private accuracy, in percentage points: the check fails above allowed_shortfall_points"))
-    allowed_shortfall_points: float | None = field(default=None, metadata=doc(
-        "tolerance_sd times combined_sd_points, or the organiser's override in points"))
-    tolerance_sd: float | None = field(default=None, metadata=doc(
-        "standard deviations allowed (null when the organiser gave the tolerance in points)"))
-    combined_sd_points: float | None = field(default=None, metadata=doc(
-        "the combined standard deviation: the root sum of squares of the three parts below"))
-    fit_sd_points: float | None = field(default=None, metadata=doc(
-        "the fit's spread (residuals and the line's own uncertainty) at the expected accuracy"))
-    test_sd_points: float | None = field(default=None, metadata=doc(
-        "binomial error of the test-set accuracy on test_images images, through the fit's slope"))
-    private_sd_points: float | None = field(default=None, metadata=doc(
-        "binomial error of the private accuracy on images images, at the expected accuracy"))
-    test_images: int | None = field(default=None, metadata=doc("images the test-set accuracy was taken over"))
-
-
-@dataclass
-class TrainingProbe:
-    """The submission on a secret sample of the official training images, beside its test-set accuracy.
-
-    An honest model scores at least about its test accuracy there (more where it trained on them);
-    a memoriser of the test set scores near chance."""
-
-    fingerprint: str = field(metadata=doc("of the training images the sample was drawn from"))
-    available: int = field(metadata=doc("training images given"))
-    images: int = field(metadata=doc("training images in the secret sample"))
-    correct: int
-    accuracy: float
-    gap_points: float = field(metadata=doc("test-set accuracy minus probe accuracy, in percentage points"))
-    tolerance_points: float
-
-
-@dataclass
-class BatchIndependence:
-    """The same images in two secret batch compositions: an honest model's predictions do not depend on their
-    batchmates."""
-
-    images: int
-    changed: int = field(metadata=doc("images whose prediction differs between the two compositions"))
-    changed_pct: float
-    tolerance_pct: float
-    batch_sizes: list[int] = field(metadata=doc("the batch size of each composition (two where the graph's batch "
-                                                "is free)"))
-    second_session: bool = field(default=False, metadata=doc("the second composition ran on a plain session "
-                                                             "without CUDA graphs"))
-
-
-CheckVerdict = Literal["pass", "fail", "not_run"]
-
-
-@dataclass
-class AuditCheck:
-    """One named piece of evidence that the model generalises: its figure against its threshold."""
-
-    name: str
-    figure: float | None = field(metadata=doc("what was measured (None: not run)"))
-    threshold: float | None = field(metadata=doc("the largest figure that passes"))
-    verdict: CheckVerdict
-    evidence: str = field(metadata=doc("one line: what was measured, or why it did not run"))
-
-
-@dataclass
-class Audit:
-    """The generalization audit: accuracy on secret flipped and shifted copies of the test set, every named check,
-    and the verdict (suspect when any check fails)."""
-
-    verdict: Literal["pass", "suspect"]
-    reason: str = field(metadata=doc("one line: why suspect (empty on pass)"))
-    family: str = field(metadata=doc("the transforms, in words"))
-    copies: int
-    shift_px: int
-    seed_commitment: str = field(metadata=doc("sha256 of the audit secret (never the secret itself)"))
-    organiser_secret: bool = field(metadata=doc("drawn from the organiser's secret (re-checkable by edl verify) "
-                                                "rather than a one-off random one"))
-    correct: list[int] = field(metadata=doc("correct answers on each copy"))
-    accuracy: float = field(metadata=doc("mean accuracy over the copies"))
-    drop_points: float = field(metadata=doc("test-set accuracy minus audit accuracy, in percentage points"))
-    tolerance_points: float
-    private: PrivateCheck | None = None
-    provider: str = field(default="", metadata=doc("where the audit ran: the scoring's provider"))
-    seconds: float | None = field(default=None, metadata=doc("wall time the audit added to the scoring"))
-    checks: list[AuditCheck] = field(default_factory=list, metadata=doc(
-        "every named check (copies, batch independence, training probe, private images); the verdict is suspect "
-        "when any fails. Empty in results written before checks were named"))
-    secret_order: bool = field(default=False, metadata=doc("every audit set reached the model in an order drawn "
-                                                           "from the secret"))
-    batch: BatchIndependence | None = None
-    training: TrainingProbe | None = None
-
-
-@dataclass
-class Integrity:
-    algorithm: str
-    sha256: str
-
-
-@dataclass
-class Signature:
-    """The organiser's signature over the canonical document (all but integrity and signature)."""
-
-    algorithm: str
-    public_key_sha256: str = field(metadata=doc("sha256 of the raw public key that verifies it"))
-    signature: str = field(metadata=doc("base64"))
-
-
-REVIEW_FOLDER = "review"  # beside result.json: the organiser's decisions on it, one file each, never overwritten
-REVIEW_NAME = "decision-{}.json"  # by the decision's UTC time stamp
-REVIEW_KIND = "edl-review"
-
-
-@dataclass
-class ReviewDecision:
-    """The organiser's decision on one result: signed, and bound to that result's sealed sha256."""
-
-    decision: Literal["clear", "disqualify"] = field(metadata=doc(
-        "clear: ranked despite the audit, with the note; disqualify: listed apart with the reason"))
-    why: str = field(metadata=doc("the organiser's reason, shown on every board"))
-    bound_to_sha256: str = field(metadata=doc("the reviewed result's integrity.sha256: the decision counts for "
-                                              "that document only"))
-    submission: str = field(metadata=doc("the reviewed result's model.name, for a reader"))
-    decided_utc: str
-    signer_key: str = field(metadata=doc("the signer's raw Ed25519 public key, base64"))
-    signature: Signature | None = None
-    kind: Literal["edl-review"] = "edl-review"
-    version: int = 1
-
-
-@dataclass
-class Result:
+class Result(_Readable):
     """One submission's result: a summary of its runs (what a leaderboard reads), and every run in full."""
 
     status: Status
@@ -487,7 +275,6 @@ class Result:
     batch_size: int | None = None
     batch_size_rule: str = field(default="", metadata=doc("graph, metadata, option, default or --tune"))
     padded_images: int = 0
-    passes: int | None = None
     warmup_passes: int | None = None
     correct: int | None = field(default=None, metadata=doc("correct answers in one pass (the first run's)"))
     accuracy: float | None = None
@@ -513,6 +300,16 @@ class Result:
         return self.status == "scored"
 
     @property
+    def passes(self) -> int:
+        """Measured passes of every run: the setting, stored once (config.passes)."""
+        return self.config.passes
+
+    @property
+    def written_schema(self) -> int:
+        """The schema the document was written in (an older one, where it was upgraded on reading)."""
+        return self.upgraded_from.schema_version if self.upgraded_from is not None else self.schema_version
+
+    @property
     def total_j(self) -> float | None:
         return self.energy.total_j if self.energy is not None else None
 
@@ -532,121 +329,6 @@ class Result:
         return self.energy.reason if self.energy is not None else ""
 
 
-@dataclass
-class MeterReport:
-    """What ``edl meter`` measured around a command (or around nothing)."""
-
-    command: list[str] | None
-    seconds: float | None = field(metadata=doc("the idle time asked for, without a command"))
-    exit_code: int
-    window: WindowRecord
-    energy: RunEnergy
-    samples: FileRecord
-    kind: Literal["edl-meter"] = "edl-meter"
-
-
-@dataclass
-class RunPlace:
-    index: int
-    host: str
-    started_utc: str
-    seconds: float
-    outcome: str = field(default="", metadata=doc("empty: measured; else why not"))
-
-
-@dataclass
-class BatchItem:
-    """What score-dir did with one submission."""
-
-    name: str
-    outcome: Literal["scored", "failed", "skipped"]
-    reason: str = ""
-    seconds: float | None = field(default=None, metadata=doc("time spent scoring it in this batch, all runs"))
-    status: str = field(default="", metadata=doc("a skipped submission's standing result status"))
-    runs: list[int] = field(default_factory=list, metadata=doc("the run indices measured in this batch"))
-    places: list[RunPlace] = field(default_factory=list, metadata=doc("which host measured each run, and when"))
-    gpu_kind: str | None = None
-    archived: str = field(default="", metadata=doc(
-        "where the earlier result this batch replaced was moved (a folder under _archive/), if any"))
-    failure_file: str = field(default="", metadata=doc(
-        "a failed re-run of a submission with a scored result: the failure, recorded beside the result that stands"))
-
-
-@dataclass
-class IgnoredEntry:
-    """An entry of the submissions folder that score-dir did not score, and why."""
-
-    name: str
-    reason: str
-
-
-@dataclass
-class ThermalRecord:
-    """The one thermal state of a batch: every run cools to this GPU temperature before its idle baseline."""
-
-    target_c: float | None
-    source: str = field(metadata=doc("--target-temp, the settled idle temperature, or why there is none"))
-    band_c: float
-
-
-@dataclass
-class ReferenceRun:
-    index: int
-    after_scorings: int = field(metadata=doc("scorings done in this batch before this reference run"))
-    started_utc: str
-    total_j: float | None
-    seconds: float | None
-    start_temp_c: float | None
-    reason: str = ""
-
-
-@dataclass
-class ReferenceRecord:
-    """A fixed reference submission scored through the batch: how far the measurement drifted."""
-
-    model: str
-    sha256: str
-    runs: list[ReferenceRun]
-    drift_pct: float | None = field(metadata=doc("(largest - smallest) / median of the reference's totals, in %"))
-    drift_limit_pct: float
-    warning: str = ""
-
-
-@dataclass
-class ChildLimitsRecord:
-    """The limits every scoring child of a batch ran under."""
-
-    timeout_s: float
-    cpu_seconds: int | None
-    address_space_bytes: int | None
-
-
-@dataclass
-class BatchSummary:
-    """``batch.json``: one score-dir run over a folder of submissions."""
-
-    directory: str
-    data: DataRecord
-    config: ScoreConfig
-    batch: BatchConfig
-    limits: ChildLimitsRecord
-    counts: dict[str, int]
-    submissions: list[BatchItem]
-    started_utc: str
-    wall_s: float
-    thermal: ThermalRecord | None = None
-    reference: ReferenceRecord | None = None
-    backend: str = "local"
-    hosts: list[str] = field(default_factory=list, metadata=doc("the hosts that measured runs of this batch"))
-    lost_runs: list[str] = field(default_factory=list, metadata=doc(
-        "runs whose host died under them: each was run again on another host (or failed, said in its result)"))
-    ignored: list[IgnoredEntry] = field(default_factory=list, metadata=doc(
-        "entries of the submissions folder that are not submissions, each with its reason"))
-    archived: list[str] = field(default_factory=list, metadata=doc(
-        "what this batch moved into _archive/ (earlier results it replaced, the previous batch.json): never deleted"))
-    kind: Literal["edl-batch"] = "edl-batch"
-
-
 def identify(document: object) -> tuple[object, object]:
     """What a JSON document says it is, before it is read as a Result: its kind and schema version."""
     if not isinstance(document, dict):
@@ -663,11 +345,6 @@ def result_json(result: Result) -> JsonObject:
     document = to_json(result)
     assert isinstance(document, dict)
     return document
-
-
-def write_document(path: Path, document: object) -> None:
-    """Write a dataclass document atomically (temp file, fsync, rename): readers see the old or the new."""
-    atomic_write_json(path, to_json(document))
 
 
 def write_result(path: Path, result: Result) -> None:

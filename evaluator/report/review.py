@@ -22,7 +22,9 @@ from typing import Literal
 from evaluator.errors import ResultError
 from evaluator.fileio import temp_beside
 from evaluator.report.integrity import seal_holds
-from evaluator.report.result import REVIEW_FOLDER, REVIEW_KIND, REVIEW_NAME, Result, ReviewDecision
+from evaluator.report.reader import read_review
+from evaluator.report.result import Result
+from evaluator.report.review_record import REVIEW_FOLDER, REVIEW_NAME, ReviewDecision
 from evaluator.report.signing import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -32,7 +34,7 @@ from evaluator.report.signing import (
     raw_public,
     sign_bytes,
 )
-from evaluator.typedjson import TypedJsonError, from_json, to_json
+from evaluator.typedjson import to_json
 
 REVIEW_CONTEXT = b"edl-review-decision-v1\n"  # a decision's signature can never pass for a result's
 Verdict = Literal["clear", "disqualify"]
@@ -124,26 +126,13 @@ def _problem(decision: ReviewDecision, result: Result, organiser: Ed25519PublicK
     return bytes_signature_problem(_body(decision), decision.signature, key, REVIEW_CONTEXT, "decision")
 
 
-def _read_one(path: Path) -> ReviewDecision:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ResultError(f"not readable JSON ({exc})") from None
-    if not isinstance(document, dict) or document.get("kind") != REVIEW_KIND:
-        raise ResultError("not an edl review decision")
-    try:
-        return from_json(ReviewDecision, document, "decision")
-    except TypedJsonError as exc:
-        raise ResultError(f"malformed decision ({exc})") from None
-
-
 def read_decisions(result_dir: Path, result: Result, organiser: Ed25519PublicKey | None = None) -> list[Standing]:
     """Every decision file beside ``result``, oldest first, each with why it is ignored ("" when it holds)."""
     folder = Path(result_dir) / REVIEW_FOLDER
     standings = []
     for path in sorted(folder.glob(REVIEW_NAME.format("*"))) if folder.is_dir() else []:
         try:
-            decision = _read_one(path)
+            decision = read_review(path)
         except ResultError as exc:
             standings.append(Standing(path.name, None, str(exc)))
             continue

@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from evaluator.errors import ResultError
 from evaluator.fileio import write_owner_only
-from evaluator.report.integrity import canonical_bytes, seal
-from evaluator.report.result import Result, Signature
+from evaluator.report.integrity import canonical_bytes, seal, todays_form
+from evaluator.report.records import Signature
+from evaluator.report.result import Result
 
 ALGORITHM = "ed25519"
 CONTEXT = b"edl-result-signature-v1\n"  # a signature over a result can never pass for one over anything else
@@ -85,7 +86,7 @@ def sign_bytes(body: bytes, key: Ed25519PrivateKey, context: bytes = CONTEXT) ->
 
 def sign(result: Result, key: Ed25519PrivateKey) -> Result:
     """``result`` with its signature (over its canonical bytes, which leave out the seal and the signature)."""
-    return dataclasses.replace(result, signature=sign_bytes(canonical_bytes(result), key))
+    return dataclasses.replace(result, signature=sign_bytes(canonical_bytes(todays_form(result)), key))
 
 
 def raw_public(key: Ed25519PublicKey) -> str:

@@ -38,7 +38,7 @@ from evaluator.config import AuditConfig
 from evaluator.contract.evidence import Finding, graph_check
 from evaluator.data.dataset import Dataset
 from evaluator.data.transforms import FLIP_PROBABILITY, apply, draw
-from evaluator.report.result import Audit, AuditCheck, BatchIndependence, PrivateCheck, TrainingProbe
+from evaluator.report.audit_record import Audit, AuditCheck, BatchIndependence, PrivateCheck, TrainingProbe
 from evaluator.scoring.unseen import FIT_NAME, OFFICIAL_TEST_IMAGES, expect
 
 AUDIT_TAG = "edl-audit-v1"

@@ -17,7 +17,7 @@ from evaluator.data.dataset import Dataset
 from evaluator.data.store import load_path, load_training, resolve
 from evaluator.errors import DataError, ResultError, SubmissionError
 from evaluator.fileio import probe_writable
-from evaluator.report.result import DataRecord
+from evaluator.report.records import DataRecord
 from evaluator.scoring.progress import Progress
 
 

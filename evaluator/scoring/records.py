@@ -13,17 +13,15 @@ from evaluator.data.dataset import Dataset
 from evaluator.fileio import sha256_file
 from evaluator.power.analysis import Window
 from evaluator.power.nvml import GpuSnapshot
+from evaluator.report.records import DataRecord, WindowRecord, utc_now
 from evaluator.report.result import (
     ContractRecord,
-    DataRecord,
     GpuState,
     GraphFinding,
     ModelRecord,
     ProviderRecord,
     Result,
     Versions,
-    WindowRecord,
-    utc_now,
 )
 from evaluator.runtime.session import SessionInfo
 from evaluator.scoring.hostinfo import host

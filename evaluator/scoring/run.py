@@ -17,19 +17,8 @@ from evaluator.fileio import sha256_file
 from evaluator.power.analysis import DOMAINS, Samples, Window
 from evaluator.power.meter import Meter
 from evaluator.report.energy import run_energy, unmeasured
-from evaluator.report.result import (
-    SAMPLES_NAME,
-    TIMELINE_NAME,
-    Cooldown,
-    Fairness,
-    FileRecord,
-    GpuState,
-    IdleRecord,
-    Run,
-    RunEnergy,
-    Tuning,
-    utc_now,
-)
+from evaluator.report.records import FileRecord, IdleRecord, RunEnergy, utc_now
+from evaluator.report.result import SAMPLES_NAME, TIMELINE_NAME, Cooldown, Fairness, GpuState, Run, Tuning
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
 from evaluator.runtime.session import TRT_CACHE_NAME, SessionInfo
 from evaluator.scoring.hostinfo import host
@@ -229,7 +218,7 @@ def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, o
         index=run_index, started_utc=started, host=host(gpu_start),
         batch_size=prepared.batch_size, warmup_passes=measured.warmup_passes,
         warmup_s=measured.warmup.seconds if measured.warmup else 0.0, start_temp_c=measured.start_temp_c,
-        passes=config.passes, seconds=window.seconds,
+        seconds=window.seconds,
         images_per_second=config.passes * dataset.count / window.seconds,
         correct=int(np.count_nonzero(first == dataset.labels)), prediction_mismatch_passes=mismatched,
         energy=energy, fairness=_fairness(watch, gpu_start, measured.cooldown),

@@ -16,9 +16,11 @@ import numpy as np
 
 from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, Secrets
 from evaluator.data.dataset import Dataset
+from evaluator.report.audit_record import Audit
 from evaluator.report.categories import category_for
 from evaluator.report.energy import summarise
-from evaluator.report.result import RESULT_NAME, RUN_RESULT_NAME, Audit, DataRecord, Result, Run, utc_now, write_result
+from evaluator.report.records import DataRecord, utc_now
+from evaluator.report.result import RESULT_NAME, RUN_RESULT_NAME, Result, Run, write_result
 from evaluator.report.signing import finalise, load_private
 from evaluator.runtime.runner import plain_predict
 from evaluator.runtime.session import create_session
@@ -105,7 +107,7 @@ def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prep
         contract=contract_record(submission.contract),
         provider=provider_record(prepared.info, config.runtime.provider, config.runtime.gpu), tuning=prepared.tuning,
         batch_size=prepared.batch_size, batch_size_rule=prepared.batch_size_rule,
-        padded_images=prepared.padded_images, passes=config.passes, warmup_passes=config.warmup_passes,
+        padded_images=prepared.padded_images, warmup_passes=config.warmup_passes,
         correct=first.correct, accuracy=accuracy, category=category_for(accuracy, DEFAULT_THRESHOLDS),
         thresholds=list(DEFAULT_THRESHOLDS), prediction_mismatch_passes=first.prediction_mismatch_passes,
         seconds=statistics.median(run.seconds for run in runs),
@@ -173,7 +175,7 @@ def combine(parts: list[Result]) -> Result:
     runs = sorted((run for part in parts for run in part.runs), key=lambda run: run.index)
     first = min(parts, key=lambda part: part.runs[0].index)
     audit = next((part.audit for part in parts if part.audit is not None), None)
-    assert first.data is not None and first.passes is not None
+    assert first.data is not None
     warnings = list(dict.fromkeys(w for part in parts for w in part.warnings))
     return dataclasses.replace(
         first, created_utc=utc_now(), runs=runs, audit=audit, warnings=warnings,

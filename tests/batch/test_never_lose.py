@@ -11,9 +11,10 @@ from builders import conv_model, fast_config, oracle_images, oracle_model, save_
 from evaluator.batch.directory import score_directory
 from evaluator.batch.outroot import PARTIAL_DIR
 from evaluator.errors import UsageError
+from evaluator.report.batch_record import BATCH_NAME
 from evaluator.report.leaderboard import load_results
 from evaluator.report.reader import read_result
-from evaluator.report.result import BATCH_NAME, RESULT_NAME
+from evaluator.report.result import RESULT_NAME
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from builders import (
 
 from evaluator.batch.directory import score_directory
 from evaluator.config import BatchConfig
+from evaluator.report.batch_record import BATCH_NAME
 from evaluator.report.leaderboard import batch_warnings, load_results, rank
 from evaluator.report.reader import read_result
-from evaluator.report.result import BATCH_NAME, RESULT_NAME
+from evaluator.report.result import RESULT_NAME
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import json
 
 from builders import result_variant
 
+from evaluator.report.audit_record import PrivateCheck
 from evaluator.report.integrity import seal
 from evaluator.report.leaderboard import load_results, rank
 from evaluator.report.prizes import UNCHECKED_UNSEEN, checked_on_unseen
 from evaluator.report.render import render
-from evaluator.report.result import RESULT_NAME, PrivateCheck, write_result
+from evaluator.report.result import RESULT_NAME, write_result
 from evaluator.report.signing import finalise, init_keys, load_private
 
 

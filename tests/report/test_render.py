@@ -15,7 +15,7 @@ import pytest
 from builders import failed_variant, result_variant
 
 from evaluator.report.leaderboard import load_results, rank
-from evaluator.report.render import render_html
+from evaluator.report.render_html import render_html
 from evaluator.report.result import RESULT_NAME, write_result
 
 
@@ -152,8 +152,8 @@ def test_a_failure_note_names_the_submission_not_the_organisers_folders(tmp_path
 def test_public_note_keeps_file_names_and_drops_folders(template):
     import dataclasses
 
+    from evaluator.report.board_rows import public_note
     from evaluator.report.leaderboard import Entry
-    from evaluator.report.render import public_note
 
     failed = failed_variant(template, "")
     model = dataclasses.replace(failed.model, path="/srv/subs/x/model.onnx")
@@ -236,7 +236,7 @@ def test_scatter_ticks_are_round_labels_apart_bars_inside(tmp_path, template):
     import dataclasses
 
     from evaluator.report.integrity import seal
-    from evaluator.report.render import nice_ticks
+    from evaluator.report.render_html import nice_ticks
 
     assert nice_ticks(60.2, 100.0) == [60, 70, 80, 90, 100] and nice_ticks(0, 0.37) == [0, 0.1, 0.2, 0.3, 0.4]
     for name, joules in (("close_a", 1000.0), ("close_b", 1010.0), ("far", 3000.0)):

@@ -82,7 +82,8 @@ def test_schema_1_results_are_read_into_todays_type(tmp_path):
     from evaluator.report.legacy import LEGACY_NOTE
 
     scored = read_result(LEGACY / "small_cnn")
-    assert scored.scored and scored.schema_version == 2 and scored.audit is None and LEGACY_NOTE in scored.warnings
+    assert scored.scored and scored.schema_version == 3 and scored.written_schema == 1
+    assert scored.audit is None and LEGACY_NOTE in scored.warnings
     assert (scored.correct, scored.accuracy, scored.batch_size, scored.passes) == (743, 0.743, 250, 20)
     assert scored.total_j == pytest.approx(444.8366) and scored.energy.repeats_j == [scored.total_j]
     assert scored.runs[0].energy.cpu_j == scored.total_j and scored.runs[0].samples.name == "samples.csv"

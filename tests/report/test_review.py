@@ -13,8 +13,9 @@ from evaluator.errors import ResultError
 from evaluator.report.integrity import seal
 from evaluator.report.leaderboard import load_results, rank
 from evaluator.report.render import render
-from evaluator.report.result import RESULT_NAME, REVIEW_FOLDER, write_result
+from evaluator.report.result import RESULT_NAME, write_result
 from evaluator.report.review import read_decisions, record
+from evaluator.report.review_record import REVIEW_FOLDER
 from evaluator.report.signing import finalise, init_keys, load_private, load_public
 
 

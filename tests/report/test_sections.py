@@ -30,7 +30,7 @@ def _suspect(template, accuracy, total_j, name="lookup"):
 
 
 def test_a_result_under_review_shows_every_named_check_not_only_the_failing_one(tmp_path, template):
-    from evaluator.report.result import AuditCheck
+    from evaluator.report.audit_record import AuditCheck
 
     result = _suspect(template, 0.99, 1.0)
     checks = [AuditCheck("copies", 87.0, 3.0, "fail", "a drop of 87.0 points"),

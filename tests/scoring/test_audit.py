@@ -51,7 +51,7 @@ def test_the_secret_draws_the_copies_and_only_its_hash_is_recorded(data):
     (0.95, 0.95, 8.0, "pass"),
 ])
 def test_the_verdict(public, audit, private_gap, expected):
-    from evaluator.report.result import PrivateCheck
+    from evaluator.report.audit_record import PrivateCheck
 
     private = None if private_gap is None else PrivateCheck("f" * 64, 100, 0, public - private_gap / 100,
                                                             private_gap, 10.0)

@@ -29,7 +29,8 @@ from evaluator.contract.check import check_submission
 from evaluator.errors import DataError, MeterError, ProviderError, SubmissionError
 from evaluator.report.integrity import seal_holds
 from evaluator.report.reader import read_result
-from evaluator.report.result import RESULT_NAME, DataRecord
+from evaluator.report.records import DataRecord
+from evaluator.report.result import RESULT_NAME
 from evaluator.runtime.providers import cuda_unavailable_reason
 from evaluator.scoring.score import score
 
@@ -60,7 +61,7 @@ def test_exact_accuracy_in_every_form(tmp_path, dataset, dtype, layout, output, 
     assert run.prediction_mismatch_passes == []
     on_disk = read_result(tmp_path / "out" / RESULT_NAME)
     assert on_disk == result and seal_holds(on_disk)
-    assert on_disk.schema_version == 2 and on_disk.config.runtime.batch_size == batch_size
+    assert on_disk.schema_version == 3 and on_disk.config.runtime.batch_size == batch_size
     assert result.provider.name == "cpu" and result.provider.nodes_off_provider == []
 
 

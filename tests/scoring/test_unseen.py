@@ -10,7 +10,7 @@ from conftest import SHARED
 
 from evaluator.config import AuditConfig
 from evaluator.data.dataset import Dataset
-from evaluator.report.result import PrivateCheck
+from evaluator.report.audit_record import PrivateCheck
 from evaluator.scoring.audit import _private, verdict
 from evaluator.scoring.unseen import FIT_NAME, SHIPPED, calibration, expect, fit
 
