@@ -24,6 +24,7 @@ CUDNN_SEARCHES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 DEFAULT_THRESHOLDS = (0.90, 0.95, 0.99)
 SCORE = "score"
 SCORE_DIR = "score-dir"
+ENV = "env"  # edl env: probes the --gpu that score would run on
 C = TypeVar("C")
 
 
@@ -105,7 +106,8 @@ class RuntimeConfig(Options):
 
     provider: str = option("auto", "Execution provider; auto: CUDA when it can run, else the CPU, said why",
                            choices=PROVIDERS)
-    gpu: int = option(0, "CUDA device id to run on and meter", minimum=0, comparable=False)
+    gpu: int = option(0, "CUDA device id to run on and meter", minimum=0, comparable=False,
+                      commands=(SCORE, SCORE_DIR, ENV))
     batch_size: int | None = option(None, "Batch size, unless the graph or its edl.batch_size metadata fixes one "
                                     "[default: 250]", minimum=1)
     prefer_nhwc: bool = option(True, "CUDA: prefer channels-last (NHWC) kernels")

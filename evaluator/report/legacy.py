@@ -1,8 +1,9 @@
-"""Results written by edl 0.1 (schema 1), read into today's Result so a past round's results stay usable.
+"""Results written by earlier edl versions, read into today's Result so a past round's results stay usable.
 
-A schema-1 result is checked against its own seal first (sha256 of its canonical JSON), then mapped
-field by field. It carries no generalization audit (``audit`` is null), so the leaderboard ranks it
-only with ``--allow-unaudited``, and says so.
+A schema-1 result (edl 0.1) is checked against its own seal first (sha256 of its canonical JSON), then
+mapped field by field. It carries no generalization audit (``audit`` is null), so the leaderboard ranks
+it only with ``--allow-unaudited``, and says so. A schema-2 result goes through the steps to schema 3
+(``V2_STEPS``), each a pure function of the JSON document, and is sealed anew where its own seal held.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 
 from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
 from evaluator.report.integrity import seal
-from evaluator.report.result import GpuState, Result, RunEnergy
+from evaluator.report.result import SCHEMA_VERSION, Result, RunEnergy
 from evaluator.typedjson import from_json, to_json
 
 LEGACY_VERSION = 1
+V2 = 2  # the schema before GPU identity had one record
 LEGACY_NOTE = "read from a schema-1 result (edl 0.1): it has no generalization audit"
 # schema 1's settings -> (group, option) of today's ScoreConfig
 _SETTINGS = {"provider": ("runtime", "provider"), "gpu": ("runtime", "gpu"), "batch_size": ("runtime", "batch_size"),
@@ -54,13 +56,24 @@ def _known(cls: type, values: dict[str, Any] | None) -> dict[str, Any] | None:
     return {key: value for key, value in values.items() if key in names}
 
 
+# Schema 2's GpuState keys: schema 1's fairness records carried a few more.
+_V2_GPU_STATE = ("index", "name", "uuid", "serial", "pci_bus_id", "mig_uuid", "temperature_c", "sm_clock_mhz",
+                 "memory_clock_mhz", "power_limit_w", "clock_event_reasons", "other_compute_pids", "memory_used_mib",
+                 "error")
+
+
+def _schema_2_gpu_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if state is None else {key: value for key, value in state.items() if key in _V2_GPU_STATE}
+
+
 def _run(document: dict[str, Any]) -> dict[str, Any]:
 
     energy = _known(RunEnergy, document["energy"]) or {}
     energy["domains"] = {name: {key: value for key, value in domain.items() if key != "reason" or value}
                          for name, domain in (energy.get("domains") or {}).items()}
     fairness = dict(document["fairness"])
-    fairness["gpu_start"], fairness["gpu_end"] = (_known(GpuState, fairness.get(k)) for k in ("gpu_start", "gpu_end"))
+    fairness["gpu_start"], fairness["gpu_end"] = (_schema_2_gpu_state(fairness.get(key))
+                                                  for key in ("gpu_start", "gpu_end"))
     windows = document.get("windows", [])
     measured = next(w for w in windows if w["name"] == "measured")
     warmup = next((w for w in windows if w["name"] == "warmup"), None)
@@ -101,5 +114,73 @@ def upgrade(document: dict[str, Any], where: str) -> Result:
         upgraded |= _scored(document)
     else:
         upgraded |= {key: document.get(key) for key in ("reason", "elapsed_s", "timeout_s")}
+    for step in V2_STEPS:  # schema 1 is mapped to schema 2's shape, then on as a schema-2 document
+        upgraded = step(upgraded)
     result = from_json(Result, upgraded, where)
     return seal(result) if seal_held(document) else result
+
+
+# --- schema 2 to 3 -----------------------------------------------------------------------------------------
+
+_IDENTITY = ("uuid", "name", "serial", "pci_bus_id", "mig_uuid", "index")  # GpuIdentity's keys
+_V2_HOST_GPU = {"gpu": "name", "gpu_uuid": "uuid", "gpu_serial": "serial", "gpu_pci_bus_id": "pci_bus_id",
+                "gpu_mig_uuid": "mig_uuid"}  # schema 2's HostRecord key -> GpuIdentity's
+
+
+def _identity(values: dict[str, Any]) -> dict[str, Any] | None:
+    """A GpuIdentity's JSON from schema 2's flat fields; null where schema 2 named no GPU at all."""
+    identity = {key: values.get(key) for key in _IDENTITY}
+    return identity if any(value is not None for value in identity.values()) else None
+
+
+def _host_with_identity(host: dict[str, Any]) -> dict[str, Any]:
+    flat = {new: host.get(old) for old, new in _V2_HOST_GPU.items()}
+    return {key: value for key, value in host.items() if key not in _V2_HOST_GPU} | {"gpu": _identity(flat)}
+
+
+def _state_with_identity(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    rest = {key: value for key, value in state.items() if key not in _IDENTITY}
+    return {"identity": _identity(state)} | rest
+
+
+def _v2_to_v3_gpu_identity(document: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 named a GPU field by field (``host.gpu``, ``host.gpu_uuid``... and each fairness state's
+    ``index``, ``name``, ``uuid``...); schema 3 embeds one GpuIdentity record (``host.gpu``, ``identity``)."""
+    upgraded = dict(document)
+    if isinstance(upgraded.get("host"), dict):
+        upgraded["host"] = _host_with_identity(upgraded["host"])
+    runs = []
+    for run in upgraded.get("runs") or []:
+        run = dict(run)
+        if isinstance(run.get("host"), dict):
+            run["host"] = _host_with_identity(run["host"])
+        if isinstance(run.get("fairness"), dict):
+            fairness = dict(run["fairness"])
+            fairness["gpu_start"], fairness["gpu_end"] = (_state_with_identity(fairness.get(key))
+                                                          for key in ("gpu_start", "gpu_end"))
+            run["fairness"] = fairness
+        runs.append(run)
+    if "runs" in upgraded:
+        upgraded["runs"] = runs
+    return upgraded
+
+
+V2_STEPS = (_v2_to_v3_gpu_identity,)  # applied in order to a schema-2 document (and to schema 1, once mapped)
+
+
+def v2_seal_held(document: dict[str, Any]) -> bool:
+    """Schema 2's seal: sha256 of the document as written, without its integrity and signature."""
+    body = {key: value for key, value in document.items() if key not in ("integrity", "signature")}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return (document.get("integrity") or {}).get("sha256") == digest
+
+
+def upgrade_v2(document: dict[str, Any], where: str) -> Result:
+    """Today's Result from a schema-2 document; sealed anew only when its own seal held."""
+    upgraded = document
+    for step in V2_STEPS:
+        upgraded = step(upgraded)
+    result = from_json(Result, upgraded | {"schema_version": SCHEMA_VERSION}, where)
+    return seal(result) if v2_seal_held(document) else result

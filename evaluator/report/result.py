@@ -14,15 +14,16 @@ from typing import Literal
 
 from evaluator.config import BatchConfig, ScoreConfig
 from evaluator.fileio import atomic_write_json
+from evaluator.power.gpu import GpuIdentity
 from evaluator.typedjson import JsonObject, doc, json_schema, to_json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RESULT_KIND = "edl-result"
 RESULT_NAME = "result.json"
 # One run's files in a result folder, by run index ("*" gives the pattern of them all).
 RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME = "run-{}.json", "samples-{}.csv", "timeline-{}.png"
 BATCH_NAME = "batch.json"  # score-dir's summary, beside the result folders
-SCHEMA_ID = "https://edl.invalid/schema/result-2.json"
+SCHEMA_ID = f"https://edl.invalid/schema/result-{SCHEMA_VERSION}.json"
 Status = Literal["scored", "failed"]
 
 
@@ -205,13 +206,9 @@ class RunEnergy:
 
 @dataclass
 class GpuState:
-    index: int | None = field(default=None, metadata=doc("NVML's index of the board (NVML numbers by PCI bus id)"))
-    name: str | None = None
-    uuid: str | None = field(default=None, metadata=doc("the board's UUID, as nvidia-smi -L shows it"))
-    serial: str | None = field(default=None, metadata=doc("the board's serial number, where NVML gives one"))
-    pci_bus_id: str | None = None
-    mig_uuid: str | None = field(default=None, metadata=doc(
-        "the MIG instance the model ran on, where it was one; the rest (and the energy) is the whole board's"))
+    """The metered GPU at one moment; ``error``, where it could not be read (the rest is then null)."""
+
+    identity: GpuIdentity | None = field(default=None, metadata=doc("the board (null where it could not be read)"))
     temperature_c: float | None = None
     sm_clock_mhz: float | None = None
     memory_clock_mhz: float | None = None
@@ -239,7 +236,7 @@ class Fairness:
 
     gpu_start: GpuState | None
     gpu_end: GpuState | None
-    gpu_unavailable: str | None
+    gpu_unavailable: str | None = field(metadata=doc("why no GPU could be read here (NoGpu's reason), if so"))
     cooldown: Cooldown
 
 
@@ -262,13 +259,7 @@ class HostRecord:
     os: str
     cpu: str
     cpu_count: int | None
-    gpu: str | None = field(default=None, metadata=doc("the GPU's model name, from NVML"))
-    gpu_uuid: str | None = field(default=None, metadata=doc("the metered board's UUID, as nvidia-smi -L shows it"))
-    gpu_serial: str | None = field(default=None, metadata=doc("the metered board's serial number, where NVML "
-                                                              "gives one"))
-    gpu_pci_bus_id: str | None = field(default=None, metadata=doc("the metered board's PCI bus id"))
-    gpu_mig_uuid: str | None = field(default=None, metadata=doc(
-        "the MIG instance the model ran on, where it was one; the energy is the whole board's"))
+    gpu: GpuIdentity | None = field(default=None, metadata=doc("the metered board (null: no GPU could be read)"))
 
 
 @dataclass
@@ -522,7 +513,8 @@ class Result:
 
     @property
     def gpu_model(self) -> str | None:
-        return self.runs[0].host.gpu if self.runs else self.host.gpu
+        gpu = self.runs[0].host.gpu if self.runs else self.host.gpu
+        return gpu.name if gpu is not None else None
 
     @property
     def why(self) -> str:
