@@ -3,7 +3,8 @@
 A schema-1 result (edl 0.1) is checked against its own seal first (sha256 of its canonical JSON), then
 mapped field by field. It carries no generalization audit (``audit`` is null), so the leaderboard ranks
 it only with ``--allow-unaudited``, and says so. A schema-2 result goes through the steps to schema 3
-(``V2_STEPS``), each a pure function of the JSON document, and is sealed anew where its own seal held.
+(``V2_STEPS``), each a pure function of the JSON document; its seal and signature go on covering the
+bytes it was written as (``keep_written_form``), so they, and the review decisions bound to it, hold as before.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from typing import Any
 
 from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
-from evaluator.report.integrity import seal
+from evaluator.report.integrity import keep_written_form, seal
 from evaluator.report.result import SCHEMA_VERSION, Result, RunEnergy
 from evaluator.typedjson import from_json, to_json
 
@@ -170,17 +171,10 @@ def _v2_to_v3_gpu_identity(document: dict[str, Any]) -> dict[str, Any]:
 V2_STEPS = (_v2_to_v3_gpu_identity,)  # applied in order to a schema-2 document (and to schema 1, once mapped)
 
 
-def v2_seal_held(document: dict[str, Any]) -> bool:
-    """Schema 2's seal: sha256 of the document as written, without its integrity and signature."""
-    body = {key: value for key, value in document.items() if key not in ("integrity", "signature")}
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return (document.get("integrity") or {}).get("sha256") == digest
-
-
 def upgrade_v2(document: dict[str, Any], where: str) -> Result:
-    """Today's Result from a schema-2 document; sealed anew only when its own seal held."""
+    """Today's Result from a schema-2 document, still covered by its own seal and signature as written (so the
+    review decisions bound to its digest still count): an edit of the file shows, and nothing is sealed anew."""
     upgraded = document
     for step in V2_STEPS:
         upgraded = step(upgraded)
-    result = from_json(Result, upgraded | {"schema_version": SCHEMA_VERSION}, where)
-    return seal(result) if v2_seal_held(document) else result
+    return keep_written_form(from_json(Result, upgraded | {"schema_version": SCHEMA_VERSION}, where), document)

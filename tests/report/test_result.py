@@ -109,7 +109,7 @@ def test_verify_rechecks_a_schema_1_result_from_its_samples(tmp_path):
     assert outcomes["generalization audit"] == "skip" and "fail" not in outcomes.values()
 
 
-V2 = LEGACY / "v2"  # written by the schema-2 evaluator (before GPU identity had one record), on a fake GPU
+V2 = LEGACY / "v2"  # a signed result written by the schema-2 evaluator on a fake GPU, its key, a decision on it
 
 
 def test_schema_2_results_read_with_the_gpu_named_by_one_identity_record(tmp_path):
@@ -120,7 +120,9 @@ def test_schema_2_results_read_with_the_gpu_named_by_one_identity_record(tmp_pat
     assert result.schema_version == 3 and result.host.gpu == result.runs[0].host.gpu == board
     start = result.runs[0].fairness.gpu_start
     assert start.identity == dataclasses.replace(board, index=0) and start.temperature_c == 40
-    assert result.gpu_model == "Fake GPU" and seal_holds(result)  # its own seal held: sealed anew in today's form
+    assert result.gpu_model == "Fake GPU" and seal_holds(result)  # its seal covers the bytes it was written as
+    assert not seal_holds(dataclasses.replace(result, warnings=["added later"]))  # a changed copy is a new document
+    assert seal_holds(seal(result)) and seal(result).integrity != result.integrity  # sealed anew: today's form
     document = json.loads((V2 / "colour" / RESULT_NAME).read_text())
     assert document["schema_version"] == 2 and "gpu_uuid" in document["host"]  # the file itself is never rewritten
     document["host"]["gpu_serial"] = "SN-edited"
@@ -128,18 +130,26 @@ def test_schema_2_results_read_with_the_gpu_named_by_one_identity_record(tmp_pat
     assert not seal_holds(read_result(tmp_path))  # an edit of the old form still shows
 
 
-def test_a_schema_2_result_verifies_from_its_samples_and_ranks(tmp_path):
+def test_a_signed_schema_2_result_verifies_ranks_signed_and_keeps_its_review_decisions(tmp_path):
     import shutil
 
     from evaluator.report.leaderboard import load_results, rank_by_gpu
-    from evaluator.scoring.verify import verify_result
+    from evaluator.report.signing import load_public, signature_problem
+    from evaluator.scoring.verify import VerifyOptions, verify_result
 
     shutil.copytree(V2, tmp_path / "v2")
-    outcomes = {c.name: c.outcome for c in verify_result(tmp_path / "v2" / "colour")}
-    assert outcomes["document checksum"] == outcomes["run 1: energy.gpu_j recomputed from samples"] == "pass"
-    assert "fail" not in outcomes.values()
-    boards = rank_by_gpu(load_results(tmp_path / "v2"))
+    key = load_public(V2 / "edl-signing.pub")
+    assert signature_problem(read_result(V2 / "colour"), key) == ""  # re-sealing it in schema 3 would break this
+    outcomes = {c.name: c.outcome for c in verify_result(tmp_path / "v2" / "colour",
+                                                             VerifyOptions(public_key=V2 / "edl-signing.pub"))}
+    assert outcomes["document checksum"] == outcomes["signature by the organiser's key"] == "pass"
+    assert outcomes["run 1: energy.gpu_j recomputed from samples"] == "pass" and "fail" not in outcomes.values()
+    boards = rank_by_gpu(load_results(tmp_path / "v2", key))
     assert list(boards) == ["Fake GPU"] and [e.name for e in boards["Fake GPU"].ranked] == ["colour"]
+    (tmp_path / "v2" / "colour" / "review").mkdir()
+    shutil.copy(V2 / "disqualify-decision.json", tmp_path / "v2" / "colour" / "review" / "decision-1.json")
+    board = rank_by_gpu(load_results(tmp_path / "v2", key))["Fake GPU"]
+    assert board.ranked == [] and [e.name for e in board.disqualified] == ["colour"]  # bound to its digest as written
 
 
 def test_the_gpu_uuid_is_a_field_of_exactly_one_record_type():
