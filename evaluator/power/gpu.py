@@ -205,9 +205,9 @@ def resolve_gpu(cuda_device: int, nvml: ModuleType | None = None, environ: Mappi
 
 def open_by_uuid(nvml: ModuleType, identity: GpuIdentity) -> Handle:
     """The handle of the board ``identity`` names, by its UUID; MeterUnavailable saying why where it is not here."""
+    if identity.uuid is None:
+        raise MeterUnavailable("a GPU recorded without a UUID cannot be opened: only a board open_gpu resolved is")
     try:
-        if identity.uuid is None:
-            raise NvmlNotFound("the record names no UUID")
         return call(nvml, nvml.nvmlDeviceGetHandleByUUID, identity.uuid)
     except NvmlError as exc:
         raise MeterUnavailable(f"GPU {identity.uuid} (NVML index {identity.index} in the scoring process) cannot be "

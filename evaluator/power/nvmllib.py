@@ -18,6 +18,7 @@ from evaluator.power.base import MeterUnavailable
 
 DEFAULT_MODULE = "pynvml"
 T = TypeVar("T")
+Handle = Any  # an NVML device handle (a ctypes pointer in pynvml): opaque to edl
 
 
 class NvmlError(MeterError):
@@ -113,6 +114,3 @@ def shutdown(nvml: ModuleType) -> None:
         call(nvml, nvml.nvmlShutdown)
     except NvmlError:
         pass
-
-
-Handle = Any  # an NVML device handle (a ctypes pointer in pynvml): opaque to edl
