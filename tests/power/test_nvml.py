@@ -52,6 +52,15 @@ def test_nvml_counter_and_instant_power(fake_gpu):
     assert second[0] - first[0] == pytest.approx(250.0 * 0.2, rel=0.1)
 
 
+def test_one_failed_reading_is_nan_and_the_gpu_never_wraps(fake_gpu, monkeypatch):
+    fake_gpu(watts=250.0)
+    source = opened()
+    monkeypatch.setenv("FAKE_NVML_MODE", "no_counter")  # the counter stops answering after the source opened
+    energy, power = source.read()
+    assert energy != energy and power == pytest.approx(250.0)  # NaN: the sampler's mark of a dropped sample
+    assert source.shortest_wrap_seconds() is None  # PowerSource's default: no counter here wraps
+
+
 def test_nvml_instant_unsupported_falls_back_to_average_and_says_so(fake_gpu):
     fake_gpu(mode="no_instant")
     source = opened()
