@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from evaluator.power.gpu import Gpu
     from evaluator.report.result import Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,13 +57,16 @@ def log(out: Path, text: str) -> None:
         handle.write(text + "\n")
 
 
-def wait_for_settled_temperature(handle: object, nvml: object, limit_s: float) -> float:
+def wait_for_settled_temperature(gpu: Gpu, limit_s: float) -> float:
     """The same rule as edl's cool-down (10 s within 1 C), so both meters start from the same state."""
-    history: list[tuple[float, int]] = []
+    history: list[tuple[float, float]] = []
     deadline = time.monotonic() + limit_s
     while True:
         now = time.monotonic()
-        history.append((now, nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)))
+        temperature = gpu.temperature_c()
+        if temperature is None:
+            raise SystemExit("the GPU has no temperature sensor: the bare loop cannot cool down as edl does")
+        history.append((now, temperature))
         recent = [t for s, t in history if s >= now - 10]
         if (now - history[0][0] >= 10 and max(recent) - min(recent) <= 1) or now >= deadline:
             return float(history[-1][1])
@@ -72,11 +76,8 @@ def wait_for_settled_temperature(handle: object, nvml: object, limit_s: float) -
 def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, settings: dict, cooldown_s: float,
               feed: str = "iobinding") -> dict[str, object]:
     """The least a harness can do, written against onnxruntime alone: same options, batches and binding."""
-    import importlib
-
     import onnxruntime as ort
 
-    pynvml = importlib.import_module(os.environ.get("EDL_NVML_MODULE", "pynvml"))
     device = "cpu" if DRY_RUN else "cuda"
 
     from evaluator.config import RuntimeConfig
@@ -120,9 +121,13 @@ def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, set
 
     for _ in range(4):  # two plain runs, the capture, one replay
         reference = one_pass()
-    pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-    temperature = wait_for_settled_temperature(handle, pynvml, cooldown_s) if cooldown_s else None
+    from evaluator.power.gpu import NoGpu, open_gpu
+
+    gpu = open_gpu(0)  # the board CUDA device 0 runs on, by UUID: the one edl score --gpu 0 meters
+    if isinstance(gpu, NoGpu):
+        raise SystemExit(f"no GPU to meter the bare loop: {gpu.reason}")
+    pynvml, handle = gpu.nvml, gpu.handle
+    temperature = wait_for_settled_temperature(gpu, cooldown_s) if cooldown_s else None
     start_mj, start = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle), time.monotonic()
     mismatches = 0
     for _ in range(passes):

@@ -25,6 +25,7 @@ DEFAULT_THRESHOLDS = (0.90, 0.95, 0.99)
 SCORE = "score"
 SCORE_DIR = "score-dir"
 METER = "meter"
+ENV = "env"  # edl env: probes the --gpu that score would run on
 C = TypeVar("C")
 
 
@@ -106,7 +107,8 @@ class RuntimeConfig(Options):
 
     provider: str = option("auto", "Execution provider; auto: CUDA when it can run, else the CPU, said why",
                            choices=PROVIDERS)
-    gpu: int = option(0, "CUDA device id to run on and meter", minimum=0, comparable=False)
+    gpu: int = option(0, "CUDA device id to run on and meter", minimum=0, comparable=False,
+                      commands=(SCORE, SCORE_DIR, ENV))
     batch_size: int | None = option(None, "Batch size, unless the graph or its edl.batch_size metadata fixes one "
                                     "[default: 250]", minimum=1)
     prefer_nhwc: bool = option(True, "CUDA: prefer channels-last (NHWC) kernels")
@@ -259,7 +261,8 @@ class MeterRunConfig(Options):
 
     seconds: float | None = option(None, "Meter the machine doing nothing for N seconds", comparable=False,
                                    commands=(METER,))
-    gpu: int = option(0, "GPU index to meter", comparable=False, commands=(METER,))
+    gpu: int = option(0, "CUDA device id whose board is metered (as score --gpu)", minimum=0, comparable=False,
+                      commands=(METER,))
     meter: MeterConfig = group(MeterConfig)  # its --sample-ms
     out_dir: Path = option(Path("results/meter"), "Where samples and the report go", flag="--out", comparable=False,
                            commands=(METER,))

@@ -297,6 +297,7 @@ def result_variant(template, accuracy: float, total_j: float | None, *, passes: 
     import dataclasses
     import hashlib
 
+    from evaluator.power.gpu import GpuIdentity
     from evaluator.report.energy import per_pass_and_image
     from evaluator.report.integrity import seal
     from evaluator.report.result import Energy
@@ -305,7 +306,8 @@ def result_variant(template, accuracy: float, total_j: float | None, *, passes: 
     passes = passes or template.passes
     run = template.runs[0]
     counted = list(domains) if total_j is not None else []
-    run = dataclasses.replace(run, host=dataclasses.replace(run.host, gpu=gpu or run.host.gpu),
+    board = GpuIdentity(name=gpu) if gpu else run.host.gpu
+    run = dataclasses.replace(run, host=dataclasses.replace(run.host, gpu=board),
                               energy=dataclasses.replace(run.energy, total_j=total_j, total_domains=counted))
     per_pass, per_image = per_pass_and_image(total_j, passes, images)
     energy = Energy(total_j=total_j, total_domains=counted,

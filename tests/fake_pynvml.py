@@ -5,7 +5,8 @@ against it. The energy counter is a pure function of ``time.monotonic()``: ``wat
 module's epoch, optionally in NVML-like steps.
 
 FAKE_NVML_MODE: comma-separated flags: ``absent`` (nvmlInit fails), ``no_counter``,
-``no_instant`` (the field returns NotSupported), ``no_power``.
+``no_instant`` (the field returns NotSupported), ``no_power``, ``no_clocks`` (clock readings NotSupported),
+``lost`` (the temperature and clock readings fail with GpuIsLost, as a board that fell off the bus).
 FAKE_NVML_WATTS, FAKE_NVML_STEP_S, FAKE_NVML_EPOCH (a monotonic time), FAKE_NVML_TEMPS (a list
 of temperatures returned one after another, the last repeated), FAKE_NVML_NAME (the GPU's model name),
 FAKE_NVML_INIT_DELAY_S (nvmlInit takes this long).
@@ -41,19 +42,33 @@ _temperature_calls = 0
 
 
 class NVMLError(Exception):
-    pass
+    """As pynvml's: ``value`` is NVML's return code (pynvml maps each code to a subclass)."""
+
+    value = 999  # NVML_ERROR_UNKNOWN
 
 
 class NVMLError_NotSupported(NVMLError):  # noqa: N801, N818 - pynvml's own name
-    pass
+    value = NVML_ERROR_NOT_SUPPORTED
 
 
 class NVMLError_NotFound(NVMLError):  # noqa: N801, N818 - pynvml's own name
-    pass
+    value = 6
 
 
 class NVMLError_InvalidArgument(NVMLError):  # noqa: N801, N818 - pynvml's own name
-    pass
+    value = 2
+
+
+class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801, N818 - pynvml's own name
+    value = 12
+
+
+class NVMLError_GpuIsLost(NVMLError):  # noqa: N801, N818 - pynvml's own name
+    value = 15
+
+
+class NVMLError_NoPermission(NVMLError):  # noqa: N801, N818 - pynvml's own name
+    value = 4
 
 
 class Mig(NamedTuple):
@@ -157,7 +172,7 @@ def _board(handle: SimpleNamespace) -> int:
 def nvmlInit() -> None:  # noqa: N802 - pynvml's own name
     time.sleep(float(os.environ.get("FAKE_NVML_INIT_DELAY_S", "0")))  # a driver slow to answer
     if "absent" in _mode():
-        raise NVMLError("NVML Shared Library Not Found")
+        raise NVMLError_LibraryNotFound("NVML Shared Library Not Found")
 
 
 def nvmlShutdown() -> None:  # noqa: N802
@@ -273,6 +288,8 @@ def nvmlDeviceGetName(handle: object) -> str:  # noqa: N802
 
 def nvmlDeviceGetTemperature(handle: object, sensor: int) -> int:  # noqa: N802
     global _temperature_calls
+    if "lost" in _mode():
+        raise NVMLError_GpuIsLost("GPU is lost")
     temps = [int(t) for t in os.environ.get("FAKE_NVML_TEMPS", "40").split(",")]
     value = temps[min(_temperature_calls, len(temps) - 1)]
     _temperature_calls += 1
@@ -280,6 +297,10 @@ def nvmlDeviceGetTemperature(handle: object, sensor: int) -> int:  # noqa: N802
 
 
 def nvmlDeviceGetClockInfo(handle: object, clock: int) -> int:  # noqa: N802
+    if "lost" in _mode():
+        raise NVMLError_GpuIsLost("GPU is lost")
+    if "no_clocks" in _mode():
+        raise NVMLError_NotSupported("Not Supported")
     return 1980 if clock == NVML_CLOCK_SM else 2619
 
 

@@ -17,7 +17,7 @@ from test_architecture import MODULES
 from evaluator.config import METER, MeterConfig, MeterRunConfig, option_fields
 from evaluator.errors import EdlError
 from evaluator.fileio import probe_writable, temp_beside, temp_pattern, write_owner_only, write_probe_pattern
-from evaluator.power.nvml import number_cuda_devices_as_nvml
+from evaluator.power.gpu import number_cuda_devices_as_nvml
 
 
 def _docstrings(tree: ast.Module) -> set[int]:
@@ -54,8 +54,8 @@ def using_name(attribute: str) -> set[str]:
     ("trt-cache", "evaluator.runtime.session"),  # TensorRT's engine cache in the result folder
     (".write-probe-", "evaluator.fileio"),
     (".tmp", "evaluator.fileio"),  # the temp files atomic writes rename into place
-    ("CUDA_DEVICE_ORDER", "evaluator.power.nvml"),
-    ("PCI_BUS_ID", "evaluator.power.nvml"),
+    ("CUDA_DEVICE_ORDER", "evaluator.power.gpu"),
+    ("PCI_BUS_ID", "evaluator.power.gpu"),
     ("prints to the terminal", "evaluator.report.render"),  # --format table with --output
     ("choose one of", "evaluator.report.render"),  # an unknown --format
 ])
@@ -83,7 +83,7 @@ def test_the_edl_meter_options_come_from_the_config():
     offered = {found.flag: (found.spec.help, found.default) for found in option_fields(MeterRunConfig, METER)}
     assert offered == {
         "--seconds": ("Meter the machine doing nothing for N seconds", None),
-        "--gpu": ("GPU index to meter", 0),
+        "--gpu": ("CUDA device id whose board is metered (as score --gpu)", 0),
         "--sample-ms": (MeterConfig.__dataclass_fields__["sample_period_ms"].metadata["option"].help, 10.0),
         "--out": ("Where samples and the report go", Path("results/meter")),
     }

@@ -15,7 +15,7 @@ from pathlib import Path
 from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import EdlError, SubmissionError
 from evaluator.fileio import write_owner_only
-from evaluator.power.nvml import number_cuda_devices_as_nvml
+from evaluator.power.gpu import number_cuda_devices_as_nvml
 from evaluator.report.records import DataRecord, write_document
 from evaluator.scoring.score import Plan, score
 from evaluator.typedjson import from_json, to_json

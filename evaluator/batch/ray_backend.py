@@ -132,11 +132,10 @@ class RayBackend:
             return {"address": address, "include_dashboard": False, "log_to_driver": False}
         from evaluator.scoring.thermal import GpuWatch  # a local instance: this machine is the one host
 
-        watch = GpuWatch(0)
-        snapshot = watch.snapshot() if watch.nvml is not None else None
+        board = GpuWatch(0).identity
         resources = {HOST_RESOURCE: 1.0}
-        if snapshot is not None and snapshot.name:
-            resources[GPU_KIND_PREFIX + kind_slug(snapshot.name)] = 1.0
+        if board is not None and board.name:
+            resources[GPU_KIND_PREFIX + kind_slug(board.name)] = 1.0
         return {"address": "local", "resources": resources, "include_dashboard": False, "log_to_driver": False,
                 "object_store_memory": 256 << 20, "num_cpus": os.cpu_count() or 1}
 

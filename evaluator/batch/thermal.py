@@ -15,7 +15,7 @@ def batch_target(config: ScoreConfig) -> ThermalRecord:
     if config.meter.target_temp_c is not None:
         return ThermalRecord(config.meter.target_temp_c, "--target-temp", band)
     watch = GpuWatch(config.runtime.gpu)
-    if watch.nvml is None:
+    if watch.reason:
         return ThermalRecord(None, f"no GPU temperature here ({watch.reason}): each run cools as configured", band)
     settle = dataclasses.replace(config.meter, target_temp_c=None)
     record = cool_down(watch, settle)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from evaluator.cli.console import fmt, out, print_json, say
 from evaluator.cli.options import JsonOption, config_options
-from evaluator.config import METER, MeterRunConfig
+from evaluator.config import ENV, METER, MeterRunConfig, RuntimeConfig
 from evaluator.errors import UsageError
 from evaluator.typedjson import to_json
 
@@ -19,25 +18,32 @@ def _row(item: str, ok: bool | None, detail: str) -> dict[str, str]:
     return {"item": item, "status": {True: "ok", False: "unavailable", None: "partial"}[ok], "detail": detail}
 
 
-def _gpu_rows(gpu: int) -> list[dict[str, str]]:
+def _gpu_rows(cuda_device: int) -> list[dict[str, str]]:
+    """The board CUDA device ``cuda_device`` runs on (as ``score --gpu``), and what NVML meters of it."""
     from evaluator.power.base import MeterUnavailable
-    from evaluator.power.nvml import NvmlSource, driver_version, gpu_state
+    from evaluator.power.gpu import NoGpu, open_gpu
+    from evaluator.power.nvml import NvmlSource
 
+    gpu = open_gpu(cuda_device)
+    if isinstance(gpu, NoGpu):
+        return [_row("gpu energy (nvml)", False, gpu.reason)]
     try:
-        source = NvmlSource((gpu,))
+        source = NvmlSource((gpu.identity,))
     except MeterUnavailable as exc:
+        gpu.close()
         return [_row("gpu energy (nvml)", False, str(exc))]
-    state, meter = gpu_state(source.nvml, gpu), source.gpus[0]
-    uuid = f", {state.uuid}" if state.uuid else ""
-    rows = [_row(f"gpu {gpu}", True, f"{state.name}, driver {driver_version(source.nvml)}{uuid}"),
+    identity, meter = gpu.identity, source.gpus[0]
+    uuid = f", {identity.uuid}" if identity.uuid else ""
+    rows = [_row(f"gpu {cuda_device}", True, f"{identity.name}, driver {gpu.driver_version()}{uuid}"),
             _row("nvml energy counter", meter.energy_counter,
                  "nvmlDeviceGetTotalEnergyConsumption" if meter.energy_counter else "; ".join(meter.notes)),
             _row("nvml power", meter.power_method == "instant",
                  {"instant": "NVML_FI_DEV_POWER_INSTANT", "average": "nvmlDeviceGetPowerUsage (1 s average)",
                   "none": "no power reading"}[meter.power_method])]
     source.close()
-    if state.name:
-        rows.append(_row("ray resources", True, f"ray start ... --resources '{ray_resources(state.name)}'"))
+    gpu.close()
+    if identity.name:
+        rows.append(_row("ray resources", True, f"ray start ... --resources '{ray_resources(identity.name)}'"))
     return rows
 
 
@@ -48,7 +54,7 @@ def ray_resources(gpu_name: str) -> str:
     return json.dumps({HOST_RESOURCE: 1, GPU_KIND_PREFIX + kind_slug(gpu_name): 1})
 
 
-def environment_rows(gpu: int = 0) -> list[dict[str, str]]:
+def environment_rows(gpu: int = 0) -> list[dict[str, str]]:  # gpu: a CUDA device id, as score --gpu
     """Every meter and provider, and for anything missing, why and how to fix it."""
     import onnxruntime as ort
 
@@ -71,12 +77,12 @@ def environment_rows(gpu: int = 0) -> list[dict[str, str]]:
     return rows
 
 
-def env(gpu: Annotated[int, typer.Option(help="GPU index to probe", metavar="INTEGER")] = 0,
-        as_json: JsonOption = False) -> None:
+@config_options(ENV)
+def env(runtime: RuntimeConfig, as_json: JsonOption = False) -> None:
     """What this machine can measure and run, and for anything missing, why and how to fix it."""
     from evaluator.scoring.hostinfo import versions
 
-    rows = environment_rows(gpu)
+    rows = environment_rows(runtime.gpu)
     if as_json:
         print_json({"rows": rows, "versions": to_json(versions())})
         return

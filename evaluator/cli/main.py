@@ -13,7 +13,7 @@ from evaluator import __version__
 from evaluator.cli import board, check, data, env, review, score
 from evaluator.cli.console import Interrupted, error, note
 from evaluator.errors import INTERRUPTED_EXIT, EdlError, SubmissionError
-from evaluator.power.nvml import number_cuda_devices_as_nvml
+from evaluator.power.gpu import number_cuda_devices_as_nvml
 
 F = TypeVar("F", bound=Callable[..., Any])
 INTERRUPTED_NOTE = "interrupted: results already written are intact"

@@ -28,7 +28,7 @@ class Channel:
 
 
 class PowerSource(Protocol):
-    """What the sampler needs of a source."""
+    """What the sampler needs of a source; a source subclasses it to take the defaults."""
 
     @property
     def name(self) -> str: ...
@@ -40,6 +40,12 @@ class PowerSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def shortest_wrap_seconds(self) -> float | None:
+        """The least time in which one of its counters can wrap at full power; None: none wraps (the default).
+
+        The sampler must read a wrapping counter at least twice a wrap, or a whole wrap goes unseen."""
+        return None
 
 
 class SourceSpec(Protocol):

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from evaluator.power.analysis import Samples, Window, load_samples
 from evaluator.power.base import SourceSpec
-from evaluator.power.nvml import NvmlSpec, nvml_index, nvml_module_name, resolve_gpus
+from evaluator.power.gpu import Gpu, NoGpu, open_gpu
+from evaluator.power.nvml import NvmlSpec
+from evaluator.power.nvmllib import nvml_module_name
 from evaluator.power.rapl import RaplSpec
 from evaluator.power.sampler import Sampler
 
@@ -23,16 +25,16 @@ def default_specs(gpu_devices: tuple[int, ...] = (0,), nvml_module: str = "", po
     """The sources every measurement uses: the scored GPU(s) through NVML, the CPU through RAPL.
 
     ``gpu_devices`` are CUDA device ids, as the provider's ``--gpu``; NVML's own numbering may differ, so
-    each is resolved here to its board's UUID, which the sampler process opens. Raises MeterError where
-    the board cannot be told for sure (``resolve_gpu`` says why and how to fix it).
+    each is resolved here (``open_gpu``) to its board's UUID, which the sampler process opens. Raises
+    MeterError where the board cannot be told for sure (``resolve_gpu`` says why and how to fix it).
     """
     module = nvml_module or nvml_module_name()
-    gpus = resolve_gpus(gpu_devices, module)
-    if gpus is None:  # no NVML here: the sampler process will find none either, and say why
-        nvml = NvmlSpec(gpu_indices=tuple(nvml_index(device, module) for device in gpu_devices), module=module)
-    else:
-        nvml = NvmlSpec(gpu_indices=tuple(gpu.index for gpu in gpus), module=module, gpus=gpus)
-    return [nvml, RaplSpec(root=powercap_root)]
+    opened = [open_gpu(device, module) for device in gpu_devices]
+    for gpu in opened:
+        gpu.close()  # the identity is what crosses into the sampler process
+    missing = next((gpu.reason for gpu in opened if isinstance(gpu, NoGpu)), "")
+    boards = () if missing else tuple(gpu.identity for gpu in opened if isinstance(gpu, Gpu))
+    return [NvmlSpec(gpus=boards, module=module, unavailable=missing), RaplSpec(root=powercap_root)]
 
 
 class Meter:

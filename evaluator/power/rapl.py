@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluator.power.base import ENERGY, Channel, MeterUnavailable
+from evaluator.power.base import ENERGY, Channel, MeterUnavailable, PowerSource
 
 DEFAULT_ROOT = "/sys/class/powercap"
 ASSUMED_MAX_W = 500.0  # no package or DRAM zone draws more: how soon a counter can wrap is judged at this power
@@ -99,7 +99,7 @@ def _open_zone(path: Path, domain: str, label: str) -> Zone:
     return Zone(path=path, domain=domain, label=label, max_range_uj=max_range)
 
 
-class RaplSource:
+class RaplSource(PowerSource):
     """Every package's (and DRAM's) energy counter under one powercap root."""
 
     name = "rapl"

@@ -78,7 +78,7 @@ def sampler_main(specs: list[SourceSpec], path: str, period_s: float, conn: Conn
             except MeterUnavailable as exc:
                 unavailable[spec.name] = str(exc)
         channels = [channel for source in sources for channel in source.channels()]
-        wraps = [source.shortest_wrap_seconds() for source in sources if hasattr(source, "shortest_wrap_seconds")]
+        wraps = [wrap for source in sources if (wrap := source.shortest_wrap_seconds()) is not None]
         if wraps and period_s >= min(wraps) / 2:
             raise MeterError(wrap_too_fast(period_s, min(wraps)))
         with open(path, "w", buffering=1) as handle:  # line-buffered: every sample reaches the OS at once

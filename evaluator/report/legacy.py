@@ -18,7 +18,7 @@ from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
 from evaluator.errors import ResultError
 from evaluator.report.integrity import canonical_bytes, canonical_json, seal
 from evaluator.report.records import RunEnergy
-from evaluator.report.result import SCHEMA_VERSION, GpuState, Result, UpgradedFrom, result_json
+from evaluator.report.result import SCHEMA_VERSION, Result, UpgradedFrom, result_json
 from evaluator.typedjson import from_json, to_json
 
 LEGACY_VERSION = 1
@@ -60,13 +60,24 @@ def _known(cls: type, values: dict[str, Any] | None) -> dict[str, Any] | None:
     return {key: value for key, value in values.items() if key in names}
 
 
+# Schema 2's GpuState keys: schema 1's fairness records carried a few more.
+_V2_GPU_STATE = ("index", "name", "uuid", "serial", "pci_bus_id", "mig_uuid", "temperature_c", "sm_clock_mhz",
+                 "memory_clock_mhz", "power_limit_w", "clock_event_reasons", "other_compute_pids", "memory_used_mib",
+                 "error")
+
+
+def _schema_2_gpu_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if state is None else {key: value for key, value in state.items() if key in _V2_GPU_STATE}
+
+
 def _run(document: dict[str, Any]) -> dict[str, Any]:
 
     energy = _known(RunEnergy, document["energy"]) or {}
     energy["domains"] = {name: {key: value for key, value in domain.items() if key != "reason" or value}
                          for name, domain in (energy.get("domains") or {}).items()}
     fairness = dict(document["fairness"])
-    fairness["gpu_start"], fairness["gpu_end"] = (_known(GpuState, fairness.get(k)) for k in ("gpu_start", "gpu_end"))
+    fairness["gpu_start"], fairness["gpu_end"] = (_schema_2_gpu_state(fairness.get(key))
+                                                  for key in ("gpu_start", "gpu_end"))
     windows = document.get("windows", [])
     measured = next(w for w in windows if w["name"] == "measured")
     warmup = next((w for w in windows if w["name"] == "warmup"), None)
@@ -123,9 +134,54 @@ def _v2_to_v3_documents(document: dict[str, Any]) -> dict[str, Any]:
     return upgraded | ({"runs": runs} if "runs" in document else {})
 
 
+_IDENTITY = ("uuid", "name", "serial", "pci_bus_id", "mig_uuid", "index")  # GpuIdentity's keys
+_V2_HOST_GPU = {"gpu": "name", "gpu_uuid": "uuid", "gpu_serial": "serial", "gpu_pci_bus_id": "pci_bus_id",
+                "gpu_mig_uuid": "mig_uuid"}  # schema 2's HostRecord key -> GpuIdentity's
+
+
+def _identity(values: dict[str, Any]) -> dict[str, Any] | None:
+    """A GpuIdentity's JSON from schema 2's flat fields; null where schema 2 named no GPU at all."""
+    identity = {key: values.get(key) for key in _IDENTITY}
+    return identity if any(value is not None for value in identity.values()) else None
+
+
+def _host_with_identity(host: dict[str, Any]) -> dict[str, Any]:
+    flat = {new: host.get(old) for old, new in _V2_HOST_GPU.items()}
+    return {key: value for key, value in host.items() if key not in _V2_HOST_GPU} | {"gpu": _identity(flat)}
+
+
+def _state_with_identity(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    rest = {key: value for key, value in state.items() if key not in _IDENTITY}
+    return {"identity": _identity(state)} | rest
+
+
+def _v2_to_v3_gpu_identity(document: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 named a GPU field by field (``host.gpu``, ``host.gpu_uuid``... and each fairness state's
+    ``index``, ``name``, ``uuid``...); schema 3 embeds one GpuIdentity record (``host.gpu``, ``identity``)."""
+    upgraded = dict(document)
+    if isinstance(upgraded.get("host"), dict):
+        upgraded["host"] = _host_with_identity(upgraded["host"])
+    runs = []
+    for run in upgraded.get("runs") or []:
+        run = dict(run)
+        if isinstance(run.get("host"), dict):
+            run["host"] = _host_with_identity(run["host"])
+        if isinstance(run.get("fairness"), dict):
+            fairness = dict(run["fairness"])
+            fairness["gpu_start"], fairness["gpu_end"] = (_state_with_identity(fairness.get(key))
+                                                          for key in ("gpu_start", "gpu_end"))
+            run["fairness"] = fairness
+        runs.append(run)
+    if "runs" in upgraded:
+        upgraded["runs"] = runs
+    return upgraded
+
+
 def _v2_to_v3(document: dict[str, Any]) -> dict[str, Any]:
     """Schema 2 to 3, one function per change."""
-    return _v2_to_v3_documents(document) | {"schema_version": SCHEMA_VERSION}
+    return _v2_to_v3_gpu_identity(_v2_to_v3_documents(document)) | {"schema_version": SCHEMA_VERSION}
 
 
 def _carrying(result: Result, version: int, canonical: bytes) -> Result:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from evaluator.config import ScoreConfig
+from evaluator.power.gpu import GpuIdentity
 from evaluator.report.audit_record import Audit
 from evaluator.report.records import (
     DataRecord,
@@ -29,12 +30,12 @@ from evaluator.report.records import (
 )
 from evaluator.typedjson import JsonObject, doc, json_schema, to_json
 
-SCHEMA_VERSION = 3  # 3: passes only in config (not in the result and each run again); 2: edl 0.2; 1: edl 0.1
+SCHEMA_VERSION = 3  # 3: passes only in config, one GpuIdentity record per named GPU; 2: edl 0.2; 1: edl 0.1
 RESULT_KIND = "edl-result"
 RESULT_NAME = "result.json"
 # One run's files in a result folder, by run index ("*" gives the pattern of them all).
 RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME = "run-{}.json", "samples-{}.csv", "timeline-{}.png"
-SCHEMA_ID = "https://edl.invalid/schema/result-3.json"
+SCHEMA_ID = f"https://edl.invalid/schema/result-{SCHEMA_VERSION}.json"
 Status = Literal["scored", "failed"]
 
 
@@ -142,13 +143,9 @@ class Tuning:
 
 @dataclass
 class GpuState:
-    index: int | None = field(default=None, metadata=doc("NVML's index of the board (NVML numbers by PCI bus id)"))
-    name: str | None = None
-    uuid: str | None = field(default=None, metadata=doc("the board's UUID, as nvidia-smi -L shows it"))
-    serial: str | None = field(default=None, metadata=doc("the board's serial number, where NVML gives one"))
-    pci_bus_id: str | None = None
-    mig_uuid: str | None = field(default=None, metadata=doc(
-        "the MIG instance the model ran on, where it was one; the rest (and the energy) is the whole board's"))
+    """The metered GPU at one moment; ``error``, where it could not be read (the rest is then null)."""
+
+    identity: GpuIdentity | None = field(default=None, metadata=doc("the board (null where it could not be read)"))
     temperature_c: float | None = None
     sm_clock_mhz: float | None = None
     memory_clock_mhz: float | None = None
@@ -176,7 +173,7 @@ class Fairness:
 
     gpu_start: GpuState | None
     gpu_end: GpuState | None
-    gpu_unavailable: str | None
+    gpu_unavailable: str | None = field(metadata=doc("why no GPU could be read here (NoGpu's reason), if so"))
     cooldown: Cooldown
 
 
@@ -186,13 +183,7 @@ class HostRecord:
     os: str
     cpu: str
     cpu_count: int | None
-    gpu: str | None = field(default=None, metadata=doc("the GPU's model name, from NVML"))
-    gpu_uuid: str | None = field(default=None, metadata=doc("the metered board's UUID, as nvidia-smi -L shows it"))
-    gpu_serial: str | None = field(default=None, metadata=doc("the metered board's serial number, where NVML "
-                                                              "gives one"))
-    gpu_pci_bus_id: str | None = field(default=None, metadata=doc("the metered board's PCI bus id"))
-    gpu_mig_uuid: str | None = field(default=None, metadata=doc(
-        "the MIG instance the model ran on, where it was one; the energy is the whole board's"))
+    gpu: GpuIdentity | None = field(default=None, metadata=doc("the metered board (null: no GPU could be read)"))
 
 
 @dataclass
@@ -319,7 +310,8 @@ class Result(_Readable):
 
     @property
     def gpu_model(self) -> str | None:
-        return self.runs[0].host.gpu if self.runs else self.host.gpu
+        gpu = self.runs[0].host.gpu if self.runs else self.host.gpu
+        return gpu.name if gpu is not None else None
 
     @property
     def why(self) -> str:

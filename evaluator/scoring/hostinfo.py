@@ -8,7 +8,8 @@ from importlib import metadata
 from pathlib import Path
 
 import evaluator
-from evaluator.report.result import GpuState, HostRecord, Versions
+from evaluator.power.gpu import GpuIdentity
+from evaluator.report.result import HostRecord, Versions
 
 
 def _version(distribution: str) -> str | None:
@@ -45,9 +46,7 @@ def versions(driver: str | None = None) -> Versions:
     )
 
 
-def host(gpu: GpuState | None = None) -> HostRecord:
-    """This machine, and the GPU ``gpu`` (the fairness record of the metered board) by name and identity."""
+def host(gpu: GpuIdentity | None = None) -> HostRecord:
+    """This machine, and the metered board ``gpu`` (None: no GPU could be read)."""
     return HostRecord(hostname=platform.node(), os=f"{platform.system()} {platform.release()}", cpu=cpu_model(),
-                      cpu_count=os.cpu_count(), gpu=gpu.name if gpu else None, gpu_uuid=gpu.uuid if gpu else None,
-                      gpu_serial=gpu.serial if gpu else None, gpu_pci_bus_id=gpu.pci_bus_id if gpu else None,
-                      gpu_mig_uuid=gpu.mig_uuid if gpu else None)
+                      cpu_count=os.cpu_count(), gpu=gpu)

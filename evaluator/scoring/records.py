@@ -12,7 +12,7 @@ from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.fileio import sha256_file
 from evaluator.power.analysis import Window
-from evaluator.power.nvml import GpuSnapshot
+from evaluator.power.gpu import GpuSnapshot
 from evaluator.report.records import DataRecord, WindowRecord, utc_now
 from evaluator.report.result import (
     ContractRecord,
@@ -58,7 +58,9 @@ def provider_record(info: SessionInfo, requested: str, gpu: int) -> ProviderReco
 def gpu_record(snapshot: GpuSnapshot | None, error: str = "") -> GpuState | None:
     if error:
         return GpuState(error=error)
-    return None if snapshot is None else GpuState(**dataclasses.asdict(snapshot))
+    if snapshot is None:
+        return None
+    return GpuState(**{found.name: getattr(snapshot, found.name) for found in dataclasses.fields(snapshot)})
 
 
 def window_records(windows: list[Window]) -> list[WindowRecord]:

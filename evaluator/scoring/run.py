@@ -215,7 +215,7 @@ def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, o
     window = meter.find("measured")
     assert window is not None
     run = Run(
-        index=run_index, started_utc=started, host=host(gpu_start),
+        index=run_index, started_utc=started, host=host(watch.identity),
         batch_size=prepared.batch_size, warmup_passes=measured.warmup_passes,
         warmup_s=measured.warmup.seconds if measured.warmup else 0.0, start_temp_c=measured.start_temp_c,
         seconds=window.seconds,

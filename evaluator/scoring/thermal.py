@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from types import ModuleType
 
 from evaluator.config import MeterConfig
-from evaluator.power.base import MeterUnavailable
-from evaluator.power.nvml import GpuIdentity, GpuSnapshot, driver_version, gpu_state, load_nvml, resolve_gpu
+from evaluator.errors import MeterError
+from evaluator.power.gpu import Gpu, GpuIdentity, NoGpu, open_gpu
 from evaluator.report.result import Cooldown, GpuState
 from evaluator.scoring.records import gpu_record
 
@@ -23,40 +22,36 @@ POLL_S = 1.0
 
 
 class GpuWatch:
-    """NVML in the scoring process, for the fairness record and the cool-down (not for energy)."""
+    """The GPU in the scoring process, for the fairness record and the cool-down (not for energy)."""
 
     def __init__(self, cuda_device: int) -> None:
-        self.nvml: ModuleType | None
-        self.board: GpuIdentity | None = None
-        try:
-            self.nvml = load_nvml()
-            self.reason = ""
-        except MeterUnavailable as exc:
-            self.nvml = None
-            self.reason = str(exc)
-        if self.nvml is not None:
-            self.board = resolve_gpu(cuda_device, self.nvml)  # by UUID: the board CUDA runs on, MIG noted
+        self.gpu: Gpu | NoGpu = open_gpu(cuda_device)  # by UUID: the board CUDA runs on, MIG noted
 
-    def snapshot(self) -> GpuSnapshot | None:
-        """The GPU's state now; None without NVML. Raises when the GPU cannot be read (lost, wrong index)."""
-        return None if self.nvml is None or self.board is None else gpu_state(self.nvml, self.board)
+    @property
+    def reason(self) -> str:
+        """Why no GPU can be read here; "" where one can."""
+        return self.gpu.reason if isinstance(self.gpu, NoGpu) else ""
+
+    @property
+    def identity(self) -> GpuIdentity | None:
+        return self.gpu.identity
 
     def record(self) -> GpuState | None:
-        """The GPU's state now, for the result: a failure to read it is recorded, not raised."""
+        """The GPU's state now, for the result (None without a GPU): a failure to read it is recorded, not raised."""
         try:
-            return gpu_record(self.snapshot())
-        except Exception as exc:  # noqa: BLE001 - a missing index or a lost GPU
+            return gpu_record(self.gpu.snapshot())
+        except MeterError as exc:  # NvmlGpuLost, NvmlNoPermission...
             return gpu_record(None, str(exc))
 
     def temperature_c(self) -> float | None:
+        """The temperature now; None where it cannot be read (no GPU, no sensor, or the GPU failed to answer)."""
         try:
-            snapshot = self.snapshot()
-        except Exception:  # noqa: BLE001 - a GPU that cannot be read has no temperature
+            return self.gpu.temperature_c()
+        except MeterError:  # a GPU that cannot be read has no temperature: the cool-down says so
             return None
-        return None if snapshot is None else snapshot.temperature_c
 
     def driver(self) -> str | None:
-        return driver_version(self.nvml) if self.nvml is not None else None
+        return self.gpu.driver_version()
 
 
 def settled(history: list[tuple[float, float]], band_c: float, target_c: float | None) -> bool:
@@ -71,7 +66,7 @@ def settled(history: list[tuple[float, float]], band_c: float, target_c: float |
 def cool_down(watch: GpuWatch, meter: MeterConfig, on_start: Callable[[], None] | None = None,
               sleep: Callable[[float], None] = time.sleep) -> Cooldown:
     """Wait (bounded) until the GPU temperature settles within the band of the target; say how it went."""
-    if watch.nvml is None:
+    if isinstance(watch.gpu, NoGpu):
         return Cooldown(skipped=f"no GPU temperature: {watch.reason}")
     first = watch.temperature_c()
     if first is None or meter.cooldown_s <= 0:

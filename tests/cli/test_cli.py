@@ -74,6 +74,15 @@ def test_env_with_a_gpu_and_rapl(tmp_path, fake_gpu, monkeypatch, cli):
     assert "package0" in rows["cpu energy (rapl)"]["detail"] and "dram0" in rows["cpu energy (rapl)"]["detail"]
 
 
+def test_env_gpu_is_the_cuda_device_as_for_score(fake_gpu, cli):
+    """--gpu N names CUDA device N everywhere: here the board CUDA_VISIBLE_DEVICES puts first, not NVML's first."""
+    first, second = "GPU-aaaaaaaa-1111-4111-8111-111111111111", "GPU-bbbbbbbb-2222-4222-8222-222222222222"
+    fake_gpu(gpus=f"{first}@00000000:5E:00.0,{second}@00000000:1A:00.0", visible="GPU-bbbb")
+    rows = {row["item"]: row for row in json.loads(cli("env", "--gpu", "0", "--json").stdout)["rows"]}
+    assert rows["gpu 0"]["detail"] == f"Fake GPU, driver 999.99, {second}"  # NVML index 0 would be {first}
+    assert cli("env", "--gpu", "-1").exit_code == 2  # checked as score's --gpu is
+
+
 def test_score_json_is_the_only_stdout_and_records_every_setting(tmp_path, data, cli):
     run = cli("score", oracle_model(tmp_path / "m.onnx"), "--data", data, "--passes", "2", "--idle-seconds", "0",
               "--cooldown", "0", "--no-prefer-nhwc", "--cudnn-search", "HEURISTIC", "--no-tf32",

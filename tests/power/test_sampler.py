@@ -6,11 +6,13 @@ import os
 import signal
 import time
 
+import fake_pynvml
 import pytest
 from builders import PowercapTree
 
 from evaluator.errors import MeterError
 from evaluator.power.analysis import Window, counter_energy_j, domain_reading, largest_gap_s, load_samples
+from evaluator.power.gpu import GpuIdentity
 from evaluator.power.meter import Meter, default_specs
 from evaluator.power.nvml import NvmlSpec
 from evaluator.power.rapl import RaplSpec
@@ -47,7 +49,8 @@ def test_ctrl_c_while_the_sampler_starts_leaves_no_sampler(tmp_path, fake_gpu, m
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    sampler = Sampler([NvmlSpec((0,), "fake_pynvml")], tmp_path / "s.csv")
+    board = GpuIdentity(uuid=fake_pynvml.boards()[0].uuid, index=0)  # as the parent resolved it
+    sampler = Sampler([NvmlSpec((board,), "fake_pynvml")], tmp_path / "s.csv")
     try:
         signal.setitimer(signal.ITIMER_REAL, 1.0)
         with pytest.raises(KeyboardInterrupt):
@@ -59,7 +62,8 @@ def test_ctrl_c_while_the_sampler_starts_leaves_no_sampler(tmp_path, fake_gpu, m
 
 
 def test_killed_sampler_makes_the_measurement_invalid(tmp_path):
-    sampler = Sampler([RaplSpec(root=str(tmp_path / "none")), NvmlSpec((0,), "fake_pynvml")], tmp_path / "s.csv")
+    sampler = Sampler([RaplSpec(root=str(tmp_path / "none")), NvmlSpec(module="fake_pynvml", unavailable="no NVML")],
+                      tmp_path / "s.csv")
     sampler.start()
     sampler._process.kill()
     sampler._process.join()

@@ -51,6 +51,7 @@ def test_the_seal_covers_every_field_but_itself(scored):
     ({"kind": "edl-result", "schema_version": 7}, "result schema 7 is not one this edl reads"),
     ({"kind": "edl-result", "schema_version": 1}, "malformed result"),
     ({"kind": "edl-result", "schema_version": 2, "status": "scored"}, "malformed result"),
+    ({"kind": "edl-result", "schema_version": 3, "status": "scored"}, "malformed result"),
 ])
 def test_foreign_old_and_broken_documents_are_refused_with_a_reason(tmp_path, document, message):
     path = tmp_path / RESULT_NAME
@@ -107,3 +108,66 @@ def test_verify_rechecks_a_schema_1_result_from_its_samples(tmp_path):
     assert outcomes["run 1: energy.cpu_j recomputed from samples"] == "pass"
     assert outcomes["energy.total_j_interval recomputed from the runs"] == "skip"  # schema 1 had no interval
     assert outcomes["generalization audit"] == "skip" and "fail" not in outcomes.values()
+
+
+V2 = LEGACY / "v2"  # a signed result written by the schema-2 evaluator on a fake GPU, its key, a decision on it
+
+
+def test_schema_2_results_read_with_the_gpu_named_by_one_identity_record(tmp_path):
+    from evaluator.power.gpu import GpuIdentity
+
+    result = read_result(V2 / "colour")
+    board = GpuIdentity("GPU-aaaaaaaa-1111-4111-8111-111111111111", "Fake GPU", "SN-aaaaaaaa", "00000000:5E:00.0")
+    assert result.schema_version == 3 and result.host.gpu == result.runs[0].host.gpu == board
+    start = result.runs[0].fairness.gpu_start
+    assert start.identity == dataclasses.replace(board, index=0) and start.temperature_c == 40
+    assert result.gpu_model == "Fake GPU" and seal_holds(result)  # its seal covers the bytes it was written as
+    assert not seal_holds(dataclasses.replace(result, warnings=["added later"]))  # a changed copy is a new document
+    assert seal_holds(seal(result)) and seal(result).integrity != result.integrity  # sealed anew: today's form
+    document = json.loads((V2 / "colour" / RESULT_NAME).read_text())
+    assert document["schema_version"] == 2 and "gpu_uuid" in document["host"]  # the file itself is never rewritten
+    document["host"]["gpu_serial"] = "SN-edited"
+    (tmp_path / RESULT_NAME).write_text(json.dumps(document))
+    assert not seal_holds(read_result(tmp_path))  # an edit of the old form still shows
+
+
+def test_a_signed_schema_2_result_verifies_ranks_signed_and_keeps_its_review_decisions(tmp_path):
+    import shutil
+
+    from evaluator.report.leaderboard import load_results, rank_by_gpu
+    from evaluator.report.signing import load_public, signature_problem
+    from evaluator.scoring.verify import VerifyOptions, verify_result
+
+    shutil.copytree(V2, tmp_path / "v2")
+    key = load_public(V2 / "edl-signing.pub")
+    assert signature_problem(read_result(V2 / "colour"), key) == ""  # re-sealing it in schema 3 would break this
+    outcomes = {c.name: c.outcome for c in verify_result(tmp_path / "v2" / "colour",
+                                                             VerifyOptions(public_key=V2 / "edl-signing.pub"))}
+    assert outcomes["document checksum"] == outcomes["signature by the organiser's key"] == "pass"
+    assert outcomes["run 1: energy.gpu_j recomputed from samples"] == "pass" and "fail" not in outcomes.values()
+    boards = rank_by_gpu(load_results(tmp_path / "v2", key))
+    assert list(boards) == ["Fake GPU"] and [e.name for e in boards["Fake GPU"].ranked] == ["colour"]
+    (tmp_path / "v2" / "colour" / "review").mkdir()
+    shutil.copy(V2 / "disqualify-decision.json", tmp_path / "v2" / "colour" / "review" / "decision-1.json")
+    board = rank_by_gpu(load_results(tmp_path / "v2", key))["Fake GPU"]
+    assert board.ranked == [] and [e.name for e in board.disqualified] == ["colour"]  # bound to its digest as written
+
+
+def test_the_gpu_uuid_is_a_field_of_exactly_one_record_type():
+    """One fact, one home: wherever a GPU is named, it embeds the identity record; none spells the UUID again."""
+    import importlib
+    import pkgutil
+
+    import evaluator
+    from evaluator.power.gpu import GpuIdentity
+
+    holders = set()
+    for found in pkgutil.walk_packages(evaluator.__path__, "evaluator."):
+        if found.name.endswith("__main__"):
+            continue  # it runs the command line
+        module = importlib.import_module(found.name)
+        for value in vars(module).values():
+            if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == module.__name__:
+                if any("uuid" in f.name for f in dataclasses.fields(value)):
+                    holders.add(value)
+    assert holders == {GpuIdentity}

@@ -178,7 +178,7 @@ def test_score_with_fake_meters_reports_watts_times_seconds(tmp_path, fake_gpu, 
     assert result.total_j == energy.total_j == pytest.approx(energy.cpu_j + energy.gpu_j)
     assert energy.idle.watts["cpu"] == pytest.approx(75.0, rel=0.05)
     assert len(energy.passes_j) == passes
-    assert run.fairness.gpu_start.name == "Fake GPU" == run.host.gpu == result.gpu_model
+    assert run.fairness.gpu_start.identity.name == "Fake GPU" == run.host.gpu.name == result.gpu_model
     assert run.fairness.gpu_end.memory_used_mib == 1024
     assert (tmp_path / "out" / run.timeline.name).stat().st_size > 10_000
 
