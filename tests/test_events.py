@@ -17,6 +17,7 @@ from evaluator.events import (
     RunPlaced,
     SubmissionsDone,
     Waiting,
+    coalesced,
     event_json,
     json_lines,
     parse_event,
@@ -83,3 +84,17 @@ def test_a_stream_whose_reader_is_gone_stops_forwarding_without_raising():
     stream.close()
     sink(EXAMPLES[0])  # a closed stream: the scoring goes on
     sink(EXAMPLES[1])
+
+
+def test_coalesced_counts_pass_on_at_most_every_interval_and_the_last_before_the_phase_ends():
+    events: list[Event] = []
+    sink = coalesced(events.append, every_s=3600.0)
+    counts = [ImagesDone("pass", n * 10, 50, n, 5) for n in range(1, 6)]
+    for event in [PhaseStarted("pass", 50, 5), *counts, PhaseFinished("pass", 1.0)]:
+        sink(event)
+    assert events == [PhaseStarted("pass", 50, 5), counts[0], counts[-1], PhaseFinished("pass", 1.0)]
+    every: list[Event] = []
+    unthrottled = coalesced(every.append, every_s=0.0)
+    for event in counts:
+        unthrottled(event)
+    assert every == counts

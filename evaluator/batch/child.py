@@ -16,7 +16,7 @@ from pathlib import Path
 
 from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import EdlError, SubmissionError
-from evaluator.events import EventSink, json_lines, silent
+from evaluator.events import EventSink, coalesced, json_lines, silent
 from evaluator.report.result import DataRecord, write_document
 from evaluator.scoring.score import Plan, score
 from evaluator.typedjson import from_json, to_json
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers boards as NVML does (unless told)
     job_path = Path(argv[0])
     job = from_json(Job, json.loads(job_path.read_text()), "job")
-    sink = json_lines(os.fdopen(int(argv[1]), "w", encoding="utf-8")) if len(argv) > 1 else silent
+    sink = coalesced(json_lines(os.fdopen(int(argv[1]), "w", encoding="utf-8"))) if len(argv) > 1 else silent
     outcome = run_job(job, sink)
     _write_outcome(job.out_dir, outcome)
     return 0 if outcome.ok else 2

@@ -214,8 +214,8 @@ def test_the_parent_s_sink_sees_each_run_placed_then_its_child_s_phases_then_the
     good, bad = events[places[0]:counts[0]], events[places[1]:counts[1]]
     assert [e.phase for e in good if isinstance(e, PhaseStarted)] == ["check", "data", "session", "warmup", "pass",
                                                                      "audit"]
-    assert [e for e in good if isinstance(e, ImagesDone) and e.phase == "pass"] == [
-        ImagesDone("pass", 1000, 2000, 1, 2), ImagesDone("pass", 2000, 2000, 2, 2)]
+    counted = [e for e in good if isinstance(e, ImagesDone) and e.phase == "pass"]
+    assert 1 <= len(counted) <= 2 and counted[-1] == ImagesDone("pass", 2000, 2000, 2, 2)  # coalesced, the last kept
     assert sum(isinstance(e, PhaseFinished) for e in good) == 6
     assert [type(e).__name__ for e in bad[1:]] == ["PhaseStarted", "PhaseFinished"]  # checked, refused: no data
     assert events[counts[1]] == SubmissionsDone("b", 2, 2, 1, events[places[1]].host)
