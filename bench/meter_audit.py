@@ -34,10 +34,10 @@ from builders import PowercapTree, conv_model, fast_config, oracle_images, save_
 from fake_pynvml import PowerProfile  # noqa: E402
 
 from evaluator.config import AuditConfig  # noqa: E402
+from evaluator.events import Event, Waiting  # noqa: E402
 from evaluator.power.analysis import Window, load_samples, pass_joules, pass_method  # noqa: E402
 from evaluator.report.result import Run  # noqa: E402
 from evaluator.runtime.runner import BoundRunner  # noqa: E402
-from evaluator.scoring.progress import Silent  # noqa: E402
 from evaluator.scoring.score import score  # noqa: E402
 
 
@@ -65,14 +65,15 @@ def profile_joules(path: Path, base_w: float, start_s: float, end_s: float) -> f
     return float(np.sum(level * np.diff(edges)))
 
 
-class StallDuringIdle(Silent):
-    """A progress display that freezes the sampler process for ``stall_s``, 0.5 s into the idle baseline."""
+class StallDuringIdle:
+    """A progress sink that freezes the sampler process for ``stall_s``, 0.5 s into the idle baseline."""
 
     def __init__(self, stall_s: float) -> None:
-        self.stall_s = stall_s
+        self.stall_s, self.started = stall_s, False
 
-    def countdown(self, name: str, seconds: float) -> None:
-        if name == "idle baseline" and self.stall_s:
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Waiting) and event.waiting_for == "idle_baseline" and self.stall_s and not self.started:
+            self.started = True
             threading.Thread(target=self._stall, daemon=True).start()
 
     def _stall(self) -> None:
@@ -154,7 +155,7 @@ def main() -> None:
                                          sample_period_ms=case.sample_ms)
                     config = dataclasses.replace(config, audit=AuditConfig(audit_copies=0))  # not the meter's part
                     out_dir = tmp / f"out-{case.images}-{case.sample_ms}-{index}"
-                    result = score(model, config, out_dir, progress=StallDuringIdle(case.stall_s))
+                    result = score(model, config, out_dir, sink=StallDuringIdle(case.stall_s))
                     report_run(case, result.runs[0], out_dir, Path(profile.path), args)
 
 

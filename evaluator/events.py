@@ -8,10 +8,12 @@ the CLI renders the stream live on a terminal or as lines in a pipe, and a servi
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import IO, ClassVar, Literal
 
 TICK_S = 1.0  # a wait emits this often, so that a countdown moves (and a pipe gets a line now and then)
 
@@ -42,6 +44,8 @@ class ImagesDone:
 
 @dataclass(frozen=True)
 class PhaseFinished:
+    """The phase ended normally after ``seconds`` (a phase that raised has no end: the error says why)."""
+
     kind: ClassVar[str] = "phase_finished"
     phase: str
     seconds: float
@@ -69,12 +73,15 @@ class RunPlaced:
 
 @dataclass(frozen=True)
 class SubmissionsDone:
-    """``score-dir``'s count: ``done`` of ``total`` submissions finished, ``submission`` the one just finished."""
+    """``score-dir``'s count: ``done`` of ``total`` scorings finished, ``submission`` (its ``run`` on ``host``) the
+    one just finished."""
 
     kind: ClassVar[str] = "submissions_done"
     submission: str
     done: int
     total: int
+    run: int | None = None
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,79 @@ def parse_event(document: object) -> Event:
         return cls(**fields)
     except TypeError as exc:
         raise ValueError(f"progress event {cls.kind!r}: {exc}") from None
+
+
+@contextmanager
+def phase(sink: EventSink, name: str, total_images: int | None = None, total_passes: int | None = None
+          ) -> Iterator[None]:
+    """The ``with`` block as a phase: ``PhaseStarted`` now, ``PhaseFinished`` with its seconds when it ends normally."""
+    sink(PhaseStarted(name, total_images, total_passes))
+    start = time.monotonic()
+    yield
+    sink(PhaseFinished(name, time.monotonic() - start))
+
+
+def json_lines(stream: IO[str]) -> EventSink:
+    """A sink that writes each event as one JSON line and flushes (a stored stream, a pipe to a parent process).
+
+    A stream that breaks (its reader gone) stops the forwarding, never the scoring: progress is news, not evidence.
+    """
+    broken = False
+
+    def sink(event: Event) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            stream.write(json.dumps(event_json(event)) + "\n")
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or file
+            broken = True
+
+    return sink
+
+
+def read_json_lines(lines: Iterator[str] | IO[str]) -> Iterator[Event]:
+    """The events of a JSON-lines stream; a line that is not one (cut short, foreign) is skipped."""
+    for line in lines:
+        try:
+            yield parse_event(json.loads(line))
+        except ValueError:
+            continue
+
+
+def coalesced(sink: EventSink, every_s: float = 0.5) -> EventSink:
+    """``sink`` with ``ImagesDone`` passed on at most every ``every_s``: the latest is held and handed on before the
+    next other event (a phase's last count always arrives, before its ``PhaseFinished``).
+
+    For a sink that costs a write, such as a pipe: its work between measured passes stays off the energy window.
+    """
+    held: ImagesDone | None = None
+    last = -float("inf")
+
+    def coalescing(event: Event) -> None:
+        nonlocal held, last
+        if isinstance(event, ImagesDone):
+            if time.monotonic() - last < every_s:
+                held = event
+                return
+            held, last = None, time.monotonic()
+        elif held is not None:
+            sink(held)
+            held = None
+        sink(event)
+
+    return coalescing
+
+
+def tee(*sinks: EventSink) -> EventSink:
+    """One sink that hands each event to every one of ``sinks`` in turn (a display and a store, say)."""
+
+    def sink(event: Event) -> None:
+        for each in sinks:
+            each(event)
+
+    return sink
 
 
 def wait(sink: EventSink, waiting_for: WaitingFor, seconds: float, detail: str = "",

@@ -1,19 +1,22 @@
-"""The scoring child: ``python -m evaluator.batch.child JOB.json`` scores one submission for score-dir.
+"""The scoring child: ``python -m evaluator.batch.child JOB.json [EVENTS_FD]`` scores one submission for score-dir.
 
 The job (model, name, result folder, the whole ``ScoreConfig``) arrives as a JSON file, not as
 command-line options to parse again; the outcome leaves as a JSON file beside the result, so the
-parent never has to read the child's stderr to learn why it failed.
+parent never has to read the child's stderr to learn why it failed. The scoring's progress events
+leave as JSON lines on the inherited descriptor ``EVENTS_FD``, for the parent's sink.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import EdlError, SubmissionError
+from evaluator.events import EventSink, coalesced, json_lines, silent
 from evaluator.fileio import write_owner_only
 from evaluator.power.gpu import number_cuda_devices_as_nvml
 from evaluator.report.records import DataRecord, write_document
@@ -63,10 +66,10 @@ def _write_outcome(out_dir: Path, outcome: Outcome) -> None:
     write_document(out_dir / OUTCOME_NAME, outcome)
 
 
-def run_job(job: Job) -> Outcome:
-    """Score the job's submission; an error of ours becomes the outcome's one-line reason."""
+def run_job(job: Job, sink: EventSink = silent) -> Outcome:
+    """Score the job's submission, its progress events into ``sink``; an error of ours becomes the outcome's reason."""
     try:
-        score(job.model, job.config, job.out_dir, name=job.name, resolved_data=job.data,
+        score(job.model, job.config, job.out_dir, sink, name=job.name, resolved_data=job.data,
               secrets=job.secrets, plan=job.plan)
     except SubmissionError as exc:
         return Outcome(False, "; ".join(exc.problems))
@@ -79,7 +82,8 @@ def main(argv: list[str]) -> int:
     number_cuda_devices_as_nvml()
     job_path = Path(argv[0])
     job = from_json(Job, json.loads(job_path.read_text()), "job")
-    outcome = run_job(job)
+    sink = coalesced(json_lines(os.fdopen(int(argv[1]), "w", encoding="utf-8"))) if len(argv) > 1 else silent
+    outcome = run_job(job, sink)
     _write_outcome(job.out_dir, outcome)
     return 0 if outcome.ok else 2
 

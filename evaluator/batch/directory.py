@@ -47,6 +47,7 @@ from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_setti
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import resolve
 from evaluator.errors import EdlError, UsageError
+from evaluator.events import EventSink, SubmissionsDone, silent
 from evaluator.fileio import sha256_file
 from evaluator.report.batch_record import (
     BATCH_NAME,
@@ -65,9 +66,6 @@ from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.phases import prepare_out_dir
 from evaluator.scoring.records import data_record, failed_result, path_from
 from evaluator.scoring.score import Plan, combine, run_name
-
-ProgressHook = Callable[[str, int, int], None]
-"""Called with (what is being scored, scorings done, scorings in all)."""
 
 
 def still_stands(previous: Result | None, model_sha256: Callable[[], str], fingerprint: str, config: ScoreConfig,
@@ -257,12 +255,12 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _backend(state: _Batch, dataset: Dataset, announce: Callable[[str], None] | None) -> tuple[Backend, list[str]]:
+def _backend(state: _Batch, dataset: Dataset, sink: EventSink) -> tuple[Backend, list[str]]:
     """The backend the batch asked for, and the GPU kinds of its hosts ([]: none advertised)."""
     if state.batch.backend == "local":
-        return LocalBackend(state.batch.timeout_s, state.limits), []
+        return LocalBackend(state.batch.timeout_s, state.limits, sink), []
     backend = RayBackend(state.batch.ray_address, dataset, state.batch.timeout_s, state.batch.max_memory_gb,
-                         announce)
+                         sink)
     kinds = backend.kinds()
     if state.batch.every_gpu_kind and not kinds:
         backend.close()
@@ -313,14 +311,16 @@ def _prepare(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchC
 
 
 def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig | None = None,
-                    progress: ProgressHook | None = None, secrets: Secrets | None = None,
-                    announce: Callable[[str], None] | None = None) -> BatchSummary:
+                    sink: EventSink = silent, secrets: Secrets | None = None) -> BatchSummary:
     """Score every submission in ``directory``; returns the batch summary (also written as batch.json when this
-    batch measured something, the previous one archived first)."""
+    batch measured something, the previous one archived first).
+
+    ``sink`` receives the batch's progress events: ``RunPlaced`` as a run starts on its host, the scoring's own
+    events while it runs (the local backend forwards its child's; a Ray host's stay there), ``SubmissionsDone``."""
     batch = batch or BatchConfig()
     started_utc, started = utc_now(), time.monotonic()
     submissions, ignored, dataset, state = _prepare(directory, out_root, config, batch, secrets or Secrets())
-    backend, kinds = _backend(state, dataset, announce)
+    backend, kinds = _backend(state, dataset, sink)
     try:
         state.entries = [state.plan(submission, kind, named)
                          for submission, kind, named in _placements(submissions, kinds, batch.every_gpu_kind)]
@@ -334,7 +334,7 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
         if references is not None:
             references.target_temp_c = state.thermal.target_c
         try:
-            _run(state, backend, references, progress)
+            _run(state, backend, references, sink)
         except BaseException:
             state.abandon()
             raise
@@ -350,7 +350,7 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
     return summary
 
 
-def _run(state: _Batch, backend: Backend, references: ReferenceRuns | None, progress: ProgressHook | None) -> None:
+def _run(state: _Batch, backend: Backend, references: ReferenceRuns | None, sink: EventSink) -> None:
     total = sum(len(entry.pending) for entry in state.entries)
     finished = 0
 
@@ -361,7 +361,6 @@ def _run(state: _Batch, backend: Backend, references: ReferenceRuns | None, prog
             return
         state.done(job, outcome)
         finished += 1
-        if progress:
-            progress(f"{job.out_dir.name} run {job.plan.first_run} on {outcome.host}", finished, total)
+        sink(SubmissionsDone(job.out_dir.name, finished, total, job.plan.first_run, outcome.host))
 
     backend.run(state.jobs(references), done)

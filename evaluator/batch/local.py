@@ -9,13 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from evaluator.batch.child import JOB_NAME, OUTCOME_NAME, Job, read_outcome, write_job
 from evaluator.batch.limits import ChildLimits
+from evaluator.events import EventSink, RunPlaced, read_json_lines, silent
 from evaluator.fileio import temp_pattern
 from evaluator.report.records import utc_now
 from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
@@ -62,21 +65,50 @@ def _kill(child: subprocess.Popen[str]) -> None:
     child.communicate()
 
 
-def run_child(job: Job, timeout_s: float, limits: ChildLimits) -> ChildOutcome:
-    """Run one job in its own process group, killed at ``timeout_s``; the files it leaves are its outcome."""
+def _forward(read_fd: int, sink: EventSink) -> None:
+    """The child's events into ``sink`` as they come; the pipe is always drained, so a child never blocks on it."""
+    telling = True
+    with os.fdopen(read_fd, encoding="utf-8", errors="replace") as stream:
+        for event in read_json_lines(stream):
+            if telling:
+                try:
+                    sink(event)
+                except Exception:  # noqa: BLE001 - a failing display must not stall the scoring child
+                    telling = False
+
+
+@contextmanager
+def _event_pipe(sink: EventSink) -> Iterator[int]:
+    """A pipe for the child's progress events (JSON lines, ``evaluator.events``), read into ``sink`` by a thread;
+    yields the end the child writes. Every event is delivered before the ``with`` block is left."""
+    read_fd, write_fd = os.pipe()
+    reader = threading.Thread(target=_forward, args=(read_fd, sink), name="edl-child-events", daemon=True)
+    reader.start()
+    try:
+        yield write_fd
+    finally:
+        os.close(write_fd)  # the child's copy closes when it exits: the reader then sees the end
+        reader.join(timeout=10)
+
+
+def run_child(job: Job, timeout_s: float, limits: ChildLimits, sink: EventSink = silent) -> ChildOutcome:
+    """Run one job in its own process group, killed at ``timeout_s``; the files it leaves are its outcome.
+    The child's progress events arrive in ``sink`` while it runs."""
     started_utc = utc_now()
-    outcome = _run_child(job, timeout_s, limits)
+    with _event_pipe(sink) as events_fd:
+        outcome = _run_child(job, timeout_s, limits, events_fd)
     return dataclasses.replace(outcome, host=outcome.host or socket.gethostname(), started_utc=started_utc)
 
 
-def _run_child(job: Job, timeout_s: float, limits: ChildLimits) -> ChildOutcome:
+def _run_child(job: Job, timeout_s: float, limits: ChildLimits, events_fd: int) -> ChildOutcome:
     started = time.monotonic()
     for stale in (job.plan.result_name, OUTCOME_NAME):
         (job.out_dir / stale).unlink(missing_ok=True)  # a stale result must never stand for this run
     job_path = write_job(job)
-    child = subprocess.Popen([sys.executable, "-m", "evaluator.batch.child", str(job_path)],
+    child = subprocess.Popen([sys.executable, "-m", "evaluator.batch.child", str(job_path), str(events_fd)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env=os.environ | {"PYTHONUNBUFFERED": "1"}, preexec_fn=limits.apply)
+                             env=os.environ | {"PYTHONUNBUFFERED": "1"}, preexec_fn=limits.apply,
+                             pass_fds=(events_fd,))
     try:
         _, stderr = child.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -101,13 +133,15 @@ def _run_child(job: Job, timeout_s: float, limits: ChildLimits) -> ChildOutcome:
 class LocalBackend:
     """One child at a time, in the order given: energy windows never overlap on this host."""
 
-    def __init__(self, timeout_s: float, limits: ChildLimits) -> None:
-        self.timeout_s, self.limits = timeout_s, limits
+    def __init__(self, timeout_s: float, limits: ChildLimits, sink: EventSink = silent) -> None:
+        self.timeout_s, self.limits, self.sink = timeout_s, limits, sink
         self.lost: list[str] = []  # this host does not die under its own children
 
     def run(self, jobs: Iterable[Job], done: Done) -> None:
+        """Each job in turn: a ``RunPlaced``, then the child's own events as it scores, then ``done``."""
         for job in jobs:
-            done(job, run_child(job, self.timeout_s, self.limits))
+            self.sink(RunPlaced(job.name, job.plan.first_run, socket.gethostname()))
+            done(job, run_child(job, self.timeout_s, self.limits, self.sink))
 
     def close(self) -> None:
         pass

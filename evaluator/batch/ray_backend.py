@@ -19,7 +19,7 @@ import queue
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from evaluator.batch.local import ChildOutcome, Done, run_child
 from evaluator.data.dataset import Dataset
 from evaluator.data.formats import npz_bytes
 from evaluator.errors import EdlError
+from evaluator.events import EventSink, RunPlaced, silent
 from evaluator.fileio import atomic_write_bytes
 from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
 from evaluator.typedjson import from_json, to_json
@@ -87,7 +88,7 @@ def score_on_host(task_json: dict[str, Any], model: bytes, data: bytes, starts: 
     task = from_json(Task, task_json, "task")
     host = host_name()
     if starts is not None:
-        try:  # only a progress line: never let it hold the scoring up
+        try:  # only a progress event: never let it hold the scoring up
             starts.put((task.job.name, task.job.plan.first_run, host), timeout=5)
         except Exception:  # noqa: BLE001 - the queue lives with the driver; a lost line is harmless
             pass
@@ -115,12 +116,12 @@ class RayBackend:
     """Jobs on a Ray cluster: as many at once as hosts free, one per host, results written by the driver."""
 
     def __init__(self, address: str | None, dataset: Dataset, timeout_s: float, max_memory_gb: float,
-                 announce: Callable[[str], None] | None = None) -> None:
+                 sink: EventSink = silent) -> None:
         self.ray = ray_module()
         self.connected_here = not self.ray.is_initialized()
         if self.connected_here:
             self.ray.init(**self._init_arguments(address))
-        self.timeout_s, self.max_memory_gb, self.announce = timeout_s, max_memory_gb, announce
+        self.timeout_s, self.max_memory_gb, self.sink = timeout_s, max_memory_gb, sink
         self.data_ref = self.ray.put(npz_bytes(dataset.images, dataset.labels))
         self.lost: list[str] = []  # runs whose host died under them, and what became of them
         self._models: dict[Path, Any] = {}
@@ -191,12 +192,13 @@ class RayBackend:
         self._announce_starts(starts)
 
     def _announce_starts(self, starts: Any) -> None:
-        while self.announce is not None:
+        """A ``RunPlaced`` for each run a host said it started (its scoring's own events stay on the host)."""
+        while True:
             try:
                 name, run, host = starts.get_nowait()
             except (queue.Empty, Exception):  # noqa: BLE001 - ray.util.queue.Empty derives from queue.Empty
                 return
-            self.announce(f"start {name} run {run} on {host}")
+            self.sink(RunPlaced(name, run, host))
 
     def _collect(self, ref: Any, flight: _InFlight, retry: list[_InFlight]) -> ChildOutcome | None:
         """The job's outcome with its files written, or None when it was queued again after its host died."""

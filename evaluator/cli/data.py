@@ -37,8 +37,8 @@ def data_fetch(
     if source is not None:
         dataset = store.import_archive(source, cache)
     else:
-        with progress_display() as progress:
-            dataset = store.fetch(cache, progress=progress.download)
+        with progress_display() as display:
+            dataset = store.fetch(cache, sink=display)
     say(f"cached in {cache}: {dataset.count} images, official, fingerprint {dataset.fingerprint}")
 
 
@@ -52,8 +52,8 @@ def _fetch_cifar10_1(source: Path | None, force: bool) -> None:
     if source is not None:
         dataset = store.import_cifar10_1(source, cache)
     else:
-        with progress_display() as progress:
-            dataset = store.fetch_cifar10_1(cache, progress=progress.download)
+        with progress_display() as display:
+            dataset = store.fetch_cifar10_1(cache, sink=display)
     say(f"cached in {cache}: {dataset.count} images, {dataset.note}, fingerprint {dataset.fingerprint}; "
         "use it with --private-data cifar10.1")
 

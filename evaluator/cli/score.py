@@ -11,7 +11,7 @@ from rich.table import Table
 from evaluator.cli.console import Interrupted, fmt, note, out, print_json, say, warn
 from evaluator.cli.options import JsonOption, ModelArgument, config_options
 from evaluator.cli.outdir import FolderRollback
-from evaluator.cli.progress import progress_display
+from evaluator.cli.progress import batch_view, progress_display
 from evaluator.config import SCORE, SCORE_DIR, BatchConfig, ScoreConfig, Secrets
 from evaluator.errors import EdlError
 from evaluator.report.result import RESULT_NAME, Result, result_json
@@ -93,8 +93,8 @@ def score(
     out_dir = out_dir or default_out_dir(model)
     rollback = FolderRollback(out_dir)  # a run that does not finish leaves the folder as it found it
     try:
-        with progress_display() as progress:
-            result = run_score(model, config, out_dir, progress, secrets=secrets)
+        with progress_display() as display:
+            result = run_score(model, config, out_dir, display, secrets=secrets)
     except KeyboardInterrupt:
         rollback.undo()
         raise Interrupted(rollback.kept()) from None
@@ -128,8 +128,9 @@ def score_dir(
     from evaluator.batch.directory import score_directory
 
     try:
-        with progress_display() as progress:
-            summary = score_directory(directory, out_root, config, batch, progress.submissions, secrets, note)
+        with progress_display() as display:
+            summary = score_directory(directory, out_root, config, batch, batch_view(display, batch.backend != "local"),
+                                      secrets)
     except KeyboardInterrupt:
         raise Interrupted(f"every result in {out_root} is whole or absent; the runs finished so far wait in "
                           f"{out_root}/_partial/ and the same command resumes them") from None

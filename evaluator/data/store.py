@@ -7,7 +7,6 @@ import os
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from evaluator.data.formats import (
     read_training_tar,
 )
 from evaluator.errors import DataError
+from evaluator.events import BytesDone, EventSink, silent
 from evaluator.fileio import atomic_write_bytes, atomic_write_json
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -39,7 +39,6 @@ CACHE_NPZ = "cifar10-test.npz"
 CACHE_META = "cifar10-test.json"
 CACHE_TRAIN_NPZ = "cifar10-train.npz"  # the archive's training images, for the audit's training-image probe
 
-ProgressHook = Callable[[int, int | None], None]
 """Called with (bytes done, total bytes or None) while downloading."""
 
 
@@ -139,8 +138,9 @@ FETCH_HINT = ("Offline? Fetch cifar-10-python.tar.gz on another machine, then ca
               "PATH` (or give its path as the test set)")
 
 
-def download(url: str, destination: Path, progress: ProgressHook | None = None, hint: str = FETCH_HINT) -> None:
-    """Stream ``url`` to ``destination`` (a temp name the caller owns)."""
+def download(url: str, destination: Path, sink: EventSink = silent, hint: str = FETCH_HINT) -> None:
+    """Stream ``url`` to ``destination`` (a temp name the caller owns), a ``BytesDone`` after every chunk."""
+    what = url.rstrip("/").rsplit("/", 1)[-1]
     try:
         with urllib.request.urlopen(url, timeout=60) as response, destination.open("wb") as out:
             total = response.headers.get("Content-Length")
@@ -149,8 +149,7 @@ def download(url: str, destination: Path, progress: ProgressHook | None = None, 
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 done += len(chunk)
-                if progress:
-                    progress(done, total_bytes)
+                sink(BytesDone(what, done, total_bytes))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         destination.unlink(missing_ok=True)
         raise DataError(f"could not download {url} ({exc}). {hint}") from None
@@ -166,7 +165,7 @@ def fetch(
     url: str | None = None,
     expected_md5: str = OFFICIAL_TARBALL_MD5,
     expected_member_md5: str | None = OFFICIAL_TEST_BATCH_MD5,
-    progress: ProgressHook | None = None,
+    sink: EventSink = silent,
 ) -> Dataset:
     """Download the official archive, verify both md5s, and cache the canonical test set."""
     cache_dir = cache_dir or default_cache_dir()
@@ -174,7 +173,7 @@ def fetch(
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cache_dir / f".download-{os.getpid()}.part"
     try:
-        download(url, partial, progress)
+        download(url, partial, sink)
         got = md5_file(partial)
         if got != expected_md5:
             raise DataError(
@@ -201,7 +200,7 @@ def import_archive(path: Path, cache_dir: Path | None = None) -> Dataset:
 
 
 def resolve(path: Path | None, cache_dir: Path | None = None, allow_download: bool = True,
-            progress: ProgressHook | None = None) -> Dataset:
+            sink: EventSink = silent) -> Dataset:
     """The data set ``edl score`` uses: ``path`` if given, else the cache, else a fresh download."""
     cache_dir = cache_dir or default_cache_dir()
     if path is not None:
@@ -214,7 +213,7 @@ def resolve(path: Path | None, cache_dir: Path | None = None, allow_download: bo
             f"the CIFAR-10 test set is not cached in {cache_dir}; run `edl data fetch` (or give the test set's "
             "path: cifar-10-python.tar.gz, cifar-10-batches-py/, cifar-10-binary.tar.gz, test_batch.bin or .npz)"
         )
-    return fetch(cache_dir, progress=progress)
+    return fetch(cache_dir, sink=sink)
 
 
 def _training_arrays(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -306,7 +305,7 @@ def _store_cifar10_1(data_raw: bytes, labels_raw: bytes, where: str, cache_dir: 
     return dataset
 
 
-def fetch_cifar10_1(cache_dir: Path | None = None, url: str | None = None, progress: ProgressHook | None = None,
+def fetch_cifar10_1(cache_dir: Path | None = None, url: str | None = None, sink: EventSink = silent,
                     release: cifar10_1.Release | None = None) -> Dataset:
     """Download both files of ``release`` (v6), verify their git blob ids, and cache them."""
     release = release or cifar10_1.V6
@@ -317,7 +316,7 @@ def fetch_cifar10_1(cache_dir: Path | None = None, url: str | None = None, progr
     for name in (release.data_name, release.labels_name):
         partial = cache_dir / f".download-{os.getpid()}-{name}.part"
         try:
-            download(f"{base}/{name}", partial, progress, CIFAR10_1_HINT)
+            download(f"{base}/{name}", partial, sink, CIFAR10_1_HINT)
             raws.append(partial.read_bytes())
         finally:
             partial.unlink(missing_ok=True)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from evaluator.errors import MeterError
+from evaluator.events import TICK_S, EventSink, Waiting, silent
 
 LOCK_NAME = "edl-scoring.lock"
 POLL_S = 0.5
@@ -36,8 +37,9 @@ def holder(path: Path) -> str:
 
 
 @contextmanager
-def host_lock(waiting: Callable[[str], None] | None = None, path: Path | None = None) -> Iterator[Path]:
-    """Hold the host's scoring lock for the ``with`` block; wait (saying so once) while another scoring holds it."""
+def host_lock(sink: EventSink = silent, path: Path | None = None) -> Iterator[Path]:
+    """Hold the host's scoring lock for the ``with`` block; while another scoring holds it, wait, emitting a
+    ``Waiting`` (time left unknown, the holder and the lock's path as detail) now and every ``TICK_S``."""
     path = path or lock_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,15 +48,15 @@ def host_lock(waiting: Callable[[str], None] | None = None, path: Path | None = 
         raise MeterError(f"cannot open the host's scoring lock {path} ({exc.strerror or exc}); set EDL_HOST_LOCK "
                          "to a writable path shared by every edl on this host") from None
     try:
-        said = False
+        told: float | None = None  # when the last Waiting was emitted
         while True:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if waiting is not None and not said:
-                    waiting(f"waiting for the scoring already running on this host ({holder(path)}, {path})")
-                    said = True
+                if told is None or time.monotonic() - told >= TICK_S:
+                    sink(Waiting("host_lock", None, f"{holder(path)}, {path}"))
+                    told = time.monotonic()
                 time.sleep(POLL_S)
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"edl pid {os.getpid()}\n".encode())

@@ -16,9 +16,9 @@ from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import load_path, load_training, resolve
 from evaluator.errors import DataError, ResultError, SubmissionError
+from evaluator.events import EventSink, phase
 from evaluator.fileio import probe_writable
 from evaluator.report.records import DataRecord
-from evaluator.scoring.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,10 @@ def default_out_dir(model_path: Path) -> Path:
     return Path("results") / Path(model_path).stem
 
 
-def check_phase(model_path: Path, config: ScoreConfig, progress: Progress, name: str = "") -> Submission:
+def check_phase(model_path: Path, config: ScoreConfig, sink: EventSink, name: str = "") -> Submission:
     """The same checks as ``edl check``; an invalid submission is refused before anything runs."""
-    progress.phase("check")
-    report = check_submission(model_path, config.limits)
+    with phase(sink, "check"):
+        report = check_submission(model_path, config.limits)
     if not report.valid or report.contract is None:
         raise SubmissionError(report.problems)
     return Submission(name or Path(model_path).stem, Path(model_path), report, report.contract)
@@ -57,14 +57,14 @@ def label_evidence(submission: Submission, dataset: Dataset) -> Submission:
     return dataclasses.replace(submission, report=dataclasses.replace(report, evidence=evidence, warnings=warnings))
 
 
-def data_phase(config: ScoreConfig, progress: Progress, resolved: DataRecord | None = None) -> Dataset:
+def data_phase(config: ScoreConfig, sink: EventSink, resolved: DataRecord | None = None) -> Dataset:
     """The test set; with ``resolved``, exactly the one a batch resolved, recorded as the batch resolved it.
 
     The same bytes (by SHA-256) are the same test set: a copy a Ray host received is as official, and
     comes from the same source, as what the driver verified.
     """
-    progress.phase("data")
-    dataset = resolve(config.data)
+    with phase(sink, "data"):
+        dataset = resolve(config.data, sink=sink)  # a download tells its bytes
     if resolved is None:
         return dataset
     if dataset.fingerprint != resolved.fingerprint:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluator.config import MeterConfig, ScoreConfig
+from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
 from evaluator.data.dataset import Dataset
 from evaluator.errors import MeterError
+from evaluator.events import EventSink, ImagesDone, phase, wait
 from evaluator.fileio import sha256_file
 from evaluator.power.analysis import DOMAINS, Samples, Window
 from evaluator.power.meter import Meter
@@ -23,7 +24,6 @@ from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
 from evaluator.runtime.session import TRT_CACHE_NAME, SessionInfo
 from evaluator.scoring.hostinfo import host
 from evaluator.scoring.phases import Submission
-from evaluator.scoring.progress import Progress, wait
 from evaluator.scoring.records import window_records
 from evaluator.scoring.thermal import GpuWatch, cool_down
 from evaluator.scoring.tune import run_tuning
@@ -54,12 +54,18 @@ def timeline_name(run_index: int) -> str:
 
 
 def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path,
-                  samples_path: Path | None, progress: Progress) -> Prepared:
-    """Search the runtime settings (with --tune), open the session, upload the batches, capture graphs."""
+                  samples_path: Path | None, sink: EventSink) -> Prepared:
+    """Search the runtime settings (with --tune), then the session phase."""
     runtime, tuning = config.runtime, None
     if config.tune:
-        runtime, tuning = run_tuning(submission.path, submission.contract, dataset, config, samples_path, progress)
-    progress.phase("session")
+        runtime, tuning = run_tuning(submission.path, submission.contract, dataset, config, samples_path, sink)
+    with phase(sink, "session"):
+        return _open_session(submission, dataset, config, out_dir, runtime, tuning)
+
+
+def _open_session(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path,
+                  runtime: RuntimeConfig, tuning: Tuning | None) -> Prepared:
+    """Open the session, upload the batches, capture graphs."""
     trt_cache = str((out_dir / TRT_CACHE_NAME).resolve()) if runtime.provider == "tensorrt" else ""
     size, rule = submission.contract.batch_size(runtime.batch_size)
     if tuning is not None and submission.contract.batch_is_free:
@@ -69,15 +75,17 @@ def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig,
     return Prepared(runner, runner.info, size, rule, padding, tuning)
 
 
-def _run_passes(runner: BoundRunner, count: int, name: str, progress: Progress, images: int
+def _run_passes(runner: BoundRunner, count: int, name: str, sink: EventSink, images: int
                 ) -> tuple[list[Window], list[np.ndarray]]:
-    progress.phase(name, count * images if count else None)
+    """The measured passes, each one's images and the passes done told to ``sink`` as it ends."""
+    total = count * images if count else None
     windows, predictions = [], []
-    for index in range(count):
-        start = time.monotonic()
-        predictions.append(runner.run_pass())
-        windows.append(Window(f"{name}{index}", start, time.monotonic()))
-        progress.advance(images)
+    with phase(sink, name, total, count):
+        for index in range(count):
+            start = time.monotonic()
+            predictions.append(runner.run_pass())
+            windows.append(Window(f"{name}{index}", start, time.monotonic()))
+            sink(ImagesDone(name, (index + 1) * images, total, index + 1, count))
     return windows, predictions
 
 
@@ -90,18 +98,18 @@ def _exclusive_check(gpu_start: GpuState | None, config: ScoreConfig, warnings: 
         warnings.append(message + " (their power is counted)")
 
 
-def _warm_up(runner: BoundRunner, config: ScoreConfig, progress: Progress, images: int) -> tuple[Window | None, int]:
+def _warm_up(runner: BoundRunner, config: ScoreConfig, sink: EventSink, images: int) -> tuple[Window | None, int]:
     """Passes until both minimums are met: ``warmup_passes`` and ``warmup_s`` of work.
 
     A short warm-up right after the idle baseline leaves the GPU's clocks and power still rising when
     the measured window opens; a quarter second of work removes that bias from the window's start.
     """
-    progress.phase("warmup")
     start, count = time.monotonic(), 0
-    while count < config.warmup_passes or time.monotonic() - start < config.warmup_s:
-        runner.run_pass()
-        count += 1
-        progress.advance(images)
+    with phase(sink, "warmup"):
+        while count < config.warmup_passes or time.monotonic() - start < config.warmup_s:
+            runner.run_pass()
+            count += 1
+            sink(ImagesDone("warmup", count * images, done_passes=count))
     return (Window("warmup", start, time.monotonic()) if count else None), count
 
 
@@ -133,31 +141,29 @@ def _trail(runner: BoundRunner, period_s: float) -> Window:
     return Window("trail", start, time.monotonic())
 
 
-def _idle_baseline(meter: Meter, config: ScoreConfig, progress: Progress) -> str:
+def _idle_baseline(meter: Meter, config: ScoreConfig, sink: EventSink) -> str:
     """The idle window, waited with a countdown; skipped without a meter. Returns why it was skipped, if it was."""
     if not meter.enabled or config.meter.idle_s <= 0:
         return ""
     if not meter.channels:
-        progress.phase("idle baseline skipped: no meter (no NVML, no RAPL)")
-        return NO_METER_IDLE
-    progress.countdown("idle baseline", config.meter.idle_s)
+        with phase(sink, "idle baseline skipped: no meter (no NVML, no RAPL)"):
+            return NO_METER_IDLE
     with meter.window("idle"):
-        wait(progress, config.meter.idle_s)
+        wait(sink, "idle_baseline", config.meter.idle_s)
     return ""
 
 
 def _measure(prepared: Prepared, watch: GpuWatch, meter: Meter, config: ScoreConfig, thermal: MeterConfig,
-             images: int, progress: Progress) -> _Measured:
+             images: int, sink: EventSink) -> _Measured:
     """Cool-down, idle baseline, warm-up, measured passes and a trail of work, each window marked on the meter."""
     with meter.window("cooldown"):
-        cooldown = cool_down(watch, thermal, on_start=lambda: progress.countdown("cool-down", thermal.cooldown_s),
-                             sleep=lambda seconds: wait(progress, seconds))
+        cooldown = cool_down(watch, thermal, sink)
     start_temp_c = watch.temperature_c()
-    idle_skipped = _idle_baseline(meter, config, progress)
-    warmup, warm_count = _warm_up(prepared.runner, config, progress, images)
+    idle_skipped = _idle_baseline(meter, config, sink)
+    warmup, warm_count = _warm_up(prepared.runner, config, sink, images)
     if warmup is not None:
         meter.mark(warmup)
-    pass_windows, predictions = _run_passes(prepared.runner, config.passes, "pass", progress, images)
+    pass_windows, predictions = _run_passes(prepared.runner, config.passes, "pass", sink, images)
     meter.mark(Window("measured", pass_windows[0].start_s, pass_windows[-1].end_s))
     if meter.channels:
         meter.mark(_trail(prepared.runner, meter.period_s))
@@ -187,7 +193,7 @@ def _energy(measured: _Measured, meter: Meter, config: ScoreConfig, dataset: Dat
 
 
 def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path, run_index: int,
-                progress: Progress, prepared: Prepared | None = None, target_temp_c: float | None = None
+                sink: EventSink, prepared: Prepared | None = None, target_temp_c: float | None = None
                 ) -> tuple[Run, Prepared]:
     """One run: fairness record, (session and --tune on the first run), cool-down, idle, warm-up, passes, energy.
 
@@ -203,8 +209,8 @@ def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, o
     with meter:
         if prepared is None:
             prepared = session_phase(submission, dataset, config, out_dir,
-                                     meter.samples_path if meter.enabled else None, progress)
-        measured = _measure(prepared, watch, meter, config, thermal, dataset.count, progress)
+                                     meter.samples_path if meter.enabled else None, sink)
+        measured = _measure(prepared, watch, meter, config, thermal, dataset.count, sink)
     energy, energy_warnings, samples_file, timeline = _energy(measured, meter, config, dataset, out_dir, run_index,
                                                              submission.path.name)
     first = measured.predictions[0]

@@ -1,8 +1,8 @@
 """Score one submission: the phases before measuring, one or more measured runs, the audit, the sealed result.
 
 The workload marks windows on ``time.monotonic``, the sampler process records power on the same
-clock, and the energy is computed from both afterwards. Nothing here prints: progress goes through
-a callback, errors are raised, and the CLI decides how to show them.
+clock, and the energy is computed from both afterwards. Nothing here prints: progress goes to an
+``EventSink`` as events, errors are raised, and the CLI decides how to show them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, Secrets
 from evaluator.data.dataset import Dataset
+from evaluator.events import EventSink, phase, silent
 from evaluator.report.audit_record import Audit
 from evaluator.report.categories import category_for
 from evaluator.report.energy import summarise
@@ -37,7 +38,6 @@ from evaluator.scoring.phases import (
     private_phase,
     training_phase,
 )
-from evaluator.scoring.progress import Progress, Silent
 from evaluator.scoring.records import contract_record, data_record, model_record, provider_record
 from evaluator.scoring.run import Prepared, measure_run
 from evaluator.scoring.thermal import GpuWatch
@@ -71,15 +71,15 @@ def second_composition(prepared: Prepared, model_path: Path, config: ScoreConfig
 
 
 def audit_phase(prepared: Prepared, dataset: Dataset, sets: AuditSets, config: ScoreConfig, secret: str | None,
-                progress: Progress, first: Run, model_path: Path) -> Audit | None:
+                sink: EventSink, first: Run, model_path: Path) -> Audit | None:
     """The generalization audit, outside every window, same session: copies, batch independence, training
     probe and private images, each set in a secret order."""
     if config.audit.off:
         return None
-    progress.phase("audit")
-    sets = dataclasses.replace(sets, second=second_composition(prepared, model_path, config))
-    return run_audit(prepared.runner.predict, dataset, first.correct / dataset.count, config.audit, secret, sets,
-                     prepared.info.provider)
+    with phase(sink, "audit"):
+        sets = dataclasses.replace(sets, second=second_composition(prepared, model_path, config))
+        return run_audit(prepared.runner.predict, dataset, first.correct / dataset.count, config.audit, secret, sets,
+                         prepared.info.provider)
 
 
 def _audit_warnings(audit: Audit) -> list[str]:
@@ -132,17 +132,18 @@ def run_name(run_index: int) -> str:
     return RUN_RESULT_NAME.format(run_index)
 
 
-def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, progress: Progress | None = None,
+def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, sink: EventSink = silent,
           name: str = "", resolved_data: DataRecord | None = None, secrets: Secrets | None = None,
           plan: Plan | None = None) -> Result:
     """Score ``model_path``; write the sealed result into ``out_dir`` and return it.
 
-    ``resolved_data`` is the test set a batch resolved: this scoring must see exactly it.
+    ``resolved_data`` is the test set a batch resolved: this scoring must see exactly it. ``sink`` receives the
+    scoring's progress events (``evaluator.events``): phases, images and passes done, waits.
     """
-    secrets, plan, progress = secrets or Secrets(), plan or Plan(), progress or Silent()
+    secrets, plan = secrets or Secrets(), plan or Plan()
     key = load_private(secrets.signing_key) if secrets.signing_key is not None else None  # a bad key fails now
-    submission = check_phase(model_path, config, progress, name)
-    dataset = data_phase(config, progress, resolved_data)
+    submission = check_phase(model_path, config, sink, name)
+    dataset = data_phase(config, sink, resolved_data)
     submission = label_evidence(submission, dataset)
     # Only the run that audits reads the audit's sets: a score-dir child of a later run would decode the
     # 50,000 training images for nothing.
@@ -153,16 +154,16 @@ def score(model_path: Path, config: ScoreConfig, out_dir: Path | None = None, pr
     if not dataset.official:
         warnings.append(f"data: {dataset.note or 'not the official test set'}")
     prepared, runs, audit = None, [], None
-    with host_lock(waiting=progress.phase):  # one scoring per host: CPU energy is the whole host's
+    with host_lock(sink):  # one scoring per host: CPU energy is the whole host's
         for index in range(plan.first_run, plan.first_run + (plan.runs or config.repeat)):
-            run, prepared = measure_run(submission, dataset, config, out_dir, index, progress, prepared,
+            run, prepared = measure_run(submission, dataset, config, out_dir, index, sink, prepared,
                                         plan.target_temp_c)
             runs.append(run)
         assert prepared is not None
         if plan.audit:
             sets = AuditSets(private=private, training=training, training_missing=training_missing,
                              graph=graph_inspection(submission.report.evidence))
-            audit = audit_phase(prepared, dataset, sets, config, secrets.audit_secret, progress, runs[0],
+            audit = audit_phase(prepared, dataset, sets, config, secrets.audit_secret, sink, runs[0],
                                 submission.path)
     result = finalise(assemble(submission, dataset, config, prepared, runs, audit, warnings, out_dir), key)
     write_result(out_dir / plan.result_name, result)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from evaluator.config import MeterConfig
 from evaluator.errors import MeterError
+from evaluator.events import EventSink, Waiting, silent
 from evaluator.power.gpu import Gpu, GpuIdentity, NoGpu, open_gpu
 from evaluator.report.result import Cooldown, GpuState
 from evaluator.scoring.records import gpu_record
@@ -63,17 +64,18 @@ def settled(history: list[tuple[float, float]], band_c: float, target_c: float |
     return now - history[0][0] >= SETTLE_S and max(recent) - min(recent) <= band_c / 2
 
 
-def cool_down(watch: GpuWatch, meter: MeterConfig, on_start: Callable[[], None] | None = None,
+def cool_down(watch: GpuWatch, meter: MeterConfig, sink: EventSink = silent,
               sleep: Callable[[float], None] = time.sleep) -> Cooldown:
-    """Wait (bounded) until the GPU temperature settles within the band of the target; say how it went."""
+    """Wait (bounded) until the GPU temperature settles within the band of the target; say how it went.
+
+    It emits a ``Waiting`` (the time left of the bound, the temperature read) as it starts and at each poll."""
     if isinstance(watch.gpu, NoGpu):
         return Cooldown(skipped=f"no GPU temperature: {watch.reason}")
     first = watch.temperature_c()
     if first is None or meter.cooldown_s <= 0:
         return Cooldown(start_c=first, skipped="cool-down disabled" if first is not None else
                         "temperature not readable")
-    if on_start is not None:
-        on_start()
+    sink(Waiting("cooldown", meter.cooldown_s, f"GPU at {first:.0f} C"))
     deadline = time.monotonic() + meter.cooldown_s
     history: list[tuple[float, float]] = []
     reached = False
@@ -82,6 +84,7 @@ def cool_down(watch: GpuWatch, meter: MeterConfig, on_start: Callable[[], None] 
         reached = settled(history, meter.temp_band_c, meter.target_temp_c)
         if reached or history[-1][0] >= deadline:
             break
+        sink(Waiting("cooldown", max(0.0, deadline - history[-1][0]), f"GPU at {temperature:.0f} C"))
         sleep(POLL_S)
     return Cooldown(start_c=first, end_c=history[-1][1] if history else first, target_c=meter.target_temp_c,
                     band_c=meter.temp_band_c, reached=reached,

@@ -25,6 +25,7 @@ from evaluator.config import CUDNN_SEARCHES, RuntimeConfig, ScoreConfig
 from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.errors import MeterError, SubmissionError
+from evaluator.events import EventSink, phase
 from evaluator.power.analysis import (
     NVML_COUNTER_PERIOD_S,
     TOTAL_DOMAINS,
@@ -36,7 +37,6 @@ from evaluator.power.analysis import (
 from evaluator.report.result import Tuning, TuningCandidate, TuningDecision
 from evaluator.runtime.providers import uses_gpu
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
-from evaluator.scoring.progress import Progress
 
 BATCH_SIZES = (250, 500, 1000, 2000)
 SEARCHED_CUDNN = ("EXHAUSTIVE", "HEURISTIC")
@@ -115,9 +115,9 @@ class _Trial:
     """Prepares candidates and measures them in interleaved rounds of short windows on the live sampler."""
 
     def __init__(self, model_path: Path, contract: Contract, dataset: Dataset, config: ScoreConfig,
-                 samples_path: Path | None, progress: Progress) -> None:
+                 samples_path: Path | None, sink: EventSink) -> None:
         self.model_path, self.contract, self.dataset, self.config = model_path, contract, dataset, config
-        self.samples_path, self.progress = samples_path, progress
+        self.samples_path, self.sink = samples_path, sink
         self.lag_s = max(0.05, 3 * config.meter.sample_period_s)  # the sampler has recorded past the window
         self.rows: dict[RuntimeConfig, TuningCandidate] = {}
         self.criterion = ""
@@ -158,8 +158,8 @@ class _Trial:
                 runners[candidate] = runner
         for round_index in range(self.config.tune_rounds):
             for candidate, runner in runners.items():
-                self.progress.phase(f"tune {_label(candidate)} ({round_index + 1}/{self.config.tune_rounds})")
-                self._window(runner, self.rows[candidate])
+                with phase(self.sink, f"tune {_label(candidate)} ({round_index + 1}/{self.config.tune_rounds})"):
+                    self._window(runner, self.rows[candidate])
         runners.clear()
         for row in self.rows.values():
             _summarise_row(row, self.dataset.count, self.criterion)
@@ -185,9 +185,9 @@ def _summarise_row(row: TuningCandidate, images: int, criterion: str) -> None:
 
 
 def run_tuning(model_path: Path, contract: Contract, dataset: Dataset, config: ScoreConfig,
-               samples_path: Path | None, progress: Progress) -> tuple[RuntimeConfig, Tuning]:
+               samples_path: Path | None, sink: EventSink) -> tuple[RuntimeConfig, Tuning]:
     """Search the settings one at a time; return the winning runtime settings and the record for the result."""
-    trial = _Trial(model_path, contract, dataset, config, samples_path, progress)
+    trial = _Trial(model_path, contract, dataset, config, samples_path, sink)
     start, dimensions = search_space(contract, config.runtime)
     # NVML's counter moves every ~100 ms: one step at each edge of a window bounds what a window can resolve.
     bound = 2 * NVML_COUNTER_PERIOD_S / config.tune_window_s if uses_gpu(config.runtime.provider) else 0.0

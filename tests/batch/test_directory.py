@@ -194,3 +194,28 @@ def test_discovery_lists_every_entry_it_does_not_score(tmp_path, data, cli):
     assert "ignored  .hidden.onnx  hidden" in run.stdout and "ignored  notes.txt  not an .onnx file" in run.stdout
     batch = json.loads((tmp_path / "out" / "batch.json").read_text())
     assert [entry["name"] for entry in batch["ignored"]] == [".hidden.onnx", "_team.onnx", "notes.txt"]
+
+
+def test_the_parent_s_sink_sees_each_run_placed_then_its_child_s_phases_then_the_count(tmp_path, data):
+    """The child forwards its scoring's events on a pipe as they happen: a service watching score-dir sees the
+    phases and passes of the run in progress, in order, between the run's placement and its count."""
+    from evaluator.events import Event, ImagesDone, PhaseFinished, PhaseStarted, RunPlaced, SubmissionsDone
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    oracle_model(subs / "a.onnx")
+    (subs / "b.onnx").write_bytes(b"not a model")
+    events: list[Event] = []
+    score_directory(subs, tmp_path / "out", fast_config(data, passes=2), sink=events.append)
+    places = [i for i, e in enumerate(events) if isinstance(e, RunPlaced)]
+    counts = [i for i, e in enumerate(events) if isinstance(e, SubmissionsDone)]
+    assert [events[i].submission for i in places] == ["a", "b"] and len(counts) == 2
+    assert places[0] < counts[0] < places[1] < counts[1]
+    good, bad = events[places[0]:counts[0]], events[places[1]:counts[1]]
+    assert [e.phase for e in good if isinstance(e, PhaseStarted)] == ["check", "data", "session", "warmup", "pass",
+                                                                     "audit"]
+    counted = [e for e in good if isinstance(e, ImagesDone) and e.phase == "pass"]
+    assert 1 <= len(counted) <= 2 and counted[-1] == ImagesDone("pass", 2000, 2000, 2, 2)  # coalesced, the last kept
+    assert sum(isinstance(e, PhaseFinished) for e in good) == 6
+    assert [type(e).__name__ for e in bad[1:]] == ["PhaseStarted", "PhaseFinished"]  # checked, refused: no data
+    assert events[counts[1]] == SubmissionsDone("b", 2, 2, 1, events[places[1]].host)

@@ -223,47 +223,74 @@ def test_meter_into_an_unwritable_place_is_one_line_and_nothing_else(tmp_path, w
     assert run.stderr.startswith(f"error: cannot write results to {out} (") and "pass a writable --out" in run.stderr
 
 
-def test_line_progress_counts_down_a_wait_with_a_line_every_few_seconds(capsys, monkeypatch):
+def test_line_progress_counts_down_a_wait_with_a_line_every_few_seconds(capsys, monkeypatch, fake_gpu):
     """Piped: the idle and cool-down waits print the time left, every countdown_every_s, not at every tick."""
+    from evaluator import events
     from evaluator.cli.progress import LineProgress
-    from evaluator.scoring import progress as scoring_progress
+    from evaluator.config import MeterConfig
+    from evaluator.scoring.thermal import GpuWatch, cool_down
 
-    monkeypatch.setattr(scoring_progress, "TICK_S", 0.05)
+    monkeypatch.setattr(events, "TICK_S", 0.05)
     every = LineProgress(countdown_every_s=0.0)
-    every.countdown("idle baseline", 0.3)
-    scoring_progress.wait(every, 0.3)
+    events.wait(every, "idle_baseline", 0.3)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "idle baseline: 0 s left" and len(lines) >= 4
     assert all(re.fullmatch(r"idle baseline: \d+ s left", line) for line in lines)
-    sparse = LineProgress()  # a line every 5 s: a 0.3 s wait prints only its first
-    sparse.countdown("cool-down", 60.0)
-    scoring_progress.wait(sparse, 0.3)
+    fake_gpu(temps="60,60,60,55,50,41")
+    sparse = LineProgress()  # a line every 5 s: a cool-down of a few polls prints only its first
+    cool_down(GpuWatch(0), MeterConfig(cooldown_s=60.0, target_temp_c=40.0), sparse, sleep=lambda seconds: None)
     assert capsys.readouterr().err.splitlines() == ["cool-down: 60 s left"]
 
 
 def test_live_progress_shows_the_time_left_of_a_wait():
     from evaluator.cli.progress import LiveProgress
+    from evaluator.events import ImagesDone, PhaseStarted, Waiting
 
     live = LiveProgress()
-    live.countdown("idle baseline", 10.0)
-    live.advance()
+    live(Waiting("idle_baseline", 10.0))
+    live(Waiting("idle_baseline", 9.4))
     task = live._progress.tasks[-1]
     assert task.description == "idle baseline" and task.total == 10.0
-    assert re.fullmatch(r"(9|10) s left", task.fields["rate"])
-    live.phase("warmup")
-    live.advance(100)
+    assert re.fullmatch(r"(9|10) s left", task.fields["rate"]) and task.completed == pytest.approx(0.6)
+    live(PhaseStarted("warmup"))
+    live(ImagesDone("warmup", 100, done_passes=1))
     assert live._progress.tasks[-1].completed == 100
 
 
 def test_line_progress_counts_images_between_phase_lines(capsys):
     from evaluator.cli.progress import LineProgress
+    from evaluator.events import ImagesDone, PhaseFinished, PhaseStarted
 
     progress = LineProgress(every_s=0.0)
-    progress.phase("pass", 3000)
-    progress.advance(1000)
-    progress.advance(1000)
+    progress(PhaseStarted("pass", 3000, 3))
+    progress(ImagesDone("pass", 1000, 3000, 1, 3))
+    progress(ImagesDone("pass", 2000, 3000, 2, 3))
+    progress(PhaseFinished("pass", 1.5))  # a phase's end prints nothing: the next phase's line says it
     assert capsys.readouterr().err.splitlines() == ["measuring: 3,000 images", "measuring: 1,000 of 3,000 images",
                                                     "measuring: 2,000 of 3,000 images"]
+
+
+def test_line_progress_says_the_lock_wait_once_and_the_batch_count_and_placements(capsys):
+    """The texts of a lock wait, score-dir's count and a cluster's placement, as `edl` printed them before the
+    stream; score-dir's view leaves out the runs' own phases, and placements on one host."""
+    from evaluator.cli.progress import LineProgress, batch_view
+    from evaluator.events import BytesDone, PhaseStarted, RunPlaced, SubmissionsDone, Waiting
+
+    progress = LineProgress()
+    progress(Waiting("host_lock", None, "edl pid 7, /run/lock/edl-scoring.lock"))
+    progress(Waiting("host_lock", None, "edl pid 7, /run/lock/edl-scoring.lock"))
+    progress(PhaseStarted("session"))
+    progress(BytesDone("x.tar.gz", 3_000_000, 3_000_000))
+    local, cluster = batch_view(progress, placements=False), batch_view(progress, placements=True)
+    for view in (local, cluster):
+        view(RunPlaced("a", 1, "node-1"))
+        view(PhaseStarted("check"))
+        view(SubmissionsDone("a", 1, 2, 1, "node-1"))
+    progress(SubmissionsDone("", 2, 2))
+    assert capsys.readouterr().err.splitlines() == [
+        "waiting for the scoring already running on this host (edl pid 7, /run/lock/edl-scoring.lock)...",
+        "session...", "download: 3 MB of 3 MB",
+        "[1/2] a run 1 on node-1", "start a run 1 on node-1", "[1/2] a run 1 on node-1", "[2/2] done"]
 
 
 def test_ctrl_c_while_the_commands_are_still_importing_exits_130_without_a_traceback():

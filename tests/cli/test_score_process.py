@@ -139,3 +139,20 @@ def test_piped_progress_prints_a_line_per_phase(tmp_path, data):
     phases = [line.split(":")[0].removesuffix("...") for line in stderr.splitlines() if not line.startswith("warn")]
     assert phases[:5] == ["check", "data", "session", "warmup", "measuring"], stderr
     assert "measuring: 2,000 images" in stderr.splitlines() and "\x1b" not in stderr, "plain lines, no terminal codes"
+
+
+def test_piped_score_dir_prints_only_its_count_though_its_children_forward_their_phases(tmp_path, data):
+    """The children's phases reach the parent's sink now; `edl score-dir`'s stderr is still its count alone."""
+    import socket
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    oracle_model(subs / "a.onnx")
+    oracle_model(subs / "b.onnx")
+    run = subprocess.run([sys.executable, "-B", "-m", "evaluator", "score-dir", str(subs), "--data", str(data),
+                          "--passes", "2", "--repeat", "1", "--idle-seconds", "0", "--cooldown", "0", "--out",
+                          str(tmp_path / "res")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    host = socket.gethostname()
+    assert run.stderr.splitlines() == [f"[1/2] a run 1 on {host}", f"[2/2] b run 1 on {host}"]

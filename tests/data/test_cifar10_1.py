@@ -17,6 +17,7 @@ from conftest import SHARED
 from evaluator.data import cifar10_1, store
 from evaluator.data.formats import git_blob_id
 from evaluator.errors import DataError
+from evaluator.events import BytesDone
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -125,12 +126,14 @@ def test_fetch_over_http_verifies_the_blob_ids_and_caches_both_files(tmp_path, p
     folder, url = server
     _write_pair(folder, pair_bytes)
     cache = tmp_path / "cache"
-    seen: list[int] = []
-    dataset = store.fetch_cifar10_1(cache, url=url, progress=lambda done, total: seen.append(done))
+    seen: list[BytesDone] = []
+    dataset = store.fetch_cifar10_1(cache, url=url, sink=seen.append)
     cached = cache / cifar10_1.CACHE_FOLDER
     assert sorted(p.name for p in cached.iterdir()) == [release.data_name, release.labels_name]
     assert [p.name for p in cache.iterdir()] == [cifar10_1.CACHE_FOLDER]  # no partial download left
-    assert (cached / release.data_name).read_bytes() == pair_bytes[0] and seen
+    assert (cached / release.data_name).read_bytes() == pair_bytes[0]
+    assert [(e.what, e.done_bytes) for e in seen if e.done_bytes == e.total_bytes] == [
+        (release.data_name, len(pair_bytes[0])), (release.labels_name, len(pair_bytes[1]))]  # each file, to its end
     again = store.load_path(Path(cifar10_1.SHORT_NAME), cache)  # the short name reads the cached copy
     assert again.fingerprint == dataset.fingerprint and again.note == release.describe()
 

@@ -8,6 +8,7 @@ from builders import make_tarball, python_batch_bytes, save_npz
 
 from evaluator.data import formats, store
 from evaluator.errors import DataError
+from evaluator.events import BytesDone, Event
 
 
 def test_fetch_verifies_md5_and_caches_atomically(tmp_path, arrays):
@@ -15,10 +16,11 @@ def test_fetch_verifies_md5_and_caches_atomically(tmp_path, arrays):
     raw = python_batch_bytes(images, labels)
     tarball = make_tarball(tmp_path / "cifar-10-python.tar.gz", formats.PY_MEMBER, raw)
     cache = tmp_path / "cache"
-    seen = []
+    seen: list[Event] = []
     dataset = store.fetch(cache, url=tarball.as_uri(), expected_md5=formats.md5_file(tarball),
-                         expected_member_md5=formats.md5_bytes(raw), progress=lambda done, total: seen.append(done))
-    assert dataset.official and seen and seen[-1] == tarball.stat().st_size
+                         expected_member_md5=formats.md5_bytes(raw), sink=seen.append)
+    size = tarball.stat().st_size
+    assert dataset.official and seen[-1] == BytesDone("cifar-10-python.tar.gz", size, size)
     assert sorted(p.name for p in cache.iterdir()) == [store.CACHE_META, store.CACHE_NPZ]
     cached = store.load_cached(cache)
     assert cached is not None and cached.official and cached.fingerprint == dataset.fingerprint

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,13 +29,25 @@ def test_a_scoring_waits_while_another_holds_the_host(tmp_path):
     command = [sys.executable, "-m", "evaluator", "score", str(model), "--data", str(data), "--passes", "3",
                "--idle-seconds", "0", "--cooldown", "0", "--no-plot", "--out", str(tmp_path / "o")]
     with host_lock(path=lock_path()) as held:
-        released = time.monotonic() + 2.0
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(max(0.0, released - time.monotonic()))
+        assert child.stderr is not None
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in child.stderr], daemon=True).start()
+        seen = []  # held until the child says it waits (a fixed 2 s was too short for a loaded host to start it)
+        while not any(line.startswith("waiting for the scoring already running on this host (edl pid ")
+                      for line in seen):
+            try:
+                seen.append(lines.get(timeout=60))
+            except queue.Empty:
+                child.kill()
+                raise AssertionError(f"the child did not say it waits within 60 s: {''.join(seen)}") from None
+        time.sleep(1.0)
         assert child.poll() is None  # still waiting for the lock
         assert held.read_text().startswith("edl pid ")
-    _, stderr = child.communicate(timeout=60)
-    assert child.returncode == 0, stderr
-    assert "waiting for the scoring already running on this host" in stderr
+        released = time.monotonic()
+    child.wait(timeout=60)
+    while not lines.empty():
+        seen.append(lines.get())
+    assert child.returncode == 0, "".join(seen)
     measured = next(w for w in read_result(tmp_path / "o").runs[0].windows if w.name == "measured")
     assert measured.start_s > released  # it measured only after the lock was given back

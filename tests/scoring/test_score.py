@@ -27,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 from evaluator.config import RuntimeConfig
 from evaluator.contract.check import check_submission
 from evaluator.errors import DataError, MeterError, ProviderError, SubmissionError
+from evaluator.events import Event, ImagesDone, PhaseFinished, PhaseStarted, Waiting, json_lines, read_json_lines
 from evaluator.report.integrity import seal_holds
 from evaluator.report.reader import read_result
 from evaluator.report.records import DataRecord
@@ -228,20 +229,14 @@ WORK_W, IDLE_W = 300.0, 80.0
 
 
 class ProfileProgress:
-    """A silent progress display that tells the fake GPU's profile when a wait begins: it idles from then on."""
+    """A silent progress sink that tells the fake GPU's profile when a wait begins: it idles from then on."""
 
     def __init__(self, profile: object) -> None:
         self.profile = profile
 
-    def phase(self, name: str, total: int | None = None) -> None:
-        if name.startswith(("idle baseline", "cool-down")):
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Waiting) or (isinstance(event, PhaseStarted) and event.phase.startswith("idle baseline")):
             self.profile.set(IDLE_W)
-
-    def advance(self, images: int = 0) -> None:
-        pass
-
-    def countdown(self, name: str, seconds: float) -> None:
-        self.phase(name)
 
 
 @pytest.fixture
@@ -281,7 +276,7 @@ def test_idle_gpu_watts_do_not_count_the_priming_pass_s_last_counter_step(tmp_pa
     images, labels = oracle_images(1000, correct=950)
     data = save_npz(tmp_path / "d.npz", images, labels)
     result = score(conv_model(tmp_path / "m.onnx"), fast_config(data, passes=3, idle_s=1.5), tmp_path / "out",
-                   progress=progress)
+                   sink=progress)
     idle = result.runs[0].energy.idle
     assert idle is not None and idle.watts["gpu"] == pytest.approx(IDLE_W, rel=0.02)
 
@@ -292,7 +287,7 @@ def test_the_last_short_passes_are_not_read_towards_the_idle_after_the_work(tmp_
     images, labels = oracle_images(200, correct=190)
     data = save_npz(tmp_path / "d.npz", images, labels)
     config = fast_config(data, passes=40, sample_period_ms=50.0)
-    run = score(conv_model(tmp_path / "m.onnx"), config, tmp_path / "out", progress=progress).runs[0]
+    run = score(conv_model(tmp_path / "m.onnx"), config, tmp_path / "out", sink=progress).runs[0]
     passes = [w for w in run.windows if w.name.startswith("pass")]
     ratios = [j / (WORK_W * (w.end_s - w.start_s)) for j, w in zip(run.energy.passes_j, passes, strict=True)]
     assert run.energy.passes_j_method["gpu"] == "integrated instant power"
@@ -300,42 +295,49 @@ def test_the_last_short_passes_are_not_read_towards_the_idle_after_the_work(tmp_
     assert any(w.name == "trail" for w in run.windows)
 
 
-class Recording:
-    """A progress display that records what the scorer told it."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.ticks = 0
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        self.calls.append(("phase", name))
-
-    def advance(self, images: int = 0) -> None:
-        self.ticks += not images
-
-    def countdown(self, name: str, seconds: float) -> None:
-        self.calls.append(("countdown", f"{name} {seconds:g} s"))
-
-
 def test_no_meter_skips_the_idle_wait_and_says_so(tmp_path, dataset):
     """No NVML, no RAPL: nothing would measure the idle baseline; the wait is skipped (11.6 s -> ~1 s)."""
-    recording = Recording()
-    calls = recording.calls
+    events: list[Event] = []
     start = time.monotonic()
     result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1, idle_s=10.0), tmp_path / "o",
-                   progress=recording)
+                   events.append)
     assert time.monotonic() - start < 8.0
     idle = result.runs[0].energy.idle
     assert idle is not None and idle.total_w is None and idle.reason.startswith("not measured: there is no meter")
-    assert ("phase", "idle baseline skipped: no meter (no NVML, no RAPL)") in calls
+    assert PhaseStarted("idle baseline skipped: no meter (no NVML, no RAPL)") in events
+    assert not any(isinstance(event, Waiting) for event in events)
     assert not any(name == "trail" for name in (w.name for w in result.runs[0].windows))
 
 
-def test_the_cool_down_and_idle_waits_are_countdowns(tmp_path, dataset, fake_gpu):
+def test_the_cool_down_and_idle_waits_count_down_their_time_left(tmp_path, dataset, fake_gpu):
     fake_gpu(temps="60,60,60,55,50,41")
-    recording = Recording()
+    events: list[Event] = []
     config = fast_config(dataset, passes=1, idle_s=1.0, cooldown_s=10.0, target_temp_c=40.0)
-    score(oracle_model(tmp_path / "m.onnx"), config, tmp_path / "o", progress=recording)
-    countdowns = [name for kind, name in recording.calls if kind == "countdown"]
-    assert countdowns == ["cool-down 10 s", "idle baseline 1 s"]
-    assert recording.ticks >= 2  # the cool-down's polls and the idle second told the display that time passed
+    score(oracle_model(tmp_path / "m.onnx"), config, tmp_path / "o", events.append)
+    waits = [event for event in events if isinstance(event, Waiting)]
+    assert [w.waiting_for for w in waits][:1] == ["cooldown"] and waits[0].seconds_left == 10.0
+    assert waits[0].detail == "GPU at 60 C"
+    cooling = [w.seconds_left for w in waits if w.waiting_for == "cooldown"]
+    idling = [w.seconds_left for w in waits if w.waiting_for == "idle_baseline"]
+    assert len(cooling) >= 3 and cooling == sorted(cooling, reverse=True)  # a poll a second, the time left falling
+    assert idling[0] == pytest.approx(1.0, abs=0.05) and idling[-1] == 0.0 and len(idling) >= 2
+    first_idle = next(i for i, w in enumerate(events) if isinstance(w, Waiting) and w.waiting_for == "idle_baseline")
+    assert all(w.waiting_for == "cooldown" for w in waits if events.index(w) < first_idle)  # cool-down, then idle
+
+
+def test_a_scoring_tells_each_phase_its_seconds_and_the_passes_done_and_the_stream_stores_as_json_lines(
+        tmp_path, dataset):
+    """The measured phase counts passes as well as images (a web page shows "pass 3 of 5"); every phase that
+    starts finishes with its seconds; the whole stream survives a round trip through a JSON-lines file."""
+    stored = tmp_path / "events.jsonl"
+    with stored.open("w") as stream:
+        score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, passes=3), tmp_path / "o", json_lines(stream))
+    events = list(read_json_lines(stored.read_text().splitlines()))
+    started = [e.phase for e in events if isinstance(e, PhaseStarted)]
+    finished = {e.phase: e.seconds for e in events if isinstance(e, PhaseFinished)}
+    assert started == ["check", "data", "session", "warmup", "pass", "audit"]
+    assert set(finished) == set(started) and all(seconds >= 0 for seconds in finished.values())
+    assert PhaseStarted("pass", 3 * 1000, 3) in events
+    passes = [e for e in events if isinstance(e, ImagesDone) and e.phase == "pass"]
+    assert passes == [ImagesDone("pass", n * 1000, 3000, n, 3) for n in (1, 2, 3)]
+    assert events.index(passes[-1]) < events.index(PhaseFinished("pass", finished["pass"]))
