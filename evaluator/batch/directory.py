@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from evaluator.batch.child import Job
-from evaluator.batch.discover import Submission, discover
+from evaluator.batch.discover import FoundSubmission, discover
 from evaluator.batch.limits import child_limits
 from evaluator.batch.local import ChildOutcome, Done, LocalBackend, remove_run_files
 from evaluator.batch.outroot import (
@@ -82,10 +82,10 @@ def still_stands(previous: Result | None, model_sha256: Callable[[], str], finge
 
 
 @dataclass
-class Entry:
+class BatchEntry:
     """One submission's part in the batch: what stands already, the runs still to measure, how it went."""
 
-    submission: Submission
+    submission: FoundSubmission
     final: Path  # where its whole result lives
     out_dir: Path  # where its runs are measured: the stage under _partial/
     gpu_kind: str | None = None
@@ -112,15 +112,15 @@ class _Batch:
         self.secrets = dataclasses.replace(secrets, signing_key=None)  # the batch signs; its children need not
         self.limits = child_limits(config.runtime.provider, batch.timeout_s, batch.max_memory_gb)
         self.versions = versions()
-        self.entries: list[Entry] = []
+        self.entries: list[BatchEntry] = []
         self.archive = Archive(out_root)
         self.in_flight: list[Job] = []  # yielded to the backend, not yet done: what an interruption cleans up
         self.thermal = ThermalRecord(None, "not fixed yet", config.meter.temp_band_c)
 
-    def plan(self, submission: Submission, gpu_kind: str | None = None, kind_in_name: bool = False) -> Entry:
+    def plan(self, submission: FoundSubmission, gpu_kind: str | None = None, kind_in_name: bool = False) -> BatchEntry:
         """What stands for ``submission`` and which runs remain: all, the missing ones, or a rematch's more."""
         folder = f"{submission.name}@{gpu_kind}" if kind_in_name else submission.name
-        entry = Entry(submission, self.out_root / folder, stage_of(self.out_root, folder), gpu_kind)
+        entry = BatchEntry(submission, self.out_root / folder, stage_of(self.out_root, folder), gpu_kind)
         if submission.model is None:
             return entry
         model_sha256 = functools.cache(functools.partial(sha256_file, submission.model))  # hashed once, if at all
@@ -175,7 +175,7 @@ class _Batch:
                 if folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()
 
-    def _job(self, entry: Entry, index: int) -> Job:
+    def _job(self, entry: BatchEntry, index: int) -> Job:
         assert entry.submission.model is not None
         entry.out_dir.mkdir(parents=True, exist_ok=True)
         plan = Plan(first_run=index, runs=1, audit=index == 1, target_temp_c=self.thermal.target_c,
@@ -194,7 +194,7 @@ class _Batch:
         else:
             entry.measured.append(job.plan.first_run)
 
-    def finish(self, entry: Entry) -> BatchItem:
+    def finish(self, entry: BatchEntry) -> BatchItem:
         """The submission's result from what stood and what was measured, published; or its failure, recorded."""
         name, model = entry.name, entry.submission.model
         item = BatchItem(name, "scored", seconds=entry.seconds, runs=entry.measured, places=entry.places,
@@ -216,7 +216,7 @@ class _Batch:
         write_result(entry.out_dir / RESULT_NAME, finalise(result, self.key))
         return dataclasses.replace(item, archived=publish(entry.out_dir, entry.final, self.archive))
 
-    def _failed(self, entry: Entry, item: BatchItem, reason: str, timeout_s: float | None) -> BatchItem:
+    def _failed(self, entry: BatchEntry, item: BatchItem, reason: str, timeout_s: float | None) -> BatchItem:
         """A failure replaces no scored result: it is then recorded beside it, in failures/<utc>.json."""
         failure = finalise(failed_result(entry.submission.name, entry.submission.model, reason, self.config,
                                          self.data, self.versions, entry.final, entry.seconds, timeout_s), self.key)
@@ -269,8 +269,8 @@ def _backend(state: _Batch, dataset: Dataset, sink: EventSink) -> tuple[Backend,
     return backend, kinds
 
 
-def _placements(submissions: list[Submission], kinds: list[str], every_kind: bool
-                ) -> list[tuple[Submission, str | None, bool]]:
+def _placements(submissions: list[FoundSubmission], kinds: list[str], every_kind: bool
+                ) -> list[tuple[FoundSubmission, str | None, bool]]:
     """(submission, GPU kind, whether the kind names its folder): every kind for each with --every-gpu-kind;
     else each submission pinned to one kind in turn, so all its repeats run on one kind of GPU."""
     if every_kind:
@@ -288,7 +288,7 @@ def _thermal(state: _Batch) -> ThermalRecord:
 
 
 def _prepare(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig, secrets: Secrets
-             ) -> tuple[list[Submission], list[IgnoredEntry], Dataset, _Batch]:
+             ) -> tuple[list[FoundSubmission], list[IgnoredEntry], Dataset, _Batch]:
     """Every check that can refuse the batch, before anything is written; then the results root made ready."""
     found = discover(directory, exclude=(out_root,))
     if not found.submissions:

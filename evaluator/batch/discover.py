@@ -18,7 +18,9 @@ RESERVED_PREFIX = "_"
 
 
 @dataclass(frozen=True)
-class Submission:
+class FoundSubmission:
+    """An entry of the folder that score-dir takes for a submission: its name and model, or why it cannot be scored."""
+
     name: str
     model: Path | None  # None when the entry is not a usable submission
     problem: str = ""
@@ -28,7 +30,7 @@ class Submission:
 class Found:
     """The submissions of a folder, and every entry that is not one, with why."""
 
-    submissions: list[Submission] = field(default_factory=list)
+    submissions: list[FoundSubmission] = field(default_factory=list)
     ignored: list[IgnoredEntry] = field(default_factory=list)
 
 
@@ -61,13 +63,13 @@ def discover(directory: Path, exclude: tuple[Path, ...] = ()) -> Found:
         if reason := _why_not(entry, excluded):
             found.ignored.append(IgnoredEntry(entry.name, reason))
         elif entry.is_file():
-            found.submissions.append(Submission(entry.stem, entry))
+            found.submissions.append(FoundSubmission(entry.stem, entry))
         else:
             models = sorted(path for path in entry.iterdir() if is_model_file(path))
             if len(models) == 1:
-                found.submissions.append(Submission(entry.name, models[0]))
+                found.submissions.append(FoundSubmission(entry.name, models[0]))
             else:
-                found.submissions.append(Submission(entry.name, None,
+                found.submissions.append(FoundSubmission(entry.name, None,
                                                     f"the folder holds {len(models)} .onnx files; it needs one"))
     names = [s.name for s in found.submissions]
     duplicates = {name for name in names if names.count(name) > 1}

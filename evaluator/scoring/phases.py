@@ -22,7 +22,7 @@ from evaluator.report.records import DataRecord
 
 
 @dataclass(frozen=True)
-class Submission:
+class CheckedSubmission:
     """A submission that passed its checks: what it is and how to feed it."""
 
     name: str
@@ -35,16 +35,16 @@ def default_out_dir(model_path: Path) -> Path:
     return Path("results") / Path(model_path).stem
 
 
-def check_phase(model_path: Path, config: ScoreConfig, sink: EventSink, name: str = "") -> Submission:
+def check_phase(model_path: Path, config: ScoreConfig, sink: EventSink, name: str = "") -> CheckedSubmission:
     """The same checks as ``edl check``; an invalid submission is refused before anything runs."""
     with phase(sink, "check"):
         report = check_submission(model_path, config.limits)
     if not report.valid or report.contract is None:
         raise SubmissionError(report.problems)
-    return Submission(name or Path(model_path).stem, Path(model_path), report, report.contract)
+    return CheckedSubmission(name or Path(model_path).stem, Path(model_path), report, report.contract)
 
 
-def label_evidence(submission: Submission, dataset: Dataset) -> Submission:
+def label_evidence(submission: CheckedSubmission, dataset: Dataset) -> CheckedSubmission:
     """The graph's stored labels compared with the test labels in order; a match is a strong finding (warned)."""
     report = submission.report
     if not any(finding.kind in ("labels", "lookup") and finding.tensor for finding in report.evidence):

@@ -23,7 +23,7 @@ from evaluator.report.result import SAMPLES_NAME, TIMELINE_NAME, Cooldown, Fairn
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
 from evaluator.runtime.session import TRT_CACHE_NAME, SessionInfo
 from evaluator.scoring.hostinfo import host
-from evaluator.scoring.phases import Submission
+from evaluator.scoring.phases import CheckedSubmission
 from evaluator.scoring.records import window_records
 from evaluator.scoring.thermal import GpuWatch, cool_down
 from evaluator.scoring.tune import run_tuning
@@ -53,7 +53,7 @@ def timeline_name(run_index: int) -> str:
     return TIMELINE_NAME.format(run_index)
 
 
-def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path,
+def session_phase(submission: CheckedSubmission, dataset: Dataset, config: ScoreConfig, out_dir: Path,
                   samples_path: Path | None, sink: EventSink) -> Prepared:
     """Search the runtime settings (with --tune), then the session phase."""
     runtime, tuning = config.runtime, None
@@ -63,7 +63,7 @@ def session_phase(submission: Submission, dataset: Dataset, config: ScoreConfig,
         return _open_session(submission, dataset, config, out_dir, runtime, tuning)
 
 
-def _open_session(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path,
+def _open_session(submission: CheckedSubmission, dataset: Dataset, config: ScoreConfig, out_dir: Path,
                   runtime: RuntimeConfig, tuning: Tuning | None) -> Prepared:
     """Open the session, upload the batches, capture graphs."""
     trt_cache = str((out_dir / TRT_CACHE_NAME).resolve()) if runtime.provider == "tensorrt" else ""
@@ -192,7 +192,7 @@ def _energy(measured: _Measured, meter: Meter, config: ScoreConfig, dataset: Dat
     return energy, warnings, samples_file, timeline
 
 
-def measure_run(submission: Submission, dataset: Dataset, config: ScoreConfig, out_dir: Path, run_index: int,
+def measure_run(submission: CheckedSubmission, dataset: Dataset, config: ScoreConfig, out_dir: Path, run_index: int,
                 sink: EventSink, prepared: Prepared | None = None, target_temp_c: float | None = None
                 ) -> tuple[Run, Prepared]:
     """One run: fairness record, (session and --tune on the first run), cool-down, idle, warm-up, passes, energy.

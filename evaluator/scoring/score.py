@@ -29,7 +29,7 @@ from evaluator.scoring.audit import AuditSets, Composition, graph_inspection, ot
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.hostlock import host_lock
 from evaluator.scoring.phases import (
-    Submission,
+    CheckedSubmission,
     check_phase,
     data_phase,
     default_out_dir,
@@ -88,7 +88,7 @@ def _audit_warnings(audit: Audit) -> list[str]:
             if check.verdict == "not_run" and check.name != "private_images"]
 
 
-def assemble(submission: Submission, dataset: Dataset, config: ScoreConfig, prepared: Prepared, runs: list[Run],
+def assemble(submission: CheckedSubmission, dataset: Dataset, config: ScoreConfig, prepared: Prepared, runs: list[Run],
              audit: Audit | None, warnings: list[str], out_dir: Path) -> Result:
     """The result document of a scored submission (unsealed): a summary of the runs, and the runs."""
     first = runs[0]
