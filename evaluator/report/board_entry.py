@@ -1,4 +1,4 @@
-"""One submission's line on a leaderboard (``Entry``), and a result.json the board cannot trust (``Untrusted``).
+"""One submission's line on a leaderboard (``BoardEntry``), and a result.json the board cannot trust (``Untrusted``).
 
 An entry is named by its signed ``model.name``; what it shows, and why it is listed apart (unsigned,
 misnamed, a duplicate, disqualified, under review), is said here, in the order the board sets results apart.
@@ -15,7 +15,7 @@ from evaluator.report.review_record import ReviewDecision
 
 
 @dataclass
-class Entry:
+class BoardEntry:
     """One submission's line on the board."""
 
     name: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePath
 
-from evaluator.report.board_entry import Entry, Untrusted
+from evaluator.report.board_entry import BoardEntry, Untrusted
 from evaluator.report.leaderboard import UNAUDITED_NOTE, Leaderboard
 from evaluator.report.prizes import UNCHECKED_UNSEEN, UNCHECKED_UNSEEN_NOTE
 
@@ -26,14 +26,14 @@ def _kj(joules: float | None) -> float | None:
 UNOFFICIAL = "unofficial data"  # said in the category of a result not scored on the official test set
 
 
-def _category(entry: Entry, label: str) -> str:
+def _category(entry: BoardEntry, label: str) -> str:
     """A category reached (or not: unranked) on data other than the official test set says so."""
     data = entry.result.data
     reached = label.startswith(">=") or label == "unranked"
     return f"{label} ({UNOFFICIAL})" if reached and data is not None and not data.official else label
 
 
-def _row(entry: Entry, category: str, note: str = "") -> dict[str, object]:
+def _row(entry: BoardEntry, category: str, note: str = "") -> dict[str, object]:
     interval = entry.interval
     energy = entry.result.energy
     return {
@@ -56,7 +56,7 @@ def _untrusted_row(item: Untrusted) -> dict[str, object]:
                                                     "tied_with": ""}
 
 
-def _apart_note(label: str, entry: Entry) -> str:
+def _apart_note(label: str, entry: BoardEntry) -> str:
     if label == "unaudited":
         return UNAUDITED_NOTE
     if label == UNCHECKED_UNSEEN:
@@ -97,7 +97,7 @@ def notes(board: Leaderboard) -> list[str]:
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/:;,'\"()]+/)+([^\s/:;,'\"()]+)")
 
 
-def public_note(entry: Entry) -> str:
+def public_note(entry: BoardEntry) -> str:
     """The entry's reason without the organiser's folders: its model's path reads as the submission's name.
 
     The model's absolute path becomes the name, and its folder is dropped before the files in it

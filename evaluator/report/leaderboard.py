@@ -21,7 +21,7 @@ from pathlib import Path
 from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, comparable_settings, option_fields
 from evaluator.errors import EdlError, ResultError
 from evaluator.report.batch_record import BATCH_NAME
-from evaluator.report.board_entry import Entry, Untrusted
+from evaluator.report.board_entry import BoardEntry, Untrusted
 from evaluator.report.categories import category_for
 from evaluator.report.integrity import seal_holds
 from evaluator.report.prizes import UNCHECKED_UNSEEN, checked_on_unseen
@@ -40,22 +40,22 @@ START_TEMP_SPREAD_C = 2.0  # ranked results that started further apart than this
 @dataclass
 class Leaderboard:
     thresholds: tuple[float, ...]
-    categories: dict[float, list[Entry]]
-    unranked: list[Entry]  # scored, below the lowest threshold
-    unmeasured: list[Entry]  # scored, but without an energy total
-    failed: list[Entry]
+    categories: dict[float, list[BoardEntry]]
+    unranked: list[BoardEntry]  # scored, below the lowest threshold
+    unmeasured: list[BoardEntry]  # scored, but without an energy total
+    failed: list[BoardEntry]
     mixed: list[str]  # comparability differences that were allowed
-    under_review: list[Entry] = field(default_factory=list)  # the generalization audit found them suspect
-    unsigned: list[Entry] = field(default_factory=list)  # not signed by the organiser's key (with --public-key)
-    unaudited: list[Entry] = field(default_factory=list)  # no audit, and --allow-unaudited was not given
-    unchecked_unseen: list[Entry] = field(default_factory=list)  # a prize board: no check on unseen images
+    under_review: list[BoardEntry] = field(default_factory=list)  # the generalization audit found them suspect
+    unsigned: list[BoardEntry] = field(default_factory=list)  # not signed by the organiser's key (with --public-key)
+    unaudited: list[BoardEntry] = field(default_factory=list)  # no audit, and --allow-unaudited was not given
+    unchecked_unseen: list[BoardEntry] = field(default_factory=list)  # a prize board: no check on unseen images
     warnings: list[str] = field(default_factory=list)  # what a reader of the board must know
     untrusted: list[Untrusted] = field(default_factory=list)  # foreign, malformed or edited result.json files
-    misnamed: list[Entry] = field(default_factory=list)  # in a folder not named by its signed model.name
-    duplicates: list[Entry] = field(default_factory=list)  # the same model as an earlier result
-    disqualified: list[Entry] = field(default_factory=list)  # by the organiser's signed decision
+    misnamed: list[BoardEntry] = field(default_factory=list)  # in a folder not named by its signed model.name
+    duplicates: list[BoardEntry] = field(default_factory=list)  # the same model as an earlier result
+    disqualified: list[BoardEntry] = field(default_factory=list)  # by the organiser's signed decision
 
-    def apart(self) -> list[tuple[str, list[Entry]]]:
+    def apart(self) -> list[tuple[str, list[BoardEntry]]]:
         """The results not ranked, by the label every format lists them under, in the order it lists them."""
         return [("under review", self.under_review), ("disqualified", self.disqualified),
                 ("unaudited", self.unaudited), (UNCHECKED_UNSEEN, self.unchecked_unseen), ("unsigned", self.unsigned),
@@ -64,11 +64,11 @@ class Leaderboard:
                 ("failed", self.failed)]
 
     @property
-    def ranked(self) -> list[Entry]:
+    def ranked(self) -> list[BoardEntry]:
         return [entry for members in self.categories.values() for entry in members]
 
 
-def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) -> list[Entry | Untrusted]:
+def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) -> list[BoardEntry | Untrusted]:
     """Every ``result.json`` in ``results_dir`` (itself or one folder down), named by its signed model.name.
 
     A document that is not an edl result, or is malformed, or was edited after it was written (its
@@ -80,7 +80,7 @@ def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) 
     paths = sorted(set(results_dir.glob(f"*/{RESULT_NAME}")) | set(results_dir.glob(RESULT_NAME)))
     if not paths:
         raise EdlError(f"{results_dir}: no {RESULT_NAME} files found")
-    entries: list[Entry | Untrusted] = []
+    entries: list[BoardEntry | Untrusted] = []
     for path in paths:
         folder = path.parent.name if path.parent != results_dir else ""
         try:
@@ -93,7 +93,7 @@ def load_results(results_dir: Path, public_key: Ed25519PublicKey | None = None) 
                                      "Run `edl verify` on it, and rescore the submission (`edl score-dir --force`)"))
             continue
         problem = signature_problem(result, public_key) if public_key is not None else ""
-        entries.append(Entry(result.model.name, result, not_signed=problem, folder=folder,
+        entries.append(BoardEntry(result.model.name, result, not_signed=problem, folder=folder,
                              reviews=read_decisions(path.parent, result, public_key)))
     return entries
 
@@ -127,7 +127,7 @@ def measured_alike(result: Result) -> dict[str, str]:
     return key
 
 
-def comparability_problems(entries: list[Entry]) -> list[str]:
+def comparability_problems(entries: list[BoardEntry]) -> list[str]:
     """What differs between the measured results, in words: one line per differing property."""
     keys = {e.name: measured_alike(e.result) for e in entries
             if e.result.scored and e.total_j is not None and not e.not_signed}
@@ -144,13 +144,13 @@ def comparability_problems(entries: list[Entry]) -> list[str]:
     return problems
 
 
-def rank_by_gpu(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
+def rank_by_gpu(entries: Sequence[BoardEntry | Untrusted], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
                 allow_mixed: bool = False, allow_unaudited: bool = False,
                 require_unseen: bool = False) -> dict[str, Leaderboard]:
     """One board per GPU model the results were measured on (a result without a GPU: "no GPU")."""
-    groups: dict[str, list[Entry | Untrusted]] = {}
+    groups: dict[str, list[BoardEntry | Untrusted]] = {}
     for entry in entries:
-        gpu = (entry.result.gpu_model or "no GPU") if isinstance(entry, Entry) else UNTRUSTED_GROUP
+        gpu = (entry.result.gpu_model or "no GPU") if isinstance(entry, BoardEntry) else UNTRUSTED_GROUP
         groups.setdefault(gpu, []).append(entry)
     return {model: rank(members, thresholds, allow_mixed, allow_unaudited, require_unseen)
             for model, members in sorted(groups.items())}
@@ -163,7 +163,7 @@ UNAUDITED_NOTE = ("no generalization audit (an older result, or --audit-copies 0
                   "--allow-unaudited")
 
 
-def _set_apart(entry: Entry, board: Leaderboard, allow_unaudited: bool, require_unseen: bool = False) -> bool:
+def _set_apart(entry: BoardEntry, board: Leaderboard, allow_unaudited: bool, require_unseen: bool = False) -> bool:
     """Unsigned (with a key), misnamed, failed, duplicate, disqualified, suspect (not cleared), (unless allowed)
     unaudited and (a prize board) unchecked-on-unseen results are listed apart, never ranked."""
     decision = entry.decision
@@ -193,13 +193,13 @@ def _first_scored(result: Result) -> str:
     return min((run.started_utc for run in result.runs), default=result.created_utc)
 
 
-def _mark_duplicates(entries: list[Entry]) -> None:
+def _mark_duplicates(entries: list[BoardEntry]) -> None:
     """Results of one model (sha256) on one GPU model are one entry: the earliest scored; the others name it."""
     for entry in entries:
         entry.duplicate_of = ""
     candidates = [e for e in entries if e.result.scored and e.result.model.sha256 and not e.not_signed
                   and not e.misnamed]
-    first: dict[tuple[str, str], Entry] = {}
+    first: dict[tuple[str, str], BoardEntry] = {}
     for entry in sorted(candidates, key=lambda e: (_first_scored(e.result), e.name, e.folder)):
         key = (entry.result.model.sha256, entry.result.gpu_model or "")
         if key in first:
@@ -208,7 +208,7 @@ def _mark_duplicates(entries: list[Entry]) -> None:
             first[key] = entry
 
 
-def rank(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
+def rank(entries: Sequence[BoardEntry | Untrusted], thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
          allow_mixed: bool = False, allow_unaudited: bool = False, require_unseen: bool = False) -> Leaderboard:
     """Place each entry in its highest category and order each category by energy.
 
@@ -218,7 +218,7 @@ def rank(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = D
     """
     board = Leaderboard(tuple(sorted(thresholds)), {t: [] for t in sorted(thresholds, reverse=True)}, [], [], [], [])
     board.untrusted = [entry for entry in entries if isinstance(entry, Untrusted)]
-    readable = [entry for entry in entries if isinstance(entry, Entry)]
+    readable = [entry for entry in entries if isinstance(entry, BoardEntry)]
     _mark_duplicates(readable)
     ranked = [entry for entry in readable if not _set_apart(entry, board, allow_unaudited, require_unseen)]
     board.mixed = comparability_problems(ranked)
@@ -242,10 +242,10 @@ def rank(entries: Sequence[Entry | Untrusted], thresholds: tuple[float, ...] = D
     return board
 
 
-def _rank_category(members: list[Entry]) -> None:
+def _rank_category(members: list[BoardEntry]) -> None:
     """Order by the median total; results whose intervals overlap (in a chain) share a rank and are tied."""
     members.sort(key=lambda e: (e.total_j or 0.0, -(e.accuracy or 0), e.model_bytes, e.name))
-    groups: list[list[Entry]] = []
+    groups: list[list[BoardEntry]] = []
     reach = float("-inf")
     for entry in members:
         low, high = entry.interval or (0.0, 0.0)

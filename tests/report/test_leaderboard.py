@@ -9,12 +9,12 @@ from builders import PowercapTree, colour_images, colour_model, conv_model, fail
 from builders import save_npz as save_data
 
 from evaluator.errors import EdlError
-from evaluator.report.leaderboard import Entry, load_results, rank
+from evaluator.report.leaderboard import BoardEntry, load_results, rank
 from evaluator.report.result import RESULT_NAME, write_result
 
 
-def entry(name, template, accuracy, total_j, **changes) -> Entry:
-    return Entry(name, result_variant(template, accuracy, total_j, name=name, **changes))
+def entry(name, template, accuracy, total_j, **changes) -> BoardEntry:
+    return BoardEntry(name, result_variant(template, accuracy, total_j, name=name, **changes))
 
 
 def test_the_competition_example(template):
@@ -159,7 +159,7 @@ def test_two_runs_warn_of_a_wide_interval_and_by_gpu_keeps_untrusted_apart(tmp_p
     low, high, method = interval([90.0, 110.0], [0.0])
     energy = dataclasses.replace(two.energy, repeats_j=[90.0, 110.0], total_j_interval=[low, high],
                                  interval_method=method)
-    board = rank([Entry("two", dataclasses.replace(two, energy=energy))])
+    board = rank([BoardEntry("two", dataclasses.replace(two, energy=energy))])
     assert any("two runs give a wide 95 % interval" in line and "--repeat 3" in line for line in board.warnings)
     write_result(tmp_path / "a" / RESULT_NAME, result_variant(template, 0.95, 10.0, name="a"))
     (tmp_path / "junk").mkdir()

@@ -153,18 +153,18 @@ def test_public_note_keeps_file_names_and_drops_folders(template):
     import dataclasses
 
     from evaluator.report.board_rows import public_note
-    from evaluator.report.leaderboard import Entry
+    from evaluator.report.leaderboard import BoardEntry
 
     failed = failed_variant(template, "")
     model = dataclasses.replace(failed.model, path="/srv/subs/x/model.onnx")
     reason = ("/srv/subs/x/model.onnx: external data /srv/subs/x/model.onnx.data is missing; /srv/subs/x is "
               "read-only; /srv/subs/xy/model.onnx is another one")
-    entry = Entry("x", dataclasses.replace(failed, model=model, reason=reason))
+    entry = BoardEntry("x", dataclasses.replace(failed, model=model, reason=reason))
     assert public_note(entry) == ("x: external data model.onnx.data is missing; x is read-only; "
                                   "model.onnx is another one")  # any other absolute path: its last part only
     relative = dataclasses.replace(entry.result, model=dataclasses.replace(model, path="../../subs/x/model.onnx"),
                                    reason="/home/org/subs/x/model.onnx: not an ONNX model")
-    assert public_note(Entry("x", relative)) == "model.onnx: not an ONNX model"
+    assert public_note(BoardEntry("x", relative)) == "model.onnx: not an ONNX model"
 
 
 def test_fraction_thresholds_are_a_usage_error(example_dir, cli):

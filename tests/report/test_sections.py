@@ -14,7 +14,7 @@ import pytest
 from builders import result_variant
 
 from evaluator.report.integrity import seal
-from evaluator.report.leaderboard import Entry, load_results, rank, rank_by_gpu
+from evaluator.report.leaderboard import BoardEntry, load_results, rank, rank_by_gpu
 from evaluator.report.render import render
 from evaluator.report.result import RESULT_NAME, write_result
 
@@ -112,6 +112,6 @@ def test_start_temperatures_far_apart_are_a_warning(template):
     warm = dataclasses.replace(warm, runs=[dataclasses.replace(warm.runs[0], start_temp_c=48.0)])
     cool = result_variant(template, 0.95, 12.0, name="cool")
     cool = dataclasses.replace(cool, runs=[dataclasses.replace(cool.runs[0], start_temp_c=41.0)])
-    board = rank([Entry("warm", warm), Entry("cool", cool)])
+    board = rank([BoardEntry("warm", warm), BoardEntry("cool", cool)])
     assert len(board.warnings) == 1 and "started 7.0 C apart" in board.warnings[0]
     assert "started 7.0 C apart" in render(board, "md")
