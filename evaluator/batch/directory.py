@@ -42,7 +42,7 @@ from evaluator.batch.outroot import (
 )
 from evaluator.batch.ray_backend import RayBackend
 from evaluator.batch.reference import REFERENCE_NAME, ReferenceRuns
-from evaluator.batch.thermal import batch_target
+from evaluator.batch.target_temp import batch_target
 from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_settings
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import resolve

@@ -131,7 +131,7 @@ class RayBackend:
     def _init_arguments(address: str | None) -> dict[str, Any]:
         if address is not None:
             return {"address": address, "include_dashboard": False, "log_to_driver": False}
-        from evaluator.scoring.thermal import GpuWatch  # a local instance: this machine is the one host
+        from evaluator.scoring.cooldown import GpuWatch  # a local instance: this machine is the one host
 
         board = GpuWatch(0).identity
         resources = {HOST_RESOURCE: 1.0}

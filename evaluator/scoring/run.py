@@ -22,10 +22,10 @@ from evaluator.report.records import FileRecord, IdleRecord, RunEnergy, utc_now
 from evaluator.report.result import SAMPLES_NAME, TIMELINE_NAME, Cooldown, Fairness, GpuState, Run, Tuning
 from evaluator.runtime.runner import BoundRunner, make_batches, prime_runner
 from evaluator.runtime.session import TRT_CACHE_NAME, SessionInfo
+from evaluator.scoring.cooldown import GpuWatch, cool_down
 from evaluator.scoring.hostinfo import host
 from evaluator.scoring.phases import CheckedSubmission
 from evaluator.scoring.records import window_records
-from evaluator.scoring.thermal import GpuWatch, cool_down
 from evaluator.scoring.tune import run_tuning
 
 TRAIL_PERIODS = 3  # sample periods of unmeasured work after the measured window

@@ -26,6 +26,7 @@ from evaluator.report.signing import finalise, load_private
 from evaluator.runtime.runner import plain_predict
 from evaluator.runtime.session import create_session
 from evaluator.scoring.audit import AuditSets, Composition, graph_inspection, other_batch_size, run_audit
+from evaluator.scoring.cooldown import GpuWatch
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.hostlock import host_lock
 from evaluator.scoring.phases import (
@@ -40,7 +41,6 @@ from evaluator.scoring.phases import (
 )
 from evaluator.scoring.records import contract_record, data_record, model_record, provider_record
 from evaluator.scoring.run import Prepared, measure_run
-from evaluator.scoring.thermal import GpuWatch
 
 
 def _session_warnings(prepared: Prepared) -> list[str]:

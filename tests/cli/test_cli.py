@@ -228,7 +228,7 @@ def test_line_progress_counts_down_a_wait_with_a_line_every_few_seconds(capsys, 
     from evaluator import events
     from evaluator.cli.progress import LineProgress
     from evaluator.config import MeterConfig
-    from evaluator.scoring.thermal import GpuWatch, cool_down
+    from evaluator.scoring.cooldown import GpuWatch, cool_down
 
     monkeypatch.setattr(events, "TICK_S", 0.05)
     every = LineProgress(countdown_every_s=0.0)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from evaluator.power.gpu import GpuIdentity
+from evaluator.scoring.cooldown import GpuWatch
 from evaluator.scoring.hostinfo import host
-from evaluator.scoring.thermal import GpuWatch
 
 UUID_A = "GPU-aaaaaaaa-1111-4111-8111-111111111111"
 UUID_B = "GPU-bbbbbbbb-2222-4222-8222-222222222222"

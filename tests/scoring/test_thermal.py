@@ -5,8 +5,8 @@ from __future__ import annotations
 from builders import conv_model, fast_config, oracle_images, save_npz
 
 from evaluator.config import MeterConfig
+from evaluator.scoring.cooldown import GpuWatch, cool_down, settled
 from evaluator.scoring.score import score
-from evaluator.scoring.thermal import GpuWatch, cool_down, settled
 
 
 def _dataset(tmp_path):

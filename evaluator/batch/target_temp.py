@@ -6,7 +6,7 @@ import dataclasses
 
 from evaluator.config import ScoreConfig
 from evaluator.report.batch_record import ThermalRecord
-from evaluator.scoring.thermal import GpuWatch, cool_down
+from evaluator.scoring.cooldown import GpuWatch, cool_down
 
 
 def batch_target(config: ScoreConfig) -> ThermalRecord:
