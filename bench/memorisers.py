@@ -37,7 +37,7 @@ from evaluator.contract.check import check_submission  # noqa: E402
 from evaluator.data.store import load_path  # noqa: E402
 from evaluator.data.transforms import apply, draw  # noqa: E402
 from evaluator.runtime.runner import plain_predict  # noqa: E402
-from evaluator.scoring.score import score  # noqa: E402
+from evaluator.scoring.pipeline import score  # noqa: E402
 
 SIZES = (250, 126, 97, 1)
 COMPOSITIONS = 3

@@ -38,7 +38,7 @@ from evaluator.events import Event, Waiting  # noqa: E402
 from evaluator.power.analysis import Window, load_samples, pass_joules, pass_method  # noqa: E402
 from evaluator.report.result import Run  # noqa: E402
 from evaluator.runtime.runner import BoundRunner  # noqa: E402
-from evaluator.scoring.score import score  # noqa: E402
+from evaluator.scoring.pipeline import score  # noqa: E402
 
 
 @dataclass(frozen=True)

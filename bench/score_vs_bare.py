@@ -28,7 +28,7 @@ from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig  # noqa: E4
 from evaluator.contract.check import check_submission  # noqa: E402
 from evaluator.data.store import load_path  # noqa: E402
 from evaluator.runtime.runner import make_batches  # noqa: E402
-from evaluator.scoring.score import score  # noqa: E402
+from evaluator.scoring.pipeline import score  # noqa: E402
 
 
 def bare_loop(model: Path, images: np.ndarray, batch_size: int, passes: int, provider: str) -> float:

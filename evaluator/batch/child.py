@@ -20,7 +20,7 @@ from evaluator.events import EventSink, coalesced, json_lines, silent
 from evaluator.fileio import write_owner_only
 from evaluator.power.gpu import number_cuda_devices_as_nvml
 from evaluator.report.records import DataRecord, write_document
-from evaluator.scoring.score import Plan, score
+from evaluator.scoring.pipeline import Plan, score
 from evaluator.typedjson import from_json, to_json
 
 OUTCOME_NAME = ".outcome.json"

@@ -64,8 +64,8 @@ from evaluator.report.result import RESULT_NAME, Result, write_result
 from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.hostinfo import versions
 from evaluator.scoring.phases import prepare_out_dir
+from evaluator.scoring.pipeline import Plan, combine, run_name
 from evaluator.scoring.records import data_record, failed_result, path_from
-from evaluator.scoring.score import Plan, combine, run_name
 
 
 def still_stands(previous: Result | None, model_sha256: Callable[[], str], fingerprint: str, config: ScoreConfig,

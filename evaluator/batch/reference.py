@@ -13,7 +13,7 @@ from evaluator.fileio import sha256_file
 from evaluator.report.batch_record import ReferenceRecord, ReferenceRun
 from evaluator.report.reader import read_result
 from evaluator.report.records import DataRecord, utc_now
-from evaluator.scoring.score import Plan, run_name
+from evaluator.scoring.pipeline import Plan, run_name
 
 REFERENCE_NAME = "_reference"
 # Repeated runs within one session agree to ~0.4 % (bench/RESULTS.md); more than this is drift worth a look.

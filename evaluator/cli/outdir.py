@@ -24,7 +24,7 @@ from evaluator.report.result import RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
 from evaluator.runtime.session import TRT_CACHE_NAME
 
 BACKUP_PREFIX = ".edl-before-"
-# What evaluator.scoring.score writes into its folder, as patterns.
+# What evaluator.scoring.pipeline writes into its folder, as patterns.
 RUN_OUTPUTS = (RESULT_NAME, temp_pattern(RESULT_NAME), SAMPLES_NAME.format("*"), TIMELINE_NAME.format("*"),
                TRT_CACHE_NAME, write_probe_pattern())
 

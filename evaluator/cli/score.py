@@ -87,14 +87,13 @@ def score(
     as_json: JsonOption = False,
 ) -> None:
     """Score one submission: accuracy, speed and energy over --passes passes."""
-    from evaluator.scoring.score import default_out_dir
-    from evaluator.scoring.score import score as run_score
+    from evaluator.scoring import pipeline
 
-    out_dir = out_dir or default_out_dir(model)
+    out_dir = out_dir or pipeline.default_out_dir(model)
     rollback = FolderRollback(out_dir)  # a run that does not finish leaves the folder as it found it
     try:
         with progress_display() as display:
-            result = run_score(model, config, out_dir, display, secrets=secrets)
+            result = pipeline.score(model, config, out_dir, display, secrets=secrets)
     except KeyboardInterrupt:
         rollback.undo()
         raise Interrupted(rollback.kept()) from None

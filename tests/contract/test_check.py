@@ -148,7 +148,7 @@ def test_cli_check_exit_codes_and_clean_errors(tmp_path, cli):
 def test_external_data_inside_the_folder_is_accepted_and_scores(tmp_path):
     from builders import conv_model, fast_config, oracle_images, save_npz
 
-    from evaluator.scoring.score import score
+    from evaluator.scoring.pipeline import score
 
     model = onnx.load(conv_model(tmp_path / "tmp.onnx"))
     folder = tmp_path / "team"

@@ -214,7 +214,7 @@ def test_a_scoring_records_the_findings_and_warns(tmp_path):
     from builders import fast_config, save_npz
 
     from evaluator.report.reader import read_result
-    from evaluator.scoring.score import score
+    from evaluator.scoring.pipeline import score
 
     images, labels = _images(300)
     model = memorizing_model(tmp_path / "cheat.onnx", images, labels)

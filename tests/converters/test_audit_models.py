@@ -11,7 +11,7 @@ import pytest
 from builders import fast_config
 from memorisers import batch_recogniser, flip_invariant_neighbour
 
-from evaluator.scoring.score import score
+from evaluator.scoring.pipeline import score
 
 ROOT = Path(__file__).parents[2]
 SAMPLES = ["small_cnn.onnx", "resnet20.onnx", "resnet20.fp16.onnx"]

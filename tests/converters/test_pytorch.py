@@ -130,7 +130,7 @@ def test_resnet20_from_shared_weights_scores_915_of_1000(tmp_path, shared_data):
     from builders import fast_config
 
     from converters.pytorch_to_onnx import convert, load_weights
-    from evaluator.scoring.score import score
+    from evaluator.scoring.pipeline import score
     from samples.cifar_resnet import resnet20
 
     weights = shared_data.parents[1] / "models" / "resnet20-12fca82f.th"
@@ -148,7 +148,7 @@ def test_committed_sample_is_what_the_readme_says(tmp_path, shared_data):
     """samples/small_cnn.onnx, trained by this project on the 4,000 shared training images: 743/1000."""
     from builders import fast_config
 
-    from evaluator.scoring.score import score
+    from evaluator.scoring.pipeline import score
 
     result = score(ROOT / "samples" / "small_cnn.onnx", fast_config(shared_data, passes=1), tmp_path / "o")
     assert result.correct == 743

@@ -187,7 +187,7 @@ def test_the_cli_fetches_from_the_mirror_shows_it_and_scores_with_it(cli, tmp_pa
     shown = cli("data", "info", "cifar10.1")
     assert shown.exit_code == 0 and "note         CIFAR-10.1 v6 as released" in shown.stdout
 
-    from evaluator.scoring.score import score
+    from evaluator.scoring.pipeline import score
 
     images, labels = colour_images(200, correct=190)
     config = fast_config(save_npz(tmp_path / "d.npz", images, labels), passes=1)

@@ -7,7 +7,7 @@ from builders import colour_images, colour_model, fast_config, save_npz
 @pytest.fixture(scope="session")
 def template(tmp_path_factory):
     """One real scored result, written by the scorer: the template the ranking tests vary."""
-    from evaluator.scoring.score import score
+    from evaluator.scoring.pipeline import score
 
     folder = tmp_path_factory.mktemp("template")
     images, labels = colour_images(200, correct=190)

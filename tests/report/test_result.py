@@ -13,7 +13,7 @@ from evaluator.errors import ResultError
 from evaluator.report.integrity import canonical_bytes, seal, seal_holds
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME, Result, result_json, result_schema, write_result
-from evaluator.scoring.score import score
+from evaluator.scoring.pipeline import score
 
 SCHEMA_FILE = Path(__file__).parents[2] / "evaluator" / "report" / "result.schema.json"
 

@@ -19,7 +19,7 @@ from builders import (
 from evaluator.config import AuditConfig, Secrets
 from evaluator.data.store import load_path
 from evaluator.scoring.audit import audit_copies, commitment, verdict
-from evaluator.scoring.score import score
+from evaluator.scoring.pipeline import score
 from evaluator.scoring.verify import VerifyOptions, verify_result
 
 SECRET = "organiser-secret-0123456789abcdef"

@@ -33,7 +33,7 @@ from evaluator.report.reader import read_result
 from evaluator.report.records import DataRecord
 from evaluator.report.result import RESULT_NAME
 from evaluator.runtime.providers import cuda_unavailable_reason
-from evaluator.scoring.score import score
+from evaluator.scoring.pipeline import score
 
 
 @pytest.fixture

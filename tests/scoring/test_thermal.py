@@ -6,7 +6,7 @@ from builders import conv_model, fast_config, oracle_images, save_npz
 
 from evaluator.config import MeterConfig
 from evaluator.scoring.cooldown import GpuWatch, cool_down, settled
-from evaluator.scoring.score import score
+from evaluator.scoring.pipeline import score
 
 
 def _dataset(tmp_path):

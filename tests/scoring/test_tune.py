@@ -12,7 +12,7 @@ from evaluator.config import RuntimeConfig
 from evaluator.contract.check import check_submission
 from evaluator.power.analysis import Window
 from evaluator.power.sampler import SAMPLES_FORMAT
-from evaluator.scoring.score import score
+from evaluator.scoring.pipeline import score
 from evaluator.scoring.tune import _window_joules, coordinate_search, decide, search_space
 
 CPU = RuntimeConfig(provider="cpu")

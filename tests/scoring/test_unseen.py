@@ -125,7 +125,7 @@ def test_a_real_lookup_scored_with_a_npy_pair_is_caught_by_the_unseen_images(tmp
     """A six-operator lookup of the test set, scored end to end with unseen images given as a .npy pair."""
     from builders import fast_config, memorizing_model, oracle_images, save_npz
 
-    from evaluator.scoring.score import score
+    from evaluator.scoring.pipeline import score
 
     images, labels = oracle_images(1000, correct=1000)
     unseen_images, unseen_labels = oracle_images(500, correct=500, seed=5)

@@ -11,7 +11,7 @@ from builders import PowercapTree, conv_model, fast_config, oracle_images, oracl
 from evaluator.report.integrity import seal
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME, write_result
-from evaluator.scoring.score import score
+from evaluator.scoring.pipeline import score
 from evaluator.scoring.verify import VerifyOptions, verify_result
 
 
