@@ -42,9 +42,22 @@ class Job:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    reason: str = ""
+class ChildOutcome:
+    """How one scoring child ended, the one outcome of the local and Ray backends and of the reference's runs.
+
+    The child writes ``failure`` (``OUTCOME_NAME``); whoever ran it adds whether it timed out, how long it took and
+    where. ``failure`` has no default: a file without it is unreadable, never a success.
+    """
+
+    failure: str | None  # None: it left its result; else why not, in one line
+    timed_out: bool = False
+    elapsed_s: float = 0.0
+    host: str = ""
+    started_utc: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
 
 
 def write_job(job: Job) -> Path:
@@ -55,27 +68,28 @@ def write_job(job: Job) -> Path:
     return path
 
 
-def read_outcome(out_dir: Path) -> Outcome | None:
+def read_outcome(out_dir: Path) -> ChildOutcome | None:
+    """The outcome the child left in ``out_dir``; None where there is none or it cannot be read (a foreign shape)."""
     try:
-        return from_json(Outcome, json.loads((out_dir / OUTCOME_NAME).read_text()))
+        return from_json(ChildOutcome, json.loads((out_dir / OUTCOME_NAME).read_text()))
     except (OSError, ValueError, EdlError):
         return None
 
 
-def _write_outcome(out_dir: Path, outcome: Outcome) -> None:
+def write_outcome(out_dir: Path, outcome: ChildOutcome) -> None:
     write_document(out_dir / OUTCOME_NAME, outcome)
 
 
-def run_job(job: Job, sink: EventSink = silent) -> Outcome:
+def run_job(job: Job, sink: EventSink = silent) -> ChildOutcome:
     """Score the job's submission, its progress events into ``sink``; an error of ours becomes the outcome's reason."""
     try:
         score(job.model, job.config, job.out_dir, sink, name=job.name, resolved_data=job.data,
               secrets=job.secrets, plan=job.plan)
     except SubmissionError as exc:
-        return Outcome(False, "; ".join(exc.problems))
+        return ChildOutcome("; ".join(exc.problems))
     except EdlError as exc:
-        return Outcome(False, str(exc))
-    return Outcome(True)
+        return ChildOutcome(str(exc))
+    return ChildOutcome(None)
 
 
 def main(argv: list[str]) -> int:
@@ -84,7 +98,7 @@ def main(argv: list[str]) -> int:
     job = from_json(Job, json.loads(job_path.read_text()), "job")
     sink = coalesced(json_lines(os.fdopen(int(argv[1]), "w", encoding="utf-8"))) if len(argv) > 1 else silent
     outcome = run_job(job, sink)
-    _write_outcome(job.out_dir, outcome)
+    write_outcome(job.out_dir, outcome)
     return 0 if outcome.ok else 2
 
 

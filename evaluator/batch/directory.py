@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from evaluator.batch.child import Job
+from evaluator.batch.child import ChildOutcome, Job
 from evaluator.batch.discover import FoundSubmission, discover
 from evaluator.batch.limits import child_limits
-from evaluator.batch.local import ChildOutcome, Done, LocalBackend, remove_run_files
+from evaluator.batch.local import Done, LocalBackend, remove_run_files
 from evaluator.batch.outroot import (
     FAILURES_DIR,
     RUN_RESULTS,
@@ -188,9 +188,9 @@ class _Batch:
         self.in_flight.remove(job)
         entry.seconds += outcome.elapsed_s
         entry.places.append(RunPlace(job.plan.first_run, outcome.host, outcome.started_utc, outcome.elapsed_s,
-                                     outcome.reason or ""))
-        if outcome.reason is not None:
-            entry.failure = (outcome.reason, self.batch.timeout_s if outcome.timed_out else None)
+                                     outcome.failure or ""))
+        if outcome.failure is not None:
+            entry.failure = (outcome.failure, self.batch.timeout_s if outcome.timed_out else None)
         else:
             entry.measured.append(job.plan.first_run)
 

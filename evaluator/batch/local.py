@@ -13,27 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from evaluator.batch.child import JOB_NAME, OUTCOME_NAME, Job, read_outcome, write_job
+from evaluator.batch.child import JOB_NAME, OUTCOME_NAME, ChildOutcome, Job, read_outcome, write_job
 from evaluator.batch.limits import ChildLimits
 from evaluator.events import EventSink, RunPlaced, read_json_lines, silent
 from evaluator.fileio import temp_pattern
 from evaluator.report.records import utc_now
 from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
-
-
-@dataclass(frozen=True)
-class ChildOutcome:
-    """How one scoring child ended: ``reason`` None means it left its result; else why not, in one line."""
-
-    reason: str | None
-    timed_out: bool
-    elapsed_s: float
-    host: str = ""
-    started_utc: str = ""
-
 
 Done = Callable[[Job, ChildOutcome], None]
 
@@ -127,7 +114,7 @@ def _run_child(job: Job, timeout_s: float, limits: ChildLimits, events_fd: int) 
         return ChildOutcome(_failure_reason(child.returncode, stderr), False, elapsed)
     if outcome.ok and not (job.out_dir / job.plan.result_name).is_file():
         return ChildOutcome("the scoring process exited cleanly but wrote no result", False, elapsed)
-    return ChildOutcome(None if outcome.ok else outcome.reason, False, elapsed)
+    return ChildOutcome(outcome.failure, False, elapsed)
 
 
 class LocalBackend:

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluator.batch.child import Job
+from evaluator.batch.child import ChildOutcome, Job
 from evaluator.batch.limits import child_limits
-from evaluator.batch.local import ChildOutcome, Done, run_child
+from evaluator.batch.local import Done, run_child
 from evaluator.data.dataset import Dataset
 from evaluator.data.formats import npz_bytes
 from evaluator.errors import EdlError

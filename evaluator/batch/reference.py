@@ -5,8 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from evaluator.batch.child import Job
-from evaluator.batch.local import ChildOutcome
+from evaluator.batch.child import ChildOutcome, Job
 from evaluator.config import ScoreConfig, Secrets
 from evaluator.errors import ResultError
 from evaluator.fileio import sha256_file
@@ -44,8 +43,8 @@ class ReferenceRuns:
     def done(self, job: Job, outcome: ChildOutcome) -> None:
         index = job.plan.first_run
         after, started = self._after[index]
-        if outcome.reason is not None:
-            self.runs.append(ReferenceRun(index, after, started, None, None, None, outcome.reason))
+        if outcome.failure is not None:
+            self.runs.append(ReferenceRun(index, after, started, None, None, None, outcome.failure))
             return
         try:
             run = read_result(self.out_dir / run_name(index)).runs[0]
