@@ -13,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from evaluator.errors import ResultError
+
 FILE_MODE = 0o666  # less the umask
 OWNER_ONLY_MODE = 0o600  # a file that carries a secret (a private key, a job with the organiser's secrets)
 TEMP_SUFFIX = ".tmp"
@@ -46,6 +48,15 @@ def probe_writable(folder: Path) -> None:
     probe = folder / f"{WRITE_PROBE_PREFIX}{os.getpid()}"
     probe.write_bytes(b"\0" * 65536)
     probe.unlink()
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Fail before measuring if results cannot be written (read-only folder, full disk)."""
+    try:
+        probe_writable(out_dir)
+    except OSError as exc:
+        raise ResultError(f"cannot write results to {out_dir} ({exc.strerror or exc}); pass a writable --out") from None
+    return out_dir
 
 
 def write_owner_only(path: Path, data: bytes) -> None:

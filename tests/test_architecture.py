@@ -17,9 +17,10 @@ GROUND = {"errors", "fileio", "typedjson", "config", "events", "__init__"}
 # Which rooms each room may import (besides the ground floor and itself).
 ALLOWED = {
     "__main__": {"cli"},
-    "cli": {"batch", "scoring", "report", "runtime", "contract", "data", "power"},
+    "cli": {"batch", "scoring", "metering", "report", "runtime", "contract", "data", "power"},
     "batch": {"scoring", "report", "runtime", "contract", "data", "power"},
     "scoring": {"report", "runtime", "contract", "data", "power"},
+    "metering": {"report", "power"},
     "report": {"power"},
     "runtime": {"contract"},
     "data": {"contract"},

@@ -50,7 +50,7 @@ def using_name(attribute: str) -> set[str]:
 
 
 @pytest.mark.parametrize(("literal", "home"), [
-    ("samples.csv", "evaluator.scoring.metered"),  # edl meter's samples; a score's runs: report.result
+    ("samples.csv", "evaluator.metering.command"),  # edl meter's samples; a score's runs: report.result
     ("trt-cache", "evaluator.runtime.session"),  # TensorRT's engine cache in the result folder
     (".write-probe-", "evaluator.fileio"),
     (".tmp", "evaluator.fileio"),  # the temp files atomic writes rename into place

@@ -48,7 +48,7 @@ from evaluator.data.dataset import Dataset
 from evaluator.data.store import resolve
 from evaluator.errors import EdlError, UsageError
 from evaluator.events import EventSink, SubmissionsDone, silent
-from evaluator.fileio import sha256_file
+from evaluator.fileio import prepare_out_dir, sha256_file
 from evaluator.report.batch_record import (
     BATCH_NAME,
     BatchItem,
@@ -63,7 +63,6 @@ from evaluator.report.records import DataRecord, utc_now, write_document
 from evaluator.report.result import RESULT_NAME, Result, write_result
 from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.hostinfo import versions
-from evaluator.scoring.phases import prepare_out_dir
 from evaluator.scoring.pipeline import Plan, combine, run_name
 from evaluator.scoring.records import data_record, failed_result, path_from
 

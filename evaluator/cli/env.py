@@ -98,7 +98,7 @@ def env(runtime: RuntimeConfig, as_json: JsonOption = False) -> None:
 @config_options(METER)
 def meter(ctx: typer.Context, config: MeterRunConfig, as_json: JsonOption = False) -> None:
     """Meter any command (`edl meter -- CMD ...`) or the idle machine (`edl meter --seconds N`)."""
-    from evaluator.scoring.metered import meter_command
+    from evaluator.metering.command import meter_command
 
     command = list(ctx.args)
     if bool(command) == (config.seconds is not None):

@@ -1,5 +1,6 @@
 """Before anything is measured: the submission checked, the test set (and private images) loaded, the result
-folder writable. Each phase refuses early with a clear reason, so nothing half-measured is ever written."""
+folder writable (``fileio.prepare_out_dir``). Each phase refuses early with a clear reason, so nothing
+half-measured is ever written."""
 
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from evaluator.contract.evidence import match_labels
 from evaluator.contract.spec import Contract
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import load_path, load_training, resolve
-from evaluator.errors import DataError, ResultError, SubmissionError
+from evaluator.errors import DataError, SubmissionError
 from evaluator.events import EventSink, phase
-from evaluator.fileio import probe_writable
 from evaluator.report.records import DataRecord
 
 
@@ -72,15 +72,6 @@ def data_phase(config: ScoreConfig, sink: EventSink, resolved: DataRecord | None
                         f"one the batch resolved ({resolved.fingerprint[:16]}…); give every host the same --data")
     return dataclasses.replace(dataset, source=resolved.source, official=resolved.official,
                                note="" if resolved.official else dataset.note)
-
-
-def prepare_out_dir(out_dir: Path) -> Path:
-    """Fail before measuring if results cannot be written (read-only folder, full disk)."""
-    try:
-        probe_writable(out_dir)
-    except OSError as exc:
-        raise ResultError(f"cannot write results to {out_dir} ({exc.strerror or exc}); pass a writable --out") from None
-    return out_dir
 
 
 def private_phase(config: ScoreConfig) -> Dataset | None:

@@ -17,6 +17,7 @@ import numpy as np
 from evaluator.config import DEFAULT_THRESHOLDS, ScoreConfig, Secrets
 from evaluator.data.dataset import Dataset
 from evaluator.events import EventSink, phase, silent
+from evaluator.fileio import prepare_out_dir
 from evaluator.report.audit_record import Audit
 from evaluator.report.categories import category_for
 from evaluator.report.energy import summarise
@@ -35,7 +36,6 @@ from evaluator.scoring.phases import (
     data_phase,
     default_out_dir,
     label_evidence,
-    prepare_out_dir,
     private_phase,
     training_phase,
 )

@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 from evaluator.errors import EdlError, UsageError
-from evaluator.fileio import sha256_file
+from evaluator.fileio import prepare_out_dir, sha256_file
 from evaluator.power.meter import Meter
 from evaluator.report.energy import run_energy
 from evaluator.report.meter_report import MeterReport
 from evaluator.report.records import FileRecord, WindowRecord, write_document
-from evaluator.scoring.pipeline import prepare_out_dir
 
 METER_SAMPLES_NAME = "samples.csv"  # edl meter's one window; a score's runs are report.result.SAMPLES_NAME
 REPORT_NAME = "meter.json"

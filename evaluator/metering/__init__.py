@@ -1,0 +1,1 @@
+"""``edl meter``: the meter and its arithmetic around any command, or the idle machine; it scores nothing."""
