@@ -156,6 +156,7 @@ def test_nondeterministic_model_reports_differing_passes(tmp_path, dataset):
     assert any("predicted differently" in w for w in result.warnings)
 
 
+@pytest.mark.slow  # a live sampler over a 2.5 s window and a plot: the end-to-end proof of the arithmetic
 def test_score_with_fake_meters_reports_watts_times_seconds(tmp_path, fake_gpu, monkeypatch):
     """Counters advancing at known watts while edl score runs: joules = watts x seconds."""
     fake_gpu(watts=120.0, step_s=0.1)  # NVML-like 100 ms counter steps
