@@ -24,7 +24,7 @@ def test_tune_searches_batch_sizes_in_interleaved_rounds_and_measures_the_winner
     monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
     with PowercapTree(tmp_path / "pc", package_watts=[60.0]):
         result = score(conv_model(tmp_path / "m.onnx"), fast_config(data, passes=3, runtime=CPU, tune=True,
-                                                                    tune_window_s=0.3), tmp_path / "o")
+                                                                    tune_window_s=0.3, audit=False), tmp_path / "o")
     tuning = result.tuning
     assert tuning.criterion == "joules per image" and tuning.rounds == 2
     assert [c.batch_size for c in tuning.candidates] == [250, 500, 1000, 2000]
@@ -50,7 +50,7 @@ def test_tune_respects_a_fixed_batch_and_falls_back_to_time_without_meters(tmp_p
     images, labels = oracle_images(600, correct=600)
     result = score(oracle_model(tmp_path / "m.onnx", batch=200),
                    fast_config(save_npz(tmp_path / "d.npz", images, labels), passes=1, runtime=CPU, tune=True,
-                               tune_window_s=0.1), tmp_path / "o")
+                               tune_window_s=0.1, audit=False), tmp_path / "o")
     tuning = result.tuning
     assert tuning.criterion == "seconds per image (no meter)"
     assert [c.batch_size for c in tuning.candidates] == [200]
