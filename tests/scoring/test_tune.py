@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 from builders import PowercapTree, conv_model, fast_config, oracle_images, oracle_model, save_npz
 
 from evaluator.config import RuntimeConfig
@@ -18,6 +19,7 @@ from evaluator.scoring.tune import _window_joules, coordinate_search, decide, se
 CPU = RuntimeConfig(provider="cpu")
 
 
+@pytest.mark.slow  # the wiring: a real search, measured (the search and its rule are tested directly below)
 def test_tune_searches_batch_sizes_in_interleaved_rounds_and_measures_the_winner(tmp_path, monkeypatch):
     images, labels = oracle_images(2000, correct=2000)
     data = save_npz(tmp_path / "d.npz", images, labels)
