@@ -6,6 +6,7 @@ import pytest
 from builders import conv_model, fast_config, oracle_images, save_npz
 
 from evaluator.config import MeterConfig
+from evaluator.events import Event
 from evaluator.scoring.score import score
 from evaluator.scoring.thermal import GpuWatch, cool_down, settled
 
@@ -33,10 +34,9 @@ def test_a_cooldown_that_starts_in_the_band_does_not_wait(fake_gpu):
 
 def test_a_disabled_cooldown_reads_the_temperature_and_says_so(fake_gpu):
     fake_gpu(temps="70")
-    started: list[bool] = []
-    record = cool_down(GpuWatch(0), MeterConfig(cooldown_s=0, target_temp_c=50.0),
-                       on_start=lambda: started.append(True))
-    assert record.skipped == "cool-down disabled" and record.start_c == 70 and started == []
+    told: list[Event] = []
+    record = cool_down(GpuWatch(0), MeterConfig(cooldown_s=0, target_temp_c=50.0), told.append)
+    assert record.skipped == "cool-down disabled" and record.start_c == 70 and told == []  # no countdown shown
 
 
 @pytest.mark.slow
