@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     size INTEGER NOT NULL, path TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, fault TEXT, log_tail TEXT,
     queued_utc TEXT, queued_day TEXT, worker_id TEXT, lease_until REAL, lease_expiries INTEGER NOT NULL DEFAULT 0,
     result_folder TEXT, duplicate_of INTEGER REFERENCES submissions(id), chosen INTEGER NOT NULL DEFAULT 0,
-    service_cpu_s REAL, UNIQUE (team_id, sha256));
+    UNIQUE (team_id, sha256));
 CREATE INDEX IF NOT EXISTS submissions_by_state ON submissions (state, queued_utc, id);
 CREATE TABLE IF NOT EXISTS history (
     submission_id INTEGER NOT NULL REFERENCES submissions(id), state TEXT NOT NULL, utc TEXT NOT NULL,
@@ -99,7 +99,6 @@ class Submission:
     lease_expiries: int = 0
     worker_id: str | None = None
     chosen: bool = False  # the team's pick for the final scoring
-    service_cpu_s: float | None = None
 
     @property
     def name(self) -> str:
@@ -415,7 +414,7 @@ class Store:
             "SELECT state, utc FROM history WHERE submission_id = ? ORDER BY rowid", (submission_id,))}
         return Submission(row["id"], row["team"], row["sha256"], row["size"], Path(row["path"]), row["state"], times,
                           row["reason"], row["fault"], row["log_tail"], row["result_folder"], row["duplicate_of"],
-                          row["lease_expiries"], row["worker_id"], bool(row["chosen"]), row["service_cpu_s"])
+                          row["lease_expiries"], row["worker_id"], bool(row["chosen"]))
 
     # --- the worker's side --------------------------------------------------------------------------------
 
@@ -468,8 +467,7 @@ class Store:
                           (submission_id, worker_id)).fetchone() is not None
 
     def finish(self, submission_id: int, worker_id: str, result_folder: str, model_sha256: str,
-               settings_fingerprint: str, log_tail: str = "", service_cpu_s: float | None = None
-               ) -> tuple[Submission, bool]:
+               settings_fingerprint: str, log_tail: str = "") -> tuple[Submission, bool]:
         """Record the scored result; ``(submission, recorded)``. A result is recorded once per model and comparable
         settings: a second finish of the same (another team's copy, a worker that lost its lease) records nothing
         new; the submission points at the one result."""
@@ -484,9 +482,8 @@ class Store:
                                                                          submission_id, result_folder,
                                                                          self.now_utc()))
             folder = result_folder if recorded else existing["folder"]
-            db.execute("UPDATE submissions SET result_folder = ?, log_tail = ?, service_cpu_s = ?, worker_id = NULL, "
-                       "lease_until = NULL, reason = NULL, fault = NULL WHERE id = ?",
-                       (folder, tail(log_tail), service_cpu_s, submission_id))
+            db.execute("UPDATE submissions SET result_folder = ?, log_tail = ?, worker_id = NULL, lease_until = NULL, "
+                       "reason = NULL, fault = NULL WHERE id = ?", (folder, tail(log_tail), submission_id))
             self._enter(db, submission_id, "scored", "" if recorded else f"the result of {folder} stands for it")
             return self._submission(db, submission_id), recorded
 
