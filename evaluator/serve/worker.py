@@ -73,6 +73,15 @@ def process_cpu_s(pid: int | None) -> float | None:
     return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def settings_fingerprint(config: ScoreConfig, data: DataRecord) -> str:
     """What makes two results comparable: the comparable settings and the test set (the store's result key)."""
     document = {"settings": comparable_settings(config), "data": data.fingerprint}
@@ -172,8 +181,9 @@ class Worker:
         return data_record(resolve(self.settings.score.data))
 
     def run(self) -> None:
-        """Score until ``stopping`` is set; an idle queue is polled every ``poll_s``."""
-        while not self.stopping.is_set():
+        """Score until ``stopping`` is set, or the watched server is gone (a server killed with -9 leaves its worker
+        behind: it finishes the scoring in hand, then stops, so a restarted server's worker is the only one)."""
+        while not self.stopping.is_set() and (self.watch_pid is None or process_alive(self.watch_pid)):
             if self.run_once() is None:
                 self.stopping.wait(self.poll_s)
 
