@@ -32,7 +32,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evaluator.batch.directory import score_directory
-from evaluator.batch.outroot import read_or_none
+from evaluator.batch.outroot import Archive, read_or_none
 from evaluator.config import ScoreConfig, comparable_settings
 from evaluator.data.store import resolve
 from evaluator.errors import EdlError
@@ -227,6 +227,27 @@ class Worker:
         if standing is not None:  # another team's copy of a model scored under these settings: not measured twice
             log.line(f"the result of {standing} stands for this model: not measured again")
             return self._finish(submission, standing, fingerprint, log)
+        self._archive_failure(submission, log)
+        item, windows = self._measure(submission, log)
+        hosts = ", ".join(place.host for place in item.places)
+        because = f": {item.reason}" if item.reason else ""
+        log.line(f"{item.outcome}: runs {item.runs} on {hosts or 'no host'}{because}")
+        if item.outcome == "failed":
+            reason = team_reason(item, self.settings.batch.timeout_s)
+            return self._fail(submission, reason, fault_of(item.reason or ""), log)
+        self._record_service_cpu(self.competition.results / submission.name, item, windows)
+        return self._finish(submission, submission.name, fingerprint, log)
+
+    def _archive_failure(self, submission: Submission, log: SubmissionLog) -> None:
+        """A failed result left by an earlier try moves to the archive: a claimed submission is measured, never
+        failed again from a file (score-dir keeps a failure standing under the same settings)."""
+        folder = self.competition.results / submission.name
+        earlier = read_or_none(folder / RESULT_NAME)
+        if earlier is not None and not earlier.scored:
+            log.line(f"an earlier failure ({earlier.reason}) moved to {Archive(self.competition.results).move(folder)}")
+
+    def _measure(self, submission: Submission, log: SubmissionLog) -> tuple[BatchItem, RunWindows]:
+        """score_directory on the submission's one-model folder, under a renewed lease and the window flag."""
         folder = self._place(submission)
         windows = RunWindows(self.watch_pid)
         config = self.settings.score
@@ -236,20 +257,13 @@ class Worker:
         with LeaseKeeper(self.store, submission.id, self.worker_id, self.settings.lease_s) as keeper:
             windows.start()
             summary = score_directory(folder, self.competition.results, config, self.settings.batch,
-                                      self._progress(emit, windows, config), self.competition.secrets(), log.line)
+                                      progress=self._progress(emit, windows, config),
+                                      secrets=self.competition.secrets(), announce=log.line)
         emit(PhaseFinished(PHASE, time.monotonic() - started))
         emit(SubmissionsDone(submission.name, 1, 1))
         if keeper.lost:
             log.line("the lease was lost during the scoring: another worker records this submission")
-        item = next(item for item in summary.submissions if item.name == submission.name)
-        hosts = ", ".join(place.host for place in item.places)
-        because = f": {item.reason}" if item.reason else ""
-        log.line(f"{item.outcome}: runs {item.runs} on {hosts or 'no host'}{because}")
-        if item.outcome == "failed":
-            reason = team_reason(item, self.settings.batch.timeout_s)
-            return self._fail(submission, reason, fault_of(item.reason or ""), log)
-        self._record_service_cpu(self.competition.results / submission.name, item, windows)
-        return self._finish(submission, submission.name, fingerprint, log)
+        return next(item for item in summary.submissions if item.name == submission.name), windows
 
     def _progress(self, emit: Callable[[Event], None], windows: RunWindows, config: ScoreConfig
                   ) -> Callable[[str, int, int], None]:
@@ -299,6 +313,8 @@ class Worker:
         if result is None or result.model.sha256 != submission.sha256:
             return self._fail(submission, f"the result in {folder} is missing or is another model's; the organiser "
                               "has been told (this does not use your quota)", "organiser", log)
+        if not result.scored:  # a failure that stood (score-dir skipped it)
+            return self._fail(submission, result.reason, fault_of(result.reason), log)
         log.line(f"scored: result {folder}/{RESULT_NAME}")
         try:
             done, recorded = self.store.finish(submission.id, self.worker_id, folder, submission.sha256, fingerprint,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import threading
 
 import pytest
@@ -81,6 +82,24 @@ def test_a_scoring_over_its_timeout_fails_with_its_reason_and_the_next_starts(tm
     assert scored.id == good.id and scored.state == "scored"
     assert worker.run_once() is None
     assert store.quota(team).used_total == 2  # a time-out is the model's: it counts
+    store.requeue(endless.id)  # the organiser's re-run measures again: the earlier failure goes to the archive
+    again = worker.run_once()
+    assert again.id == endless.id and again.state == "failed" and "timed out after 10 s" in again.reason
+    assert "an earlier failure" in again.log_tail and list(competition.results.glob(f"_archive/*/{endless.name}"))
+    assert store.quota(team).used_total == 2  # the same submission: counted once
+
+
+def test_a_re_run_of_a_scored_submission_records_its_result_once(tmp_path, make_competition):
+    competition = make_competition()
+    store = open_store(competition)
+    submission = _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    worker = Worker(competition)
+    worker.run_once()
+    store.requeue(submission.id)
+    again = worker.run_once()
+    assert again.state == "scored" and again.result_folder == submission.name
+    assert [state for state, _, _ in store.history(submission.id)].count("scored") == 2
+    assert sqlite3.connect(competition.db).execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
 
 
 def test_another_teams_copy_is_not_measured_twice(tmp_path, make_competition):
