@@ -1,0 +1,90 @@
+"""A scoring's progress as the service keeps it: the worker's event sink, and score-dir called with that sink.
+
+The sink stores each event for the team's page (``Store.add_event``) and the worker's log, laps the web server's CPU
+time at each finished run, and passes the event on. Counts (``ImagesDone``) and countdowns (``Waiting``) are stored
+at most every ``THROTTLE_S``, the latest kept for the next phase change: the service writes next to nothing while a
+measured window is open, and the page lags by a few seconds at most.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from evaluator.batch.directory import score_directory
+from evaluator.config import BatchConfig, ScoreConfig, Secrets
+from evaluator.events import Event, EventSink, ImagesDone, RunPlaced, SubmissionsDone, Waiting, event_json
+from evaluator.report.result import BatchSummary
+from evaluator.serve.store import Store
+from evaluator.serve.window import RunWindows
+
+THROTTLE_S = 5.0
+RUN_DONE = re.compile(r"^(?P<name>.+) run (?P<run>\d+) on (?P<host>.*)$")  # score-dir's text progress, until events
+
+
+class ProgressRecorder:
+    """The worker's ``EventSink`` for one submission (see the module's docstring)."""
+
+    def __init__(self, store: Store, submission_id: int, log_line: Callable[[str], None], windows: RunWindows,
+                 onward: EventSink) -> None:
+        self.store, self.submission_id, self.log_line = store, submission_id, log_line
+        self.windows, self.onward = windows, onward
+        self.pending: dict[str, Event] = {}
+        self.stored_at: dict[str, float] = {}
+        self.last_placed: int | None = None
+
+    def __call__(self, event: Event) -> None:
+        self.onward(event)
+        if isinstance(event, RunPlaced):
+            self.last_placed = event.run
+        elif isinstance(event, SubmissionsDone):
+            run = getattr(event, "run", None) or self.last_placed  # events that name the run say it themselves
+            if run is not None:
+                self.windows.lap(run)
+        if isinstance(event, (ImagesDone, Waiting)):
+            now = time.monotonic()
+            if now - self.stored_at.get(event.kind, float("-inf")) < THROTTLE_S:
+                self.pending[event.kind] = event
+                return
+            self.stored_at[event.kind] = now
+            self.pending.pop(event.kind, None)
+        else:
+            self.flush()
+        self._store(event)
+
+    def flush(self) -> None:
+        """The latest count held back, stored now."""
+        for event in self.pending.values():
+            self._store(event)
+        self.pending.clear()
+
+    def _store(self, event: Event) -> None:
+        self.store.add_event(self.submission_id, event)
+        self.log_line(f"progress {json.dumps(event_json(event))}")
+
+
+def _text_progress(sink: EventSink) -> Callable[[str, int, int], None]:
+    """score-dir's text hook (one call per finished run) as the events a page reads: the run's host, the count."""
+
+    def progress(what: str, done: int, total: int) -> None:
+        found = RUN_DONE.match(what)
+        name = found["name"] if found else what
+        sink(RunPlaced(name, int(found["run"]) if found else done, found["host"] if found else ""))
+        sink(SubmissionsDone(name, done, total))
+
+    return progress
+
+
+def score_folder(folder: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig, secrets: Secrets,
+                 sink: EventSink) -> BatchSummary:
+    """``score_directory`` with its progress on ``sink``: directly where score-dir takes a sink (the one progress
+    stream), through its text hook where it still has one."""
+    call = cast(Any, score_directory)
+    if "sink" in inspect.signature(score_directory).parameters:
+        return cast(BatchSummary, call(folder, out_root, config, batch, sink=sink, secrets=secrets))
+    return cast(BatchSummary, call(folder, out_root, config, batch, progress=_text_progress(sink), secrets=secrets))
