@@ -175,10 +175,13 @@ class Worker:
         recorder = ProgressRecorder(self.store, submission.id, log.line, windows, self.sink)
         recorder(PhaseStarted(PHASE, total_passes=config.repeat * config.passes))
         started = time.monotonic()
-        with LeaseKeeper(self.store, submission.id, self.worker_id, self.settings.lease_s) as keeper:
-            windows.start()
-            summary = score_folder(folder, self.competition.results, config, self.settings.batch,
-                                   self.competition.secrets(), recorder)
+        try:
+            with LeaseKeeper(self.store, submission.id, self.worker_id, self.settings.lease_s) as keeper:
+                windows.start()
+                summary = score_folder(folder, self.competition.results, config, self.settings.batch,
+                                       self.competition.secrets(), recorder)
+        finally:
+            recorder.flush()
         recorder(PhaseFinished(PHASE, time.monotonic() - started))
         if keeper.lost:
             log.line("the lease was lost during the scoring: another worker records this submission")

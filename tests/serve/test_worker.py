@@ -146,17 +146,29 @@ def test_counts_are_stored_at_most_every_few_seconds_and_runs_lap_the_cpu(store,
     windows = RunWindows(os.getpid())
     windows.start()
     record = ProgressRecorder(store, submission.id, lines.append, windows, passed.append)
-    record(PhaseStarted("pass", 1000, 200))
+    record(PhaseStarted("warmup", 1000, 200))
     for done in range(1, 201):  # one count per pass, a pass every 0.1 s
         now[0] += 0.1
-        record(ImagesDone("pass", done * 5, 1000, done, 200))
-    record(Waiting("cooldown", 3.0))
-    record(RunPlaced("alpha-1", 1, "host-a"))
-    record(SubmissionsDone("alpha-1", 1, 1))
+        record(ImagesDone("warmup", done * 5, 1000, done, 200))
+    record(PhaseFinished("warmup", 20.0))
     stored = store.events_of(submission.id)
     counts = [event.done_passes for event in stored if isinstance(event, ImagesDone)]
-    assert len(passed) == 204 and len(stored) == len(lines) < 12  # every event onward, few stored
+    assert len(passed) == 202 and len(stored) == len(lines) < 10  # every event onward, few stored
     assert counts[0] == 1 and counts[-1] == 200  # the first, and the latest kept for the next phase change
     assert all(b - a >= 49 for a, b in itertools.pairwise(counts[:-1]))  # none closer than 5 s (50 passes) apart
-    assert windows.by_run.keys() == {1} and windows.by_run[1] >= 0
+    before = len(stored)
+    record(PhaseStarted("pass", 1000, 200))
+    for done in range(1, 201):
+        now[0] += 0.1
+        record(ImagesDone("pass", done * 5, 1000, done, 200))
+    assert len(store.events_of(submission.id)) == before  # nothing written while the passes are measured
+    record(PhaseFinished("pass", 20.0))
+    assert [type(e) for e in store.events_of(submission.id)[before:]] == [PhaseStarted, ImagesDone, PhaseFinished]
     assert store.latest_progress(submission.id).done_passes == 200
+    record(Waiting("idle_baseline", 3.0))
+    record(Waiting("idle_baseline", 2.0))
+    assert len(store.events_of(submission.id)) == before + 3
+    record(RunPlaced("alpha-1", 1, "host-a"))  # a run's end stores what was held (a run that died mid-window)
+    record(SubmissionsDone("alpha-1", 1, 1))
+    assert [type(e) for e in store.events_of(submission.id)[before + 3:]] == [Waiting, RunPlaced, SubmissionsDone]
+    assert windows.by_run.keys() == {1} and windows.by_run[1] >= 0
