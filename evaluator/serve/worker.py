@@ -13,7 +13,6 @@ from /proc around each run and written into that run's fairness record (then the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -39,14 +38,14 @@ from evaluator.events import (
     PhaseStarted,
     silent,
 )
-from evaluator.report.result import RESULT_NAME, BatchItem, DataRecord, Result, write_result
-from evaluator.report.signing import finalise, load_private
+from evaluator.report.result import RESULT_NAME, BatchItem, DataRecord, Result
+from evaluator.report.signing import load_private
 from evaluator.scoring.records import data_record
 from evaluator.serve.competition import open_store
 from evaluator.serve.recorder import ProgressRecorder, score_folder
 from evaluator.serve.settings import Competition, load_competition
 from evaluator.serve.store import Fault, Store, StoreError, Submission, tail
-from evaluator.serve.window import LeaseKeeper, RunWindows, process_alive
+from evaluator.serve.window import LeaseKeeper, RunWindows, process_alive, record_service_cpu
 
 PHASE = "scoring"
 # A child's failure is the team's (its model crashed, hung, ran out of memory) unless it names our machine.
@@ -101,6 +100,8 @@ class Worker:
         self.watch_pid, self.sink, self.poll_s, self.backoff_s = watch_pid, sink, poll_s, backoff_s
         self.settings = competition.settings
         self.stopping = threading.Event()
+        if watch_pid is not None:
+            self.store.set_server_pid(watch_pid)
 
     @functools.cached_property
     def data(self) -> DataRecord:
@@ -156,7 +157,8 @@ class Worker:
         if item.outcome == "failed":
             reason = team_reason(item, self.settings.batch.timeout_s)
             return self._fail(submission, reason, fault_of(item.reason or ""), log)
-        self._record_service_cpu(self.competition.results / submission.name, item, windows)
+        record_service_cpu(self.competition.results / submission.name / RESULT_NAME, submission.name, item.runs,
+                           windows, self._key())
         return self._finish(submission, submission.name, fingerprint, log)
 
     def _archive_failure(self, submission: Submission, log: SubmissionLog) -> None:
@@ -176,7 +178,7 @@ class Worker:
         recorder(PhaseStarted(PHASE, total_passes=config.repeat * config.passes))
         started = time.monotonic()
         try:
-            with LeaseKeeper(self.store, submission.id, self.worker_id, self.settings.lease_s) as keeper:
+            with LeaseKeeper(self.store, self.worker_id, self.settings.lease_s, submission.id) as keeper:
                 windows.start()
                 summary = score_folder(folder, self.competition.results, config, self.settings.batch,
                                        self.competition.secrets(), recorder)
@@ -199,17 +201,6 @@ class Worker:
         except OSError:
             shutil.copyfile(submission.path, target)
         return folder
-
-    def _record_service_cpu(self, final: Path, item: BatchItem, windows: RunWindows) -> None:
-        """The server's CPU seconds of each run measured now, in the run's fairness record; sealed and signed
-        again. Runs measured by an earlier worker keep what they have (null: not known)."""
-        result = read_or_none(final / RESULT_NAME)
-        if result is None or not result.scored or not item.runs:
-            return
-        runs = [dataclasses.replace(run, fairness=dataclasses.replace(run.fairness, service_cpu_s=windows.by_run.get(
-            run.index))) if run.index in item.runs and run.fairness.service_cpu_s is None else run
-            for run in result.runs]
-        write_result(final / RESULT_NAME, finalise(dataclasses.replace(result, runs=runs), self._key()))
 
     def _key(self) -> Ed25519PrivateKey | None:
         path = self.competition.secrets().signing_key

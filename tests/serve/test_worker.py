@@ -171,4 +171,4 @@ def test_counts_are_stored_at_most_every_few_seconds_and_runs_lap_the_cpu(store,
     record(RunPlaced("alpha-1", 1, "host-a"))  # a run's end stores what was held (a run that died mid-window)
     record(SubmissionsDone("alpha-1", 1, 1))
     assert [type(e) for e in store.events_of(submission.id)[before + 3:]] == [Waiting, RunPlaced, SubmissionsDone]
-    assert windows.by_run.keys() == {1} and windows.by_run[1] >= 0
+    assert windows.by_run.keys() == {("alpha-1", 1)} and windows.by_run[("alpha-1", 1)] >= 0
