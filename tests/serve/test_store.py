@@ -130,7 +130,7 @@ def test_a_file_with_problems_fails_with_all_of_them_and_uses_no_quota(store, te
     assert store.quota(team.team).used_total == 0
     with pytest.raises(StoreError, match="not waiting for its check"):
         store.mark_checked(submission.id, [])
-    with pytest.raises(StoreError, match="failed its check: only one scored, or failed while scoring"):
+    with pytest.raises(StoreError, match="failed its check and never reached the queue"):
         store.requeue(submission.id)
 
 
