@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from evaluator.batch.outroot import Archive, read_or_none
 from evaluator.config import ScoreConfig, comparable_settings
 from evaluator.data.store import resolve
-from evaluator.errors import EdlError
+from evaluator.errors import EdlError, UsageError
 from evaluator.events import (
     EventSink,
     PhaseFinished,
@@ -245,11 +245,27 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # score_directory cleans up its child and its partial runs, then the claim is given back
 
 
+USAGE = "usage: python -m evaluator.serve.worker COMPETITION_DIR [--watch-pid PID] (edl serve starts it)"
+
+
+def _arguments(argv: list[str]) -> tuple[Path, int | None]:
+    """The competition folder and the pid to watch; UsageError naming the fix otherwise."""
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--watch-pid"):
+        raise UsageError(USAGE)
+    try:
+        return Path(argv[0]), int(argv[2]) if len(argv) == 3 else None
+    except ValueError:
+        raise UsageError(f"--watch-pid {argv[2]!r}: give a process id; {USAGE}") from None
+
+
 def main(argv: list[str]) -> int:
-    root = Path(argv[0])
-    watch_pid = int(argv[argv.index("--watch-pid") + 1]) if "--watch-pid" in argv else None
+    try:
+        root, watch_pid = _arguments(argv)
+        worker = Worker(load_competition(root), watch_pid=watch_pid)
+    except EdlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     signal.signal(signal.SIGTERM, _interrupt)
-    worker = Worker(load_competition(root), watch_pid=watch_pid)
     print(f"worker {worker.worker_id} scoring {root}", flush=True)
     try:
         worker.run()

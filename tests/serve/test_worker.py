@@ -193,3 +193,12 @@ def test_a_result_published_by_a_worker_that_died_before_recording_it_is_recorde
     assert done.id == submission.id and done.state == "scored" and done.lease_expiries == 1
     assert "runs [] on no host" in done.log_tail  # nothing measured again
     assert read_result(competition.results / submission.name / RESULT_NAME).scored
+
+
+def test_the_worker_process_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    from evaluator.serve.worker import main
+
+    assert main([]) == 2 and capsys.readouterr().err.startswith("error: usage: python -m evaluator.serve.worker")
+    assert main([str(tmp_path), "--watch-pid", "x"]) == 2 and "--watch-pid 'x'" in capsys.readouterr().err
+    assert main([str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"run edl competition init {tmp_path / 'none'}")
