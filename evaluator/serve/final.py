@@ -23,8 +23,10 @@ from evaluator.batch.outroot import read_or_none
 from evaluator.config import BatchConfig
 from evaluator.errors import EdlError, UsageError
 from evaluator.report import render
+from evaluator.report.batch_record import BatchSummary
 from evaluator.report.leaderboard import Leaderboard, load_results, rank
-from evaluator.report.result import RESULT_NAME, BatchSummary, Result, Signature
+from evaluator.report.records import Signature
+from evaluator.report.result import RESULT_NAME, Result
 from evaluator.report.signing import PUBLIC_NAME, bytes_signature_problem, load_private, load_public, sign_bytes
 from evaluator.serve.phases import phase
 from evaluator.serve.recorder import score_folder

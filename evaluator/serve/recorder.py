@@ -9,13 +9,10 @@ collapsed to the latest. Elsewhere counts (``ImagesDone``) and countdowns (``Wai
 
 from __future__ import annotations
 
-import inspect
 import json
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 from evaluator.batch.directory import score_directory
 from evaluator.config import BatchConfig, ScoreConfig, Secrets
@@ -30,13 +27,12 @@ from evaluator.events import (
     Waiting,
     event_json,
 )
-from evaluator.report.result import BatchSummary
+from evaluator.report.batch_record import BatchSummary
 from evaluator.serve.store import Store
 from evaluator.serve.window import RunWindows
 
 THROTTLE_S = 5.0
 MEASURED_PHASES = ("pass",)  # the phases whose energy is the result: nothing is written while one runs
-RUN_DONE = re.compile(r"^(?P<name>.+) run (?P<run>\d+) on (?P<host>.*)$")  # score-dir's text progress, until events
 
 
 class ProgressRecorder:
@@ -101,23 +97,7 @@ def _measuring_ends(event: Event) -> bool:
         isinstance(event, (RunPlaced, SubmissionsDone)))
 
 
-def _text_progress(sink: EventSink) -> Callable[[str, int, int], None]:
-    """score-dir's text hook (one call per finished run) as the events a page reads: the run's host, the count."""
-
-    def progress(what: str, done: int, total: int) -> None:
-        found = RUN_DONE.match(what)
-        name = found["name"] if found else what
-        sink(RunPlaced(name, int(found["run"]) if found else done, found["host"] if found else ""))
-        sink(SubmissionsDone(name, done, total))
-
-    return progress
-
-
 def score_folder(folder: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig, secrets: Secrets,
                  sink: EventSink) -> BatchSummary:
-    """``score_directory`` with its progress on ``sink``: directly where score-dir takes a sink (the one progress
-    stream), through its text hook where it still has one."""
-    call = cast(Any, score_directory)
-    if "sink" in inspect.signature(score_directory).parameters:
-        return cast(BatchSummary, call(folder, out_root, config, batch, sink=sink, secrets=secrets))
-    return cast(BatchSummary, call(folder, out_root, config, batch, progress=_text_progress(sink), secrets=secrets))
+    """``score_directory`` with its progress on ``sink`` (the one progress stream: the children's phases too)."""
+    return score_directory(folder, out_root, config, batch, sink=sink, secrets=secrets)

@@ -38,7 +38,9 @@ from evaluator.events import (
     PhaseStarted,
     silent,
 )
-from evaluator.report.result import RESULT_NAME, BatchItem, DataRecord, Result
+from evaluator.report.batch_record import BatchItem
+from evaluator.report.records import DataRecord
+from evaluator.report.result import RESULT_NAME, Result
 from evaluator.report.signing import load_private
 from evaluator.scoring.records import data_record
 from evaluator.serve.competition import open_store
