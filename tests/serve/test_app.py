@@ -1,0 +1,148 @@
+"""The web app against a real uvicorn server on loopback: uploads, checks, quotas, duplicates, phases, the API."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+import pytest
+from builders import conv_model, oracle_model
+from serve.web_fixtures import bearer, live_server
+
+from evaluator.serve.app import create_app
+from evaluator.serve.competition import init_competition, open_store
+from evaluator.serve.settings import CompetitionSettings
+
+
+def pdf_bytes(pages: int) -> bytes:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=595, height=842)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def served(competition):
+    """The competition served on loopback, with a team 'alpha'; yields (url, token, competition)."""
+    token = open_store(competition).add_team("alpha")
+    with live_server(create_app(competition.root)) as url:
+        yield url, token, competition
+
+
+def upload(url: str, token: str, content: bytes, name: str = "model.onnx") -> httpx.Response:
+    return httpx.post(f"{url}/api/submissions", headers=bearer(token), files={"model": (name, content)}, timeout=120)
+
+
+def test_a_valid_model_is_queued_within_seconds_under_its_sha256(served, tmp_path):
+    url, token, competition = served
+    content = oracle_model(tmp_path / "mine.onnx").read_bytes()
+    started = time.monotonic()
+    answer = upload(url, token, content, "my model.onnx")
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    assert document["state"] == "queued" and document["message"] == "queued, position 1"
+    assert elapsed < 30
+    import hashlib
+
+    digest = hashlib.sha256(content).hexdigest()
+    assert document["sha256"] == digest
+    assert (competition.uploads / digest / "model.onnx").read_bytes() == content
+    assert not list(competition.uploads.rglob("my model.onnx"))  # the client's name is never a path
+    assert list((competition.uploads / ".staging").iterdir()) == []
+
+
+def test_a_broken_model_shows_every_problem_at_once_and_keeps_the_quota(served, tmp_path):
+    url, token, _ = served
+    broken = oracle_model(tmp_path / "two.onnx", layout="NCHW")
+    import onnx
+
+    model = onnx.load(broken)
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT32  # a wrong input type
+    model.opset_import[0].version = 3  # and an opset out of range
+    answer = upload(url, token, model.SerializeToString())
+    document = answer.json()
+    assert document["state"] == "failed" and document["fault"] == "check"
+    assert len(document["problems"]) >= 2, document
+    assert any("opset 3" in p for p in document["problems"]) and any("int32" in p.lower() for p in document["problems"])
+    assert all(p in document["message"] for p in document["problems"])  # one message with every problem
+    me = httpx.get(f"{url}/api/me", headers=bearer(token)).json()
+    assert me["quota"]["used_total"] == 0
+
+
+def test_the_same_file_again_returns_the_existing_submission(served, tmp_path):
+    url, token, _ = served
+    content = oracle_model(tmp_path / "m.onnx").read_bytes()
+    first, second = upload(url, token, content).json(), upload(url, token, content, "renamed.onnx").json()
+    assert first["id"] == second["id"]
+    assert len(httpx.get(f"{url}/api/submissions", headers=bearer(token)).json()) == 1
+
+
+def test_a_team_over_its_queue_limit_is_refused_with_the_reason(served, tmp_path):
+    url, token, _ = served
+    for seed in range(2):  # max_queued is 2 by default
+        assert upload(url, token, conv_model(tmp_path / f"c{seed}.onnx", seed=seed).read_bytes()).json()["state"] \
+            == "queued"
+    third = upload(url, token, conv_model(tmp_path / "c2.onnx", seed=2).read_bytes())
+    assert third.status_code == 429
+    assert "at most 2" in third.json()["detail"]
+
+
+def test_a_frozen_competition_refuses_uploads_with_the_reason(tmp_path):
+    competition, _ = init_competition(tmp_path / "past", CompetitionSettings(name="Past", deadline="2020-01-01T00:00Z"))
+    token = open_store(competition).add_team("late")
+    with live_server(create_app(competition.root)) as url:
+        answer = upload(url, token, oracle_model(tmp_path / "m.onnx").read_bytes())
+        assert answer.status_code == 409
+        assert "frozen" in answer.json()["detail"] and "2020-01-01" in answer.json()["detail"]
+        assert httpx.get(f"{url}/api/competition").json()["phase"] == "frozen"
+
+
+def test_an_upload_during_a_measurement_window_is_checked_when_it_closes(served, tmp_path):
+    url, token, competition = served
+    store = open_store(competition)
+    store.set_window("worker-test", 120.0)
+    answer = upload(url, token, oracle_model(tmp_path / "m.onnx").read_bytes()).json()
+    assert answer["state"] == "received" and "waits" in answer["message"]
+    time.sleep(2.5)  # the checker polls each second: it must leave the upload alone while the window is open
+    assert httpx.get(f"{url}/api/submissions/{answer['id']}", headers=bearer(token)).json()["state"] == "received"
+    store.set_window("worker-test", None)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{url}/api/submissions/{answer['id']}", headers=bearer(token)).json()["state"]
+        if state == "queued":
+            break
+        time.sleep(0.5)
+    assert state == "queued"
+
+
+def test_a_description_is_a_pdf_of_at_most_two_pages_and_can_be_replaced(served, tmp_path):
+    url, token, competition = served
+
+    def send(content: bytes, name: str = "method.pdf") -> httpx.Response:
+        return httpx.put(f"{url}/api/description", headers=bearer(token), files={"description": (name, content)},
+                         timeout=60)
+
+    three = send(pdf_bytes(3)).json()
+    assert not three["accepted"] and "3 pages" in three["problems"][0]
+    assert send(b"not a pdf at all").json()["problems"] == ["the description is not a PDF file; export the two "
+                                                            "pages as PDF"]
+    assert send(pdf_bytes(2)).json() == {"accepted": True, "problems": []}
+    assert send(pdf_bytes(1)).json()["accepted"]
+    from pypdf import PdfReader
+
+    assert len(PdfReader(competition.descriptions / "alpha.pdf").pages) == 1  # the second replaced the first
+    assert httpx.get(f"{url}/api/me", headers=bearer(token)).json()["description"] is True
+    assert send(pdf_bytes(1), "method.docx").status_code == 400
+
+
+def test_the_board_is_served_before_any_result_exists(served):
+    url, _, _ = served
+    answer = httpx.get(f"{url}/api/board")
+    assert answer.status_code == 200 and answer.json()["state"] == "provisional"
+    assert "no result.json" in httpx.get(url + "/").text
