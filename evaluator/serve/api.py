@@ -204,7 +204,7 @@ async def submit(request: Request, team: TeamDep) -> SubmissionOut:
     from starlette.concurrency import run_in_threadpool
 
     web = web_of(request)
-    web.refuse_unless_open()
+    web.refuse_upload(team)
     parts = web.model_parts()
     declared_length(dict(request.headers), parts)
     form = await receive_form(request.headers.get("content-type", ""), request.stream(), web.staging, parts)
@@ -264,7 +264,7 @@ async def description(request: Request, team: TeamDep) -> DescriptionOut:
     from starlette.concurrency import run_in_threadpool
 
     web = web_of(request)
-    web.refuse_unless_open()
+    web.refuse_description(team)
     parts = web.description_parts()
     declared_length(dict(request.headers), parts)
     form = await receive_form(request.headers.get("content-type", ""), request.stream(), web.staging, parts)

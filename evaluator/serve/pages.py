@@ -37,7 +37,7 @@ def web_of(request: Request) -> Web:
 
 def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
     web = web_of(request)
-    context = {"competition": web.settings.name, "phase": web.phase(), "deadline": web.settings.deadline,
+    context = {"competition": web.settings.name, "phase": web.phase_words(), "deadline": web.settings.deadline,
                "who": session_of(request), "message": "", "problems": [], "title": ""} | values
     return HTMLResponse(TEMPLATES.get_template(template).render(**context), status_code=status,
                         headers={"cache-control": "no-store"})
@@ -174,7 +174,7 @@ async def team_upload(request: Request) -> Response:
 
     session, team = team_session(request)
     web = web_of(request)
-    web.refuse_unless_open()
+    web.refuse_upload(team)
     parts = web.model_parts()
     declared_length(dict(request.headers), parts)
     form = await receive_form(request.headers.get("content-type", ""), request.stream(), web.staging, parts)

@@ -9,7 +9,6 @@ served from what is already rendered.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 from collections.abc import Callable
@@ -22,9 +21,10 @@ from evaluator.report.result import RESULT_NAME, TIMELINE_NAME, Result
 from evaluator.serve.auth import RateLimiter, Sessions
 from evaluator.serve.checking import CheckOutcome, check_description_isolated, check_model_isolated
 from evaluator.serve.competition import open_store
+from evaluator.serve.phases import phase, phase_words, refuse_description_reason, refuse_upload_reason
 from evaluator.serve.settings import Competition, load_competition
 from evaluator.serve.store import Store, StoreError, Submission, Team
-from evaluator.serve.uploads import FilePart, StagedFile, UploadError, keep
+from evaluator.serve.uploads import FilePart, StagedFile, keep
 
 MODEL_FIELD, DESCRIPTION_FIELD = "model", "description"
 CHECK_POLL_S = 1.0
@@ -177,19 +177,25 @@ class Web:
 
     def phase(self) -> str:
         """open -> frozen (at the deadline) -> final (the organiser's final scoring) -> published."""
-        mark = self.store.phase_mark()
-        if mark:
-            return mark
-        return "frozen" if dt.datetime.now(dt.timezone.utc) >= self.settings.deadline_utc() else "open"
+        return phase(self.settings, self.store)
+
+    def phase_words(self) -> str:
+        return phase_words(phase(self.settings, self.store), self.settings)
 
     def board_state(self) -> str:
         return "final" if self.phase() == "published" else "provisional"
 
-    def refuse_unless_open(self) -> None:
-        phase = self.phase()
-        if phase != "open":
-            raise Refused(f"uploads are closed: the competition is {phase} since its deadline "
-                          f"{self.settings.deadline} (UTC); no new submission can be received", 409)
+    def refuse_upload(self, team: Team) -> None:
+        """Asked before an upload streams: the phase, a revoked token, the quota."""
+        reason = refuse_upload_reason(self.settings, self.store, team)
+        if reason is not None:
+            raise Refused(reason if self.phase() != "open" else f"not received: {reason}",
+                          409 if self.phase() != "open" else 429)
+
+    def refuse_description(self, team: Team) -> None:
+        reason = refuse_description_reason(self.settings, self.store, team)
+        if reason is not None:
+            raise Refused(reason, 409)
 
     # --- submissions ----------------------------------------------------------------------------------------
 
@@ -335,7 +341,7 @@ class Web:
         if staged is None:
             raise Refused("no file in the upload: send the PDF as the form field 'description'", 400)
         try:
-            self.refuse_unless_open()
+            self.refuse_description(team)
             with self._check_lock:
                 outcome = check_description_isolated(staged.path, self.settings.description_max_pages)
             if outcome.valid:
@@ -379,7 +385,3 @@ class Web:
                     self.board.refresh(self.board_state())
             except (EdlError, OSError):
                 continue
-
-
-def refuse_upload(exc: UploadError) -> Refused:
-    return Refused(str(exc), exc.status)

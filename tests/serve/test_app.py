@@ -99,7 +99,7 @@ def test_a_frozen_competition_refuses_uploads_with_the_reason(tmp_path):
     with live_server(create_app(competition.root)) as url:
         answer = upload(url, token, oracle_model(tmp_path / "m.onnx").read_bytes())
         assert answer.status_code == 409
-        assert "frozen" in answer.json()["detail"] and "2020-01-01" in answer.json()["detail"]
+        assert "uploads are closed" in answer.json()["detail"] and "2020-01-01" in answer.json()["detail"]
         assert httpx.get(f"{url}/api/competition").json()["phase"] == "frozen"
 
 
