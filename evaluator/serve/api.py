@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
@@ -131,6 +132,8 @@ def organiser_of(request: Request, authorization: Annotated[str | None, Header()
 
 
 TeamDep = Annotated[Team, Depends(team_of)]
+# SQLite's integers: a larger id is a 422, never an overflow inside the store
+SubmissionId = Annotated[int, PathParameter(ge=1, le=(1 << 63) - 1, description="the submission's number")]
 
 
 def submission_out(verdict: Verdict) -> SubmissionOut:
@@ -219,13 +222,13 @@ def submissions(request: Request, team: TeamDep) -> list[SubmissionOut]:
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionDetail, responses=ERRORS)
-def submission(request: Request, team: TeamDep, submission_id: int) -> SubmissionDetail:
+def submission(request: Request, team: TeamDep, submission_id: SubmissionId) -> SubmissionDetail:
     web = web_of(request)
     return detail_out(web, web.own_submission(team, submission_id))
 
 
 @router.get("/submissions/{submission_id}/result.json", responses=ERRORS)
-def result_file(request: Request, team: TeamDep, submission_id: int) -> FileResponse:
+def result_file(request: Request, team: TeamDep, submission_id: SubmissionId) -> FileResponse:
     """The signed result document, byte for byte (``edl verify`` checks it)."""
     web = web_of(request)
     folder = web.result_folder(web.own_submission(team, submission_id))
@@ -235,7 +238,7 @@ def result_file(request: Request, team: TeamDep, submission_id: int) -> FileResp
 
 
 @router.get("/submissions/{submission_id}/timeline.png", responses=ERRORS)
-def timeline(request: Request, team: TeamDep, submission_id: int) -> FileResponse:
+def timeline(request: Request, team: TeamDep, submission_id: SubmissionId) -> FileResponse:
     web = web_of(request)
     picture = web.timeline(web.own_submission(team, submission_id))
     if picture is None:
@@ -244,14 +247,14 @@ def timeline(request: Request, team: TeamDep, submission_id: int) -> FileRespons
 
 
 @router.post("/submissions/{submission_id}/cancel", response_model=SubmissionOut, responses=ERRORS)
-def cancel(request: Request, team: TeamDep, submission_id: int) -> SubmissionOut:
+def cancel(request: Request, team: TeamDep, submission_id: SubmissionId) -> SubmissionOut:
     web = web_of(request)
     web.own_submission(team, submission_id)
     return submission_out(web.verdict(web.change(lambda: web.store.cancel(submission_id, team))))
 
 
 @router.post("/submissions/{submission_id}/choose", response_model=SubmissionOut, responses=ERRORS)
-def choose(request: Request, team: TeamDep, submission_id: int) -> SubmissionOut:
+def choose(request: Request, team: TeamDep, submission_id: SubmissionId) -> SubmissionOut:
     """The team's pick for the final scoring."""
     web = web_of(request)
     web.own_submission(team, submission_id)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from evaluator.errors import EdlError
+from evaluator.serve.api import SubmissionId
 from evaluator.serve.auth import ORGANISER, PRESESSION_COOKIE, SESSION_COOKIE, Session, same_secret
 from evaluator.serve.store import Submission, Team
 from evaluator.serve.uploads import declared_length, receive_form
@@ -204,7 +205,7 @@ async def team_description(request: Request) -> Response:
 
 
 @router.post("/team/submissions/{submission_id}/{action}")
-async def team_action(request: Request, submission_id: int, action: str) -> Response:
+async def team_action(request: Request, submission_id: SubmissionId, action: str) -> Response:
     session, team = team_session(request)
     require_csrf(session, (await small_form(request)).get("csrf"))
     web = web_of(request)
@@ -218,7 +219,7 @@ async def team_action(request: Request, submission_id: int, action: str) -> Resp
 
 
 @router.get("/team/submissions/{submission_id}/result.json")
-def team_result(request: Request, submission_id: int) -> FileResponse:
+def team_result(request: Request, submission_id: SubmissionId) -> FileResponse:
     from evaluator.report.result import RESULT_NAME
 
     _, team = team_session(request)
@@ -230,7 +231,7 @@ def team_result(request: Request, submission_id: int) -> FileResponse:
 
 
 @router.get("/team/submissions/{submission_id}/timeline.png")
-def team_timeline(request: Request, submission_id: int) -> FileResponse:
+def team_timeline(request: Request, submission_id: SubmissionId) -> FileResponse:
     _, team = team_session(request)
     web = web_of(request)
     picture = web.timeline(web.own_submission(team, submission_id))
@@ -266,7 +267,7 @@ def organiser_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/organiser/submissions/{submission_id}/{action}")
-async def organiser_action(request: Request, submission_id: int, action: str) -> Response:
+async def organiser_action(request: Request, submission_id: SubmissionId, action: str) -> Response:
     session = organiser_session(request)
     form = await small_form(request)
     require_csrf(session, form.get("csrf"))

@@ -13,6 +13,7 @@ from serve.web_fixtures import bearer, live_server
 from evaluator.serve.app import create_app
 from evaluator.serve.competition import init_competition, open_store
 from evaluator.serve.settings import CompetitionSettings
+from evaluator.serve.web import WebLimits
 
 
 def pdf_bytes(pages: int) -> bytes:
@@ -146,3 +147,33 @@ def test_the_board_is_served_before_any_result_exists(served):
     answer = httpx.get(f"{url}/api/board")
     assert answer.status_code == 200 and answer.json()["state"] == "provisional"
     assert "no result.json" in httpx.get(url + "/").text
+
+
+def test_each_client_is_rate_limited_on_its_own(competition):
+    token = open_store(competition).add_team("alpha")
+    with live_server(create_app(competition.root, WebLimits(read_per_s=0.5, read_burst=5))) as url:
+        answers = [httpx.get(f"{url}/api/board") for _ in range(12)]
+        codes = [answer.status_code for answer in answers]
+        assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}, codes
+        assert answers[-1].headers["retry-after"] == "2"
+        assert httpx.get(f"{url}/api/me", headers=bearer(token)).status_code == 200  # a team has its own allowance
+
+
+def test_the_organiser_sees_the_queue_and_the_teams_and_cancels_with_the_page(organiser_token, tmp_path):
+    from serve.test_security import sign_in
+
+    competition, organiser = organiser_token
+    token = open_store(competition).add_team("alpha")
+    with live_server(create_app(competition.root)) as url:
+        queued = upload(url, token, oracle_model(tmp_path / "m.onnx").read_bytes()).json()
+        client, csrf = sign_in(url, organiser)
+        page = client.get("/organiser").text
+        assert "queued, position 1" in page and "alpha" in page and 'id="hosts"' in page
+        done = client.post(f"/organiser/submissions/{queued['id']}/cancel", data={"csrf": csrf})
+        assert done.status_code == 200 and "cancelled" in done.text
+        assert httpx.get(f"{url}/api/submissions/{queued['id']}", headers=bearer(token)).json()["state"] == "cancelled"
+        refused = client.post(f"/organiser/submissions/{queued['id']}/rerun", data={"csrf": csrf})
+        assert refused.status_code == 409 and "only a scored or failed one" in refused.text
+        assert client.post(f"/organiser/submissions/{queued['id']}/rerun", data={}).status_code == 403
+        team_client, _ = sign_in(url, token)
+        assert team_client.get("/organiser").status_code == 401  # a team's session is not the organiser's
