@@ -140,7 +140,7 @@ class Competition:
 
     @property
     def work(self) -> Path:
-        return self.root / "work"  # the one-model folders the worker hands to score-dir
+        return self.root / "work"  # the one-model folders the worker hands to score-dir (kept: verify finds them)
 
     def folders(self) -> tuple[Path, ...]:
         return self.uploads, self.results, self.descriptions, self.logs, self.work

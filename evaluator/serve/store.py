@@ -12,212 +12,39 @@ a reason a team can act on and whose fault it was: only the team's own faults us
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import hashlib
 import hmac
 import json
 import re
 import secrets
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from evaluator.errors import EdlError, UsageError
+from evaluator.errors import UsageError
 from evaluator.events import Event, ImagesDone, PhaseStarted, event_json, parse_event
+from evaluator.serve.database import COUNTING, Database, row_team
+from evaluator.serve.records import (
+    LOG_TAIL_LINES,
+    STATES,
+    TEAM_NAME,
+    Fault,
+    Limits,
+    Progress,
+    Quota,
+    State,
+    StoreError,
+    Submission,
+    Team,
+    hash_token,
+    new_token,
+    tail,
+)
 
-State = Literal["received", "checked", "queued", "scoring", "scored", "failed", "cancelled"]
-STATES: tuple[State, ...] = ("received", "checked", "queued", "scoring", "scored", "failed", "cancelled")
-# Whose fault a failure was: "team" (the model failed or ran out of time: it counts), "check" (the file broke the
-# contract), "quota" (refused over a quota), "organiser" (our machine failed: scored again or refunded).
-Fault = Literal["team", "check", "quota", "organiser"]
-TEAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
-LOG_TAIL_LINES = 40
-SCHEMA_VERSION = 1
-
-# A submission uses its team's quota once it reached the queue, unless it was cancelled or our machine failed it.
-COUNTING = "(state IN ('queued', 'scoring', 'scored') OR (state = 'failed' AND fault = 'team'))"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS teams (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_sha256 TEXT NOT NULL UNIQUE,
-    added_utc TEXT NOT NULL, revoked_utc TEXT, organiser INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS submissions (
-    id INTEGER PRIMARY KEY, team_id INTEGER NOT NULL REFERENCES teams(id), sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL, path TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, fault TEXT, log_tail TEXT,
-    queued_utc TEXT, queued_day TEXT, worker_id TEXT, lease_until REAL, lease_expiries INTEGER NOT NULL DEFAULT 0,
-    result_folder TEXT, duplicate_of INTEGER REFERENCES submissions(id), chosen INTEGER NOT NULL DEFAULT 0,
-    service_cpu_s REAL, UNIQUE (team_id, sha256));
-CREATE INDEX IF NOT EXISTS submissions_by_state ON submissions (state, queued_utc, id);
-CREATE TABLE IF NOT EXISTS history (
-    submission_id INTEGER NOT NULL REFERENCES submissions(id), state TEXT NOT NULL, utc TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS results (
-    model_sha256 TEXT NOT NULL, settings_fingerprint TEXT NOT NULL, submission_id INTEGER NOT NULL,
-    folder TEXT NOT NULL, recorded_utc TEXT NOT NULL, PRIMARY KEY (model_sha256, settings_fingerprint));
-CREATE TABLE IF NOT EXISTS events (
-    submission_id INTEGER NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, utc TEXT NOT NULL, event TEXT NOT NULL);
-"""
+__all__ = ["LOG_TAIL_LINES", "STATES", "Fault", "Limits", "Progress", "Quota", "State", "Store", "StoreError",
+           "Submission", "Team", "hash_token", "tail"]
 
 
-class StoreError(EdlError):
-    """A change the store refuses: the message says why, in words a team or the organiser can act on."""
-
-    exit_code = 2
-
-
-@dataclass(frozen=True)
-class Team:
-    id: int
-    name: str
-    added_utc: str
-    revoked_utc: str | None = None
-    organiser: bool = False
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One upload and where it stands. ``times`` holds the latest UTC time of each state it reached."""
-
-    id: int
-    team: str
-    sha256: str
-    size: int
-    path: Path
-    state: State
-    times: dict[str, str]
-    reason: str | None = None
-    fault: Fault | None = None
-    log_tail: str | None = None
-    result_folder: str | None = None
-    duplicate_of: int | None = None  # another team's submission of the same file: flagged for the organiser
-    lease_expiries: int = 0
-    worker_id: str | None = None
-    chosen: bool = False  # the team's pick for the final scoring
-    service_cpu_s: float | None = None
-
-    @property
-    def name(self) -> str:
-        """The name it is scored and ranked under (its result folder's name)."""
-        return f"{self.team}-{self.id}"
-
-
-@dataclass(frozen=True)
-class Quota:
-    """A team's use of its quota now: what counted today (UTC) and in all, and what waits or scores."""
-
-    used_today: int
-    left_today: int
-    used_total: int
-    left_total: int
-    waiting: int  # queued or scoring now
-    max_waiting: int
-
-    def refusal(self) -> str | None:
-        """Why one more submission cannot be queued now, or None."""
-        if self.left_total <= 0:
-            return f"your {self.used_total} submissions use the whole quota of the competition"
-        if self.left_today <= 0:
-            return f"today's quota of {self.used_today} is used; submit again after 00:00 UTC"
-        if self.waiting >= self.max_waiting:
-            return f"{self.waiting} of your submissions wait or score already (at most {self.max_waiting}); " \
-                   "submit again when one is done, or cancel one"
-        return None
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The quotas the store enforces (from the competition's settings)."""
-
-    per_day: int = 5
-    in_total: int = 50
-    max_queued: int = 2
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What a page shows of a scoring in progress: its phase, images and passes done, the latest event."""
-
-    phase: str | None = None
-    done_passes: int | None = None
-    total_passes: int | None = None
-    done_images: int | None = None
-    total_images: int | None = None
-    latest: Event | None = None
-    utc: str | None = None
-    events: int = 0
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def utc_text(moment: float) -> str:
-    return dt.datetime.fromtimestamp(moment, dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class Store:
-    """The competition's database at ``db_path``. ``clock`` gives the time (seconds since the epoch): tests move it."""
-
-    def __init__(self, db_path: Path, limits: Limits | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.db_path, self.limits, self.clock = Path(db_path), limits or Limits(), clock
-        self._local = threading.local()
-        self._db().executescript(SCHEMA)  # idempotent, each statement atomic
-        with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-
-    # --- connections and transactions ---------------------------------------------------------------------
-
-    def _db(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=True)
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")  # a scored state survives a power cut too
-            connection.execute("PRAGMA foreign_keys=ON")
-            connection.execute("PRAGMA busy_timeout=30000")
-            self._local.connection = connection
-        return connection
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (BEGIN IMMEDIATE): whole or not at all."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def close(self) -> None:
-        """This thread's connection closed (others close when their threads end)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
-
-    def now_utc(self) -> str:
-        return utc_text(self.clock())
-
-    def _enter(self, db: sqlite3.Connection, submission_id: int, state: State, detail: str = "") -> None:
-        db.execute("UPDATE submissions SET state = ? WHERE id = ?", (state, submission_id))
-        db.execute("INSERT INTO history VALUES (?, ?, ?, ?)", (submission_id, state, self.now_utc(), detail))
+class Store(Database):
+    """The competition's store: teams, submissions, the leased queue, results, progress and the window flag."""
 
     # --- teams and tokens ---------------------------------------------------------------------------------
 
@@ -250,7 +77,7 @@ class Store:
         row = self._db().execute("SELECT * FROM teams WHERE token_sha256 = ?", (digest,)).fetchone()
         if row is None or row["revoked_utc"] is not None or not hmac.compare_digest(row["token_sha256"], digest):
             return None
-        return _team(row)
+        return row_team(row)
 
     def is_organiser(self, token: str) -> bool:
         team = self.team_by_token(token)
@@ -258,13 +85,13 @@ class Store:
 
     def list_teams(self) -> list[Team]:
         rows = self._db().execute("SELECT * FROM teams WHERE organiser = 0 ORDER BY name").fetchall()
-        return [_team(row) for row in rows]
+        return [row_team(row) for row in rows]
 
     def team(self, name: str) -> Team:
         row = self._db().execute("SELECT * FROM teams WHERE name = ? AND organiser = 0", (name,)).fetchone()
         if row is None:
             raise UsageError(f"no team named {name!r} (edl team list shows them)")
-        return _team(row)
+        return row_team(row)
 
     def revoke_team(self, name: str) -> Team:
         """The team's token stops working at once; its submissions and results stay."""
@@ -333,13 +160,6 @@ class Store:
             self._enter(db, submission_id, "queued")
             return self._submission(db, submission_id)
 
-    def _failed(self, db: sqlite3.Connection, submission_id: int, reason: str, fault: Fault,
-                log_tail: str | None = None) -> Submission:
-        db.execute("UPDATE submissions SET reason = ?, fault = ?, log_tail = ?, worker_id = NULL, lease_until = NULL "
-                   "WHERE id = ?", (reason, fault, log_tail, submission_id))
-        self._enter(db, submission_id, "failed", reason)
-        return self._submission(db, submission_id)
-
     def cancel(self, submission_id: int, team: Team) -> Submission:
         """The team (or the organiser) withdraws a submission still waiting: it stops using the quota."""
         with self._write() as db:
@@ -406,17 +226,6 @@ class Store:
                            "(queued_utc = ? AND id < ?))", (row["queued_utc"], row["queued_utc"], submission_id))
         return int(ahead.fetchone()[0]) + 1
 
-    def _submission(self, db: sqlite3.Connection, submission_id: int) -> Submission:
-        row = db.execute("SELECT s.*, t.name AS team FROM submissions s JOIN teams t ON t.id = s.team_id "
-                         "WHERE s.id = ?", (submission_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no submission {submission_id}")
-        times = {state: utc for state, utc in db.execute(
-            "SELECT state, utc FROM history WHERE submission_id = ? ORDER BY rowid", (submission_id,))}
-        return Submission(row["id"], row["team"], row["sha256"], row["size"], Path(row["path"]), row["state"], times,
-                          row["reason"], row["fault"], row["log_tail"], row["result_folder"], row["duplicate_of"],
-                          row["lease_expiries"], row["worker_id"], bool(row["chosen"]), row["service_cpu_s"])
-
     # --- the worker's side --------------------------------------------------------------------------------
 
     def claim(self, worker_id: str, lease_s: float) -> Submission | None:
@@ -468,8 +277,7 @@ class Store:
                           (submission_id, worker_id)).fetchone() is not None
 
     def finish(self, submission_id: int, worker_id: str, result_folder: str, model_sha256: str,
-               settings_fingerprint: str, log_tail: str = "", service_cpu_s: float | None = None
-               ) -> tuple[Submission, bool]:
+               settings_fingerprint: str, log_tail: str = "") -> tuple[Submission, bool]:
         """Record the scored result; ``(submission, recorded)``. A result is recorded once per model and comparable
         settings: a second finish of the same (another team's copy, a worker that lost its lease) records nothing
         new; the submission points at the one result."""
@@ -484,9 +292,8 @@ class Store:
                                                                          submission_id, result_folder,
                                                                          self.now_utc()))
             folder = result_folder if recorded else existing["folder"]
-            db.execute("UPDATE submissions SET result_folder = ?, log_tail = ?, service_cpu_s = ?, worker_id = NULL, "
-                       "lease_until = NULL, reason = NULL, fault = NULL WHERE id = ?",
-                       (folder, tail(log_tail), service_cpu_s, submission_id))
+            db.execute("UPDATE submissions SET result_folder = ?, log_tail = ?, worker_id = NULL, lease_until = NULL, "
+                       "reason = NULL, fault = NULL WHERE id = ?", (folder, tail(log_tail), submission_id))
             self._enter(db, submission_id, "scored", "" if recorded else f"the result of {folder} stands for it")
             return self._submission(db, submission_id), recorded
 
@@ -552,24 +359,9 @@ class Store:
         value = self._meta("window")
         return value is not None and float(json.loads(value)["until"]) > self.clock()
 
-    def _meta(self, key: str) -> str | None:
-        row = self._db().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row["value"]
-
-    def _set_meta(self, key: str, value: str | None) -> None:
-        with self._write() as db:
-            if value is None:
-                db.execute("DELETE FROM meta WHERE key = ?", (key,))
-            else:
-                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
     def phase_mark(self) -> str | None:
         """The phase the organiser moved the competition to ("final", "published"), None before that."""
         return self._meta("phase")
 
     def set_phase_mark(self, phase: str) -> None:
         self._set_meta("phase", phase)
-
-
-def _team(row: sqlite3.Row) -> Team:
-    return Team(row["id"], row["name"], row["added_utc"], row["revoked_utc"], bool(row["organiser"]))

@@ -5,6 +5,7 @@ serve-web's tests may use these; fixtures of its own go in tests/serve/web_fixtu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,3 +84,33 @@ def upload(store: Store, competition: Competition) -> Callable[[Team, bytes], tu
         return store.receive(team, digest, len(content), path)
 
     return receive
+
+
+@pytest.fixture
+def test_set(tmp_path: Path) -> Path:
+    """A labelled test set of 500 oracle images, 480 of them answered right by ``oracle_model``."""
+    from builders import oracle_images, save_npz
+
+    images, labels = oracle_images(500, correct=480)
+    return save_npz(tmp_path / "test-set.npz", images, labels)
+
+
+@pytest.fixture
+def make_competition(tmp_path: Path, test_set: Path) -> Callable[..., Competition]:
+    """A function: a competition scoring fast on ``test_set`` (2 passes, no idle or cool-down, audit off, one run,
+    unless told), settings given as keywords (``repeat``, ``timeout_s`` and any CompetitionSettings field)."""
+    from builders import fast_config
+
+    from evaluator.config import AuditConfig, BatchConfig
+
+    made = 0
+
+    def make(repeat: int = 1, timeout_s: float = 120.0, **settings: object) -> Competition:
+        nonlocal made
+        made += 1
+        score = dataclasses.replace(fast_config(test_set), repeat=repeat, audit=AuditConfig(audit_copies=0))
+        chosen = CompetitionSettings(**({"name": "Fast cup", "deadline": DEADLINE, "score": score,
+                                         "batch": BatchConfig(timeout_s=timeout_s)} | settings))  # type: ignore[arg-type]
+        return init_competition(tmp_path / f"scoring-{made}", chosen)[0]
+
+    return make

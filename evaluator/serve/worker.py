@@ -1,0 +1,348 @@
+"""The scoring worker of ``edl serve``: takes the queue one submission at a time, scores it with ``score-dir``'s
+machinery into the competition's results root, and records the outcome in the store exactly once.
+
+Each claim is leased and the lease renewed while the scoring runs; a worker killed mid-scoring loses its lease and
+the submission goes back to the queue once (``Store.claim``). The model is handed to ``score_directory`` in a
+one-model folder (``work/<name>/<name>.onnx``, a hard link of the upload), so the isolated child, its limits and
+timeout, the host lock, the thermal target, the audit with the organiser's secret, signing and repeats are the
+batch's own, and ``edl leaderboard COMPETITION/results`` and ``edl verify`` read the results unchanged. While a
+scoring runs the measurement window flag is set (coarse: the whole scoring), and the web server's CPU time is read
+from /proc around each run and written into that run's fairness record (then the result is sealed and signed again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from evaluator.batch.directory import score_directory
+from evaluator.batch.outroot import read_or_none
+from evaluator.config import ScoreConfig, comparable_settings
+from evaluator.data.store import resolve
+from evaluator.errors import EdlError
+from evaluator.events import (
+    Event,
+    EventSink,
+    ImagesDone,
+    PhaseFinished,
+    PhaseStarted,
+    RunPlaced,
+    SubmissionsDone,
+    event_json,
+    silent,
+)
+from evaluator.report.result import RESULT_NAME, BatchItem, DataRecord, Result, write_result
+from evaluator.report.signing import finalise, load_private
+from evaluator.scoring.records import data_record
+from evaluator.serve.competition import open_store
+from evaluator.serve.settings import Competition, load_competition
+from evaluator.serve.store import Fault, Store, StoreError, Submission, tail
+
+PHASE = "scoring"
+RUN_DONE = re.compile(r"^(?P<name>.+) run (?P<run>\d+) on (?P<host>.*)$")  # score_directory's progress text
+# A child's failure is the team's (its model crashed, hung, ran out of memory) unless it names our machine.
+ORGANISER_MARKERS = ("sampler", "NVML", "RAPL", "power", "meter", "scoring lock", "EDL_HOST_LOCK", "test set",
+                     "measurement is invalid", "No space left", "--exclusive")
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds process ``pid`` and its waited-for children used so far (user + system), None if unreadable."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])  # fields 14-17 of proc(5)
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def settings_fingerprint(config: ScoreConfig, data: DataRecord) -> str:
+    """What makes two results comparable: the comparable settings and the test set (the store's result key)."""
+    document = {"settings": comparable_settings(config), "data": data.fingerprint}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def fault_of(reason: str) -> Fault:
+    return "organiser" if any(marker in reason for marker in ORGANISER_MARKERS) else "team"
+
+
+def team_reason(item: BatchItem, timeout_s: float) -> str:
+    """The failure in words a team can act on."""
+    reason = item.reason or "the scoring failed without a reason (see the log)"
+    if "timed out" in reason:
+        return f"{reason}: one run may take at most {timeout_s:g} s; make the model faster, or ask the organiser"
+    if fault_of(reason) == "organiser":
+        return f"{reason}: the scoring machine failed, not your model; this does not use your quota"
+    return reason
+
+
+class SubmissionLog:
+    """The worker's log of one submission (COMPETITION/logs/<id>.log); its tail is stored with the outcome."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def line(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self.path.open("a") as handle:
+            handle.write(f"{stamp} {text}\n")
+
+    def tail(self) -> str:
+        return tail(self.path.read_text()) if self.path.is_file() else ""
+
+
+class LeaseKeeper:
+    """Renews the claim (and the window flag) every third of the lease while the scoring runs."""
+
+    def __init__(self, store: Store, submission_id: int, worker_id: str, lease_s: float) -> None:
+        self.store, self.submission_id, self.worker_id, self.lease_s = store, submission_id, worker_id, lease_s
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{submission_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self.store.set_window(self.worker_id, self.lease_s)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.lease_s / 3):
+                if not self.store.renew(self.submission_id, self.worker_id, self.lease_s):
+                    self.lost = True
+                self.store.set_window(self.worker_id, self.lease_s)
+        finally:
+            self.store.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.store.set_window(self.worker_id, None)
+
+
+@dataclasses.dataclass
+class RunWindows:
+    """The watched server's CPU seconds between the scoring's start and each run's end, by run index."""
+
+    pid: int | None
+    last: float | None = None
+    by_run: dict[int, float | None] = dataclasses.field(default_factory=dict)
+
+    def start(self) -> None:
+        self.last = process_cpu_s(self.pid)
+
+    def lap(self, run: int) -> None:
+        now = process_cpu_s(self.pid)
+        self.by_run[run] = None if now is None or self.last is None else round(now - self.last, 3)
+        self.last = now
+
+
+class Worker:
+    """Scores the competition's queue, one submission at a time, on this host (or its Ray cluster)."""
+
+    def __init__(self, competition: Competition, store: Store | None = None, worker_id: str | None = None,
+                 watch_pid: int | None = None, sink: EventSink = silent, poll_s: float = 1.0,
+                 backoff_s: float = 60.0) -> None:
+        self.competition, self.store = competition, store or open_store(competition)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.watch_pid, self.sink, self.poll_s, self.backoff_s = watch_pid, sink, poll_s, backoff_s
+        self.settings = competition.settings
+        self.stopping = threading.Event()
+
+    @functools.cached_property
+    def data(self) -> DataRecord:
+        return data_record(resolve(self.settings.score.data))
+
+    def run(self) -> None:
+        """Score until ``stopping`` is set, or the watched server is gone (a server killed with -9 leaves its worker
+        behind: it finishes the scoring in hand, then stops, so a restarted server's worker is the only one)."""
+        while not self.stopping.is_set() and (self.watch_pid is None or process_alive(self.watch_pid)):
+            if self.run_once() is None:
+                self.stopping.wait(self.poll_s)
+
+    def run_once(self) -> Submission | None:
+        """Claim and score the next queued submission; None when none waits."""
+        submission = self.store.claim(self.worker_id, self.settings.lease_s)
+        if submission is None:
+            return None
+        log = SubmissionLog(self.competition.logs / f"{submission.id}.log")
+        log.line(f"claimed by {self.worker_id} (lease {self.settings.lease_s:g} s)")
+        try:
+            return self._score(submission, log)
+        except KeyboardInterrupt:
+            log.line("the worker was stopped: the submission waits again, first in line")
+            with contextlib.suppress(StoreError):
+                self.store.give_back(submission.id, self.worker_id, "the scoring worker was stopped")
+            raise
+        except EdlError as exc:
+            log.line(f"error: {exc}")
+            failed = self._fail(submission, f"the scoring machine failed: {exc}; this does not use your quota",
+                                "organiser", log)
+            self.stopping.wait(self.backoff_s)  # a broken machine would fail the whole queue at once
+            return failed
+
+    def _fail(self, submission: Submission, reason: str, fault: Fault, log: SubmissionLog) -> Submission:
+        log.line(f"failed ({fault}'s side): {reason}")
+        try:
+            return self.store.fail(submission.id, self.worker_id, reason, fault, log.tail())
+        except StoreError as exc:  # the lease was lost meanwhile: whoever holds it now records the outcome
+            log.line(f"not recorded: {exc}")
+            return self.store.submission(submission.id)
+
+    def _emit(self, submission: Submission, log: SubmissionLog, event: Event) -> None:
+        self.store.add_event(submission.id, event)
+        log.line(f"progress {json.dumps(event_json(event))}")
+        self.sink(event)
+
+    def _score(self, submission: Submission, log: SubmissionLog) -> Submission:
+        fingerprint = settings_fingerprint(self.settings.score, self.data)
+        standing = self.store.result_for(submission.sha256, fingerprint)
+        if standing is not None:  # another team's copy of a model scored under these settings: not measured twice
+            log.line(f"the result of {standing} stands for this model: not measured again")
+            return self._finish(submission, standing, fingerprint, log)
+        folder = self._place(submission)
+        windows = RunWindows(self.watch_pid)
+        config = self.settings.score
+        emit = functools.partial(self._emit, submission, log)
+        emit(PhaseStarted(PHASE, total_passes=config.repeat * config.passes))
+        started = time.monotonic()
+        with LeaseKeeper(self.store, submission.id, self.worker_id, self.settings.lease_s) as keeper:
+            windows.start()
+            summary = score_directory(folder, self.competition.results, config, self.settings.batch,
+                                      self._progress(emit, windows, config), self.competition.secrets(), log.line)
+        emit(PhaseFinished(PHASE, time.monotonic() - started))
+        emit(SubmissionsDone(submission.name, 1, 1))
+        if keeper.lost:
+            log.line("the lease was lost during the scoring: another worker records this submission")
+        item = next(item for item in summary.submissions if item.name == submission.name)
+        hosts = ", ".join(place.host for place in item.places)
+        because = f": {item.reason}" if item.reason else ""
+        log.line(f"{item.outcome}: runs {item.runs} on {hosts or 'no host'}{because}")
+        if item.outcome == "failed":
+            reason = team_reason(item, self.settings.batch.timeout_s)
+            return self._fail(submission, reason, fault_of(item.reason or ""), log)
+        self._record_service_cpu(self.competition.results / submission.name, item, windows)
+        return self._finish(submission, submission.name, fingerprint, log)
+
+    def _progress(self, emit: Callable[[Event], None], windows: RunWindows, config: ScoreConfig
+                  ) -> Callable[[str, int, int], None]:
+        """score_directory's progress (one call per finished run) as events, and the end of a run's window."""
+        images = self.data.images
+
+        def progress(what: str, done: int, total: int) -> None:
+            found = RUN_DONE.match(what)
+            run = int(found["run"]) if found else done
+            windows.lap(run)
+            emit(RunPlaced(found["name"] if found else what, run, found["host"] if found else ""))
+            emit(ImagesDone(PHASE, done * config.passes * images, total * config.passes * images,
+                            done * config.passes, total * config.passes))
+
+        return progress
+
+    def _place(self, submission: Submission) -> Path:
+        """The upload in a folder of its own, under the name it is scored and ranked by; kept, so that the result's
+        model path leads ``edl verify`` to it (a hard link: no second copy)."""
+        folder = self.competition.work / submission.name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        target = folder / f"{submission.name}.onnx"
+        try:
+            os.link(submission.path, target)
+        except OSError:
+            shutil.copyfile(submission.path, target)
+        return folder
+
+    def _record_service_cpu(self, final: Path, item: BatchItem, windows: RunWindows) -> None:
+        """The server's CPU seconds of each run measured now, in the run's fairness record; sealed and signed
+        again. Runs measured by an earlier worker keep what they have (null: not known)."""
+        result = read_or_none(final / RESULT_NAME)
+        if result is None or not result.scored or not item.runs:
+            return
+        runs = [dataclasses.replace(run, fairness=dataclasses.replace(run.fairness, service_cpu_s=windows.by_run.get(
+            run.index))) if run.index in item.runs and run.fairness.service_cpu_s is None else run
+            for run in result.runs]
+        write_result(final / RESULT_NAME, finalise(dataclasses.replace(result, runs=runs), self._key()))
+
+    def _key(self) -> Ed25519PrivateKey | None:
+        path = self.competition.secrets().signing_key
+        return load_private(path) if path is not None else None
+
+    def _finish(self, submission: Submission, folder: str, fingerprint: str, log: SubmissionLog) -> Submission:
+        result: Result | None = read_or_none(self.competition.results / folder / RESULT_NAME)
+        if result is None or result.model.sha256 != submission.sha256:
+            return self._fail(submission, f"the result in {folder} is missing or is another model's; the organiser "
+                              "has been told (this does not use your quota)", "organiser", log)
+        log.line(f"scored: result {folder}/{RESULT_NAME}")
+        try:
+            done, recorded = self.store.finish(submission.id, self.worker_id, folder, submission.sha256, fingerprint,
+                                               log.tail())
+        except StoreError as exc:
+            log.line(f"not recorded: {exc}")
+            return self.store.submission(submission.id)
+        log.line("recorded" if recorded else "recorded: an earlier result of this model stands for it")
+        return done
+
+
+# --- the worker as its own process (edl serve starts it) -------------------------------------------------------
+
+
+def start_worker_process(competition_root: Path, watch_pid: int | None = None,
+                         log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python -m evaluator.serve.worker COMPETITION [--watch-pid PID]`` as a child of the caller (the web server:
+    its pid is the one watched by default). Stop it with SIGTERM: the submission it scores waits again."""
+    watch = os.getpid() if watch_pid is None else watch_pid
+    output = (log_path or Path(competition_root) / "logs" / "worker.log").open("ab")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "evaluator.serve.worker", str(competition_root),
+                                 "--watch-pid", str(watch)], stdout=output, stderr=subprocess.STDOUT,
+                                env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    finally:
+        output.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # score_directory cleans up its child and its partial runs, then the claim is given back
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0])
+    watch_pid = int(argv[argv.index("--watch-pid") + 1]) if "--watch-pid" in argv else None
+    signal.signal(signal.SIGTERM, _interrupt)
+    worker = Worker(load_competition(root), watch_pid=watch_pid)
+    print(f"worker {worker.worker_id} scoring {root}", flush=True)
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        print(f"worker {worker.worker_id} stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

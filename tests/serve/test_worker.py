@@ -1,0 +1,111 @@
+"""The worker scores real models through score-dir's machinery into the competition's results root and records each
+outcome once: scored with its progress and the server's CPU time per run, a time-out failed with its reason."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import pytest
+from builders import endless_loop_model, oracle_model
+
+from evaluator.events import ImagesDone, PhaseFinished, PhaseStarted, RunPlaced, SubmissionsDone
+from evaluator.report.reader import read_result
+from evaluator.report.result import RESULT_NAME
+from evaluator.serve.competition import open_store
+from evaluator.serve.worker import Worker, fault_of, process_cpu_s
+
+
+def _queue(store, competition, team, path):
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    upload = competition.uploads / f"{digest}.onnx"
+    upload.write_bytes(content)
+    submission, _ = store.receive(team, digest, len(content), upload)
+    return store.mark_checked(submission.id, [])
+
+
+def _team(store, name="alpha"):
+    return store.team_by_token(store.add_team(name))
+
+
+def test_a_queued_model_is_scored_signed_and_recorded_with_its_progress(tmp_path, make_competition, cli):
+    competition = make_competition(repeat=2)
+    store = open_store(competition)
+    team = _team(store)
+    submission = _queue(store, competition, team, oracle_model(tmp_path / "m.onnx"))
+    seen_open = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=lambda: [seen_open.append(store.window_open()) or stop.wait(0.05)
+                                               for _ in iter(lambda: stop.is_set(), True)])
+    watcher.start()
+    done = Worker(competition, watch_pid=os.getpid()).run_once()
+    stop.set()
+    watcher.join()
+    assert done is not None and done.id == submission.id and done.state == "scored", done.reason
+    assert done.result_folder == submission.name and f"scored: result {submission.name}" in done.log_tail
+    result = read_result(competition.results / submission.name / RESULT_NAME)
+    assert result.scored and result.correct == 480 and result.model.sha256 == submission.sha256
+    assert result.signature is not None  # the competition's own key, made by init
+    assert [run.index for run in result.runs] == [1, 2]
+    assert all(isinstance(run.fairness.service_cpu_s, float) and run.fairness.service_cpu_s >= 0
+               for run in result.runs)
+    assert any(seen_open) and not store.window_open()
+    kinds = [type(event) for event in store.events_of(submission.id)]
+    assert kinds == [PhaseStarted, RunPlaced, ImagesDone, RunPlaced, ImagesDone, PhaseFinished, SubmissionsDone]
+    progress = store.latest_progress(submission.id)
+    assert (progress.phase, progress.done_passes, progress.total_passes) == ("scoring", 4, 4)
+    assert store.quota(team).used_total == 1
+    board = cli("leaderboard", competition.results, "--format", "json", "--allow-unaudited")
+    assert board.exit_code == 0, board.stderr
+    assert submission.name in board.stdout
+    verified = cli("verify", competition.results / submission.name / RESULT_NAME, "--public-key",
+                   competition.root / "keys" / "edl-signing.pub")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.slow
+def test_a_scoring_over_its_timeout_fails_with_its_reason_and_the_next_starts(tmp_path, make_competition):
+    competition = make_competition(timeout_s=10)
+    store = open_store(competition)
+    team = _team(store)
+    endless = _queue(store, competition, team, endless_loop_model(tmp_path / "endless.onnx"))
+    good = _queue(store, competition, team, oracle_model(tmp_path / "good.onnx"))
+    worker = Worker(competition)
+    failed = worker.run_once()
+    assert failed.id == endless.id and failed.state == "failed" and failed.fault == "team"
+    assert "timed out after 10 s" in failed.reason and "make the model faster" in failed.reason
+    assert "timed out" in failed.log_tail
+    scored = worker.run_once()
+    assert scored.id == good.id and scored.state == "scored"
+    assert worker.run_once() is None
+    assert store.quota(team).used_total == 2  # a time-out is the model's: it counts
+
+
+def test_another_teams_copy_is_not_measured_twice(tmp_path, make_competition):
+    competition = make_competition()
+    store = open_store(competition)
+    model = oracle_model(tmp_path / "m.onnx")
+    first = _queue(store, competition, _team(store, "alpha"), model)
+    copy = _queue(store, competition, _team(store, "beta"), model)
+    worker = Worker(competition)
+    worker.run_once()
+    linked = worker.run_once()
+    assert linked.id == copy.id and linked.state == "scored" and linked.result_folder == first.name
+    assert linked.duplicate_of == first.id
+    assert sorted(p.name for p in competition.results.iterdir() if not p.name.startswith(("_", "."))) == [
+        first.name, "batch.json"]
+
+
+def test_the_organisers_side_is_told_apart_from_the_teams():
+    assert fault_of("the power sampler died during the run (exit code -9)") == "organiser"
+    assert fault_of("timed out after 4 s (--timeout); the scoring process was killed") == "team"
+    assert fault_of("the scoring process died with SIGKILL (killed: out of memory?)") == "team"
+
+
+def test_process_cpu_time_is_read_from_proc():
+    before = process_cpu_s(os.getpid())
+    sum(i * i for i in range(2_000_000))
+    assert process_cpu_s(os.getpid()) > before
+    assert process_cpu_s(2**22 + 12345) is None and process_cpu_s(None) is None
