@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,15 +12,14 @@ import typer
 from evaluator.cli.console import error, note, say, warn
 from evaluator.errors import EdlError, UsageError
 
-WORKER_MODULE = "evaluator.serve.worker"
 
+def _start_worker(directory: Path) -> subprocess.Popen[bytes]:
+    """The scoring worker as its own process, watching this server's pid (its CPU time is recorded per window)."""
+    from evaluator.serve.worker import start_worker_process
 
-def _start_worker(directory: Path) -> subprocess.Popen[bytes] | None:
-    """The scoring worker as its own process, told this server's pid (its CPU time is recorded per window)."""
-    if importlib.util.find_spec(WORKER_MODULE) is None:
-        warn("no scoring worker in this installation: uploads are checked and queued, nothing is scored")
-        return None
-    return subprocess.Popen([sys.executable, "-m", WORKER_MODULE, str(directory), "--watch-pid", str(os.getpid())])
+    process = start_worker_process(directory)
+    note(f"scoring worker started (pid {process.pid}); its log: {directory / 'logs' / 'worker.log'}")
+    return process
 
 
 def serve(

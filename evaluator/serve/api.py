@@ -66,7 +66,8 @@ class ResultOut(BaseModel):
     audit_verdict: str | None = None
     signed: bool = False
     reason: str = ""
-    service_cpu_s: float | None = None
+    service_cpu_s: list[float | None] = Field(default=[], description="the web server's CPU seconds during each "
+                                              "measured run (null: not known)")
 
 
 class SubmissionDetail(SubmissionOut):
@@ -160,7 +161,7 @@ def detail_out(web: Web, submission: Submission) -> SubmissionDetail:
                             else None, runs=len(energy.repeats_j) if energy else None,
                             audit_verdict=result.audit.verdict if result.audit else None,
                             signed=result.signature is not None, reason=result.reason,
-                            service_cpu_s=submission.service_cpu_s)
+                            service_cpu_s=[run.fairness.service_cpu_s for run in result.runs])
     history = [list(entry) for entry in web.store.history(submission.id)]
     return SubmissionDetail(**base, log_tail=submission.log_tail, progress=progress, result=summary, history=history)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evaluator.errors import EdlError
+from evaluator.report.signing import Ed25519PublicKey
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME, TIMELINE_NAME, Result
 from evaluator.serve.auth import RateLimiter, Sessions
@@ -118,7 +119,7 @@ def render_board(root: Path, competition: Competition, state: str) -> tuple[str,
 
     title = f"{competition.settings.name}: {state} board"
     try:
-        board = rank(load(root), competition.settings.thresholds)
+        board = rank(load(root, organiser_public_key(competition)), competition.settings.thresholds)
     except EdlError as exc:  # no result yet, or results that cannot be ranked together: the board says so
         note = str(exc).replace(str(root), "results")
         return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
@@ -129,6 +130,15 @@ def render_board(root: Path, competition: Competition, state: str) -> tuple[str,
                         f"</nav><p id='board-state' class='{state}'>This board is {state}.</p>\n", 1)
     document = json.loads(render.render_json({"": board}))
     return page, json.dumps({"state": state, "board": document})
+
+
+def organiser_public_key(competition: Competition) -> Ed25519PublicKey | None:
+    """The public half of the competition's signing key: the board ranks only results it signed."""
+    from evaluator.report.signing import PUBLIC_NAME, load_public
+
+    private = competition.secrets().signing_key
+    public = private.parent / PUBLIC_NAME if private is not None else None
+    return load_public(public) if public is not None and public.is_file() else None
 
 
 def _escape(text: str) -> str:

@@ -177,3 +177,48 @@ def test_the_organiser_sees_the_queue_and_the_teams_and_cancels_with_the_page(or
         assert client.post(f"/organiser/submissions/{queued['id']}/rerun", data={}).status_code == 403
         team_client, _ = sign_in(url, token)
         assert team_client.get("/organiser").status_code == 401  # a team's session is not the organiser's
+
+
+def wait_for(probe, seconds: float = 180.0, every: float = 0.5):
+    """``probe()`` until it returns something true; that value (the test fails at the deadline)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"still waiting after {seconds:g} s")
+
+
+@pytest.mark.slow
+def test_edl_serve_and_edl_submit_score_a_model_end_to_end(make_competition, tmp_path):
+    import subprocess
+    import sys
+
+    from serve.web_fixtures import server_process
+
+    competition = make_competition(repeat=2)
+    token = open_store(competition).add_team("alpha")
+    model = oracle_model(tmp_path / "mine.onnx")
+    (tmp_path / "method.pdf").write_bytes(pdf_bytes(2))
+    with server_process(competition.root) as (url, _):
+        sent = subprocess.run([sys.executable, "-m", "evaluator", "submit", str(model), "--server", url, "--token",
+                               token, "--description", str(tmp_path / "method.pdf")],
+                              capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "description accepted" in sent.stdout and "queued, position 1" in sent.stdout
+        detail = wait_for(lambda: (d := httpx.get(f"{url}/api/submissions/1", headers=bearer(token)).json())
+                          ["state"] in ("scored", "failed") and d)
+        assert detail["state"] == "scored", detail
+        assert [entry[0] for entry in detail["history"]] == ["received", "checked", "queued", "scoring", "scored"]
+        result = detail["result"]
+        assert result["accuracy"] == 0.96 and result["signed"] and result["runs"] == 2
+        assert len(result["service_cpu_s"]) == 2 and all(s is not None and s >= 0 for s in result["service_cpu_s"])
+        downloaded = httpx.get(f"{url}/api/submissions/1/result.json", headers=bearer(token))
+        assert downloaded.content == (competition.results / detail["name"] / "result.json").read_bytes()
+        board = wait_for(lambda: detail["name"] in (text := httpx.get(url + "/").text) and text)
+        assert "provisional" in board
+        failed = subprocess.run([sys.executable, "-m", "evaluator", "submit", str(tmp_path / "method.pdf"),
+                                 "--server", url, "--token", token], capture_output=True, text=True, timeout=120)
+        assert failed.returncode == 2 and "does not end in .onnx" in failed.stderr and "Traceback" not in failed.stderr
+    print(f"\nscored end to end; server CPU seconds during each measured run: {result['service_cpu_s']}")
