@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evaluator.errors import EdlError
-from evaluator.report.signing import Ed25519PublicKey
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME, TIMELINE_NAME, Result
+from evaluator.report.signing import Ed25519PublicKey
 from evaluator.serve.auth import RateLimiter, Sessions
 from evaluator.serve.checking import CheckOutcome, check_description_isolated, check_model_isolated
 from evaluator.serve.competition import open_store
