@@ -145,7 +145,8 @@ def submission_out(verdict: Verdict) -> SubmissionOut:
 
 
 def detail_out(web: Web, submission: Submission) -> SubmissionDetail:
-    base = submission_out(web.verdict(submission)).model_dump()
+    verdict = web.verdict(submission)
+    base = submission_out(verdict).model_dump()
     progress = None
     if submission.state == "scoring":
         p = web.store.latest_progress(submission.id)
@@ -162,8 +163,9 @@ def detail_out(web: Web, submission: Submission) -> SubmissionDetail:
                             audit_verdict=result.audit.verdict if result.audit else None,
                             signed=result.signature is not None, reason=result.reason,
                             service_cpu_s=[run.fairness.service_cpu_s for run in result.runs])
-    history = [list(entry) for entry in web.store.history(submission.id)]
-    return SubmissionDetail(**base, log_tail=submission.log_tail, progress=progress, result=summary, history=history)
+    history = [[state, utc, web.public(detail) or ""] for state, utc, detail in web.store.history(submission.id)]
+    return SubmissionDetail(**base, log_tail=verdict.submission.log_tail, progress=progress, result=summary,
+                            history=history)
 
 
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

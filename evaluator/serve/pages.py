@@ -152,7 +152,7 @@ def _rows(web: Web, submissions: list[Submission]) -> list[Row]:
     rows = []
     for submission in reversed(submissions):
         verdict = web.verdict(submission)
-        rows.append(Row(submission, verdict.message, verdict.position, detail_out(web, submission)))
+        rows.append(Row(verdict.submission, verdict.message, verdict.position, detail_out(web, submission)))
     return rows
 
 

@@ -253,7 +253,18 @@ class Web:
                 submission = self.store.submission(submission_id)
             return self.verdict(submission, outcome)
 
+    def public(self, text: str | None) -> str | None:
+        """A reason or log line as a team may read it: the organiser's folders replaced by what they hold."""
+        if not text:
+            return text
+        for folder, name in ((self.competition.results, "results"), (self.competition.work, "work"),
+                             (self.competition.uploads, "uploads"), (self.competition.root, "competition")):
+            text = text.replace(str(folder.resolve()), name).replace(str(folder), name)
+        return text
+
     def verdict(self, submission: Submission, outcome: CheckOutcome | None = None) -> Verdict:
+        submission = replace(submission, reason=self.public(submission.reason), log_tail=self.public(
+            submission.log_tail))
         problems = outcome.problems if outcome else (
             (submission.reason or "").split("; ") if submission.state == "failed" and submission.fault == "check"
             else [])
