@@ -69,7 +69,7 @@ class RateLimited:
         body = b'{"detail":"too many requests from this client; slow down and try again shortly"}'
         await send({"type": "http.response.start", "status": 429,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"retry-after", str(limiter.retry_after_s()).encode()), (b"connection", b"close")]})
+                                (b"retry-after", str(limiter.retry_after_s()).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 
