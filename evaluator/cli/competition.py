@@ -34,6 +34,41 @@ def init(
         "is the only way to another)")
 
 
+CompetitionArgument = Annotated[Path, typer.Argument(help="The competition's folder", metavar="DIR")]
+
+
+def final(directory: CompetitionArgument) -> None:
+    """After the deadline: score each team's chosen (else best) submission again with the final repeats, all in one
+    interleaved batch into DIR/final; rematch the ties."""
+    from evaluator.serve.competition import open_store
+    from evaluator.serve.final import final_scoring
+    from evaluator.serve.settings import load_competition
+
+    competition = load_competition(directory)
+    outcome = final_scoring(competition, open_store(competition))
+    for finalist in outcome.finalists:
+        say(f"{finalist.team:<24} {finalist.why:<7} submission {finalist.submission.id} "
+            f"({finalist.submission.name})")
+    counts = outcome.summary.counts
+    say(f"final scoring: scored {counts['scored']}, failed {counts['failed']}, skipped {counts['skipped']}; "
+        f"results in {competition.final_results}")
+    if outcome.rematched:
+        say(f"ties rematched: {', '.join(outcome.rematched)}")
+    say(f"next: edl leaderboard {competition.final_results}, then edl competition publish {directory}")
+
+
+def publish(directory: CompetitionArgument) -> None:
+    """Write the final board (signed JSON and HTML) and mark the competition published: the web app shows it as
+    final and links the teams' descriptions."""
+    from evaluator.serve.competition import open_store
+    from evaluator.serve.final import publish as publish_board
+    from evaluator.serve.settings import load_competition
+
+    competition = load_competition(directory)
+    folder = publish_board(competition, open_store(competition))
+    say(f"published: the final board is in {folder} (board.json, its signature board.json.sig, board.html)")
+
+
 def _store(competition_dir: Path) -> Any:
     from evaluator.serve.competition import open_store
     from evaluator.serve.settings import load_competition
@@ -82,5 +117,6 @@ def commands(app: typer.Typer) -> list[tuple[typer.Typer, str, Callable[..., Any
                            rich_markup_mode=None)
     app.add_typer(competition_app, name="competition")
     app.add_typer(team_app, name="team")
-    return [(competition_app, "init", init), (team_app, "add", team_add), (team_app, "list", team_list),
+    return [(competition_app, "init", init), (competition_app, "final", final), (competition_app, "publish", publish),
+            (team_app, "add", team_add), (team_app, "list", team_list),
             (team_app, "revoke", team_revoke)]

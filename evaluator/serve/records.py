@@ -9,12 +9,12 @@ import datetime as dt
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from evaluator.errors import EdlError
-from evaluator.events import Event
+from evaluator.events import Event, ImagesDone, PhaseStarted, SubmissionsDone
 
 State = Literal["received", "checked", "queued", "scoring", "scored", "failed", "cancelled"]
 STATES: tuple[State, ...] = ("received", "checked", "queued", "scoring", "scored", "failed", "cancelled")
@@ -100,7 +100,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Progress:
-    """What a page shows of a scoring in progress: its phase, images and passes done, the latest event."""
+    """What a page shows of a scoring in progress: its phase, images and passes done, runs done, the latest event."""
 
     phase: str | None = None
     done_passes: int | None = None
@@ -110,6 +110,25 @@ class Progress:
     latest: Event | None = None
     utc: str | None = None
     events: int = 0
+    done_runs: int | None = None  # score-dir's count of measured runs finished, of total_runs
+    total_runs: int | None = None
+
+
+def summarise(events: list[tuple[str, Event]]) -> Progress:
+    """The progress that a stream of (UTC time, event) shows at its end: a phase resets the counts."""
+    progress = Progress(events=len(events))
+    for utc, event in events:
+        if isinstance(event, PhaseStarted):
+            progress = replace(progress, phase=event.phase, done_passes=None, total_passes=event.total_passes,
+                               done_images=None, total_images=event.total_images)
+        elif isinstance(event, ImagesDone):
+            progress = replace(progress, phase=event.phase, done_passes=event.done_passes,
+                               total_passes=event.total_passes, done_images=event.done_images,
+                               total_images=event.total_images)
+        elif isinstance(event, SubmissionsDone):
+            progress = replace(progress, done_runs=event.done, total_runs=event.total)
+        progress = replace(progress, latest=event, utc=utc)
+    return progress
 
 
 def hash_token(token: str) -> str:

@@ -131,6 +131,10 @@ class Competition:
         return self.root / "final"  # the final scoring's results root
 
     @property
+    def published(self) -> Path:
+        return self.root / "published"  # the final board (board.json signed, board.html) once published
+
+    @property
     def descriptions(self) -> Path:
         return self.root / "descriptions"
 

@@ -20,7 +20,7 @@ import sqlite3
 from pathlib import Path
 
 from evaluator.errors import UsageError
-from evaluator.events import Event, ImagesDone, PhaseStarted, event_json, parse_event
+from evaluator.events import Event, event_json, parse_event
 from evaluator.serve.database import COUNTING, Database, row_team
 from evaluator.serve.records import (
     LOG_TAIL_LINES,
@@ -36,6 +36,7 @@ from evaluator.serve.records import (
     Team,
     hash_token,
     new_token,
+    summarise,
     tail,
 )
 
@@ -333,20 +334,10 @@ class Store(Database):
         return [parse_event(json.loads(row["event"])) for row in rows]
 
     def latest_progress(self, submission_id: int) -> Progress:
-        """The phase and passes done, from the submission's stored events."""
+        """The phase, passes and runs done, from the submission's stored events."""
         rows = self._db().execute("SELECT utc, event FROM events WHERE submission_id = ? ORDER BY seq",
                                   (submission_id,)).fetchall()
-        progress = Progress(events=len(rows))
-        for row in rows:
-            event = parse_event(json.loads(row["event"]))
-            if isinstance(event, PhaseStarted):
-                progress = Progress(event.phase, None, event.total_passes, None, event.total_images)
-            elif isinstance(event, ImagesDone):
-                progress = Progress(event.phase, event.done_passes, event.total_passes, event.done_images,
-                                    event.total_images)
-            progress = Progress(progress.phase, progress.done_passes, progress.total_passes, progress.done_images,
-                                progress.total_images, event, row["utc"], len(rows))
-        return progress
+        return summarise([(row["utc"], parse_event(json.loads(row["event"]))) for row in rows])
 
     def set_window(self, worker_id: str, open_for_s: float | None) -> None:
         """The worker opens the measurement window (for at most ``open_for_s``: a dead worker's window closes by

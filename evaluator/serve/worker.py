@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,60 +25,33 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from evaluator.batch.directory import score_directory
-from evaluator.batch.outroot import read_or_none
+from evaluator.batch.outroot import Archive, read_or_none
 from evaluator.config import ScoreConfig, comparable_settings
 from evaluator.data.store import resolve
 from evaluator.errors import EdlError
 from evaluator.events import (
-    Event,
     EventSink,
-    ImagesDone,
     PhaseFinished,
     PhaseStarted,
-    RunPlaced,
-    SubmissionsDone,
-    event_json,
     silent,
 )
 from evaluator.report.result import RESULT_NAME, BatchItem, DataRecord, Result, write_result
 from evaluator.report.signing import finalise, load_private
 from evaluator.scoring.records import data_record
 from evaluator.serve.competition import open_store
+from evaluator.serve.recorder import ProgressRecorder, score_folder
 from evaluator.serve.settings import Competition, load_competition
 from evaluator.serve.store import Fault, Store, StoreError, Submission, tail
+from evaluator.serve.window import LeaseKeeper, RunWindows, process_alive
 
 PHASE = "scoring"
-RUN_DONE = re.compile(r"^(?P<name>.+) run (?P<run>\d+) on (?P<host>.*)$")  # score_directory's progress text
 # A child's failure is the team's (its model crashed, hung, ran out of memory) unless it names our machine.
 ORGANISER_MARKERS = ("sampler", "NVML", "RAPL", "power", "meter", "scoring lock", "EDL_HOST_LOCK", "test set",
                      "measurement is invalid", "No space left", "--exclusive")
-
-
-def process_cpu_s(pid: int | None) -> float | None:
-    """CPU seconds process ``pid`` and its waited-for children used so far (user + system), None if unreadable."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])  # fields 14-17 of proc(5)
-    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def settings_fingerprint(config: ScoreConfig, data: DataRecord) -> str:
@@ -116,52 +88,6 @@ class SubmissionLog:
 
     def tail(self) -> str:
         return tail(self.path.read_text()) if self.path.is_file() else ""
-
-
-class LeaseKeeper:
-    """Renews the claim (and the window flag) every third of the lease while the scoring runs."""
-
-    def __init__(self, store: Store, submission_id: int, worker_id: str, lease_s: float) -> None:
-        self.store, self.submission_id, self.worker_id, self.lease_s = store, submission_id, worker_id, lease_s
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{submission_id}", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self.store.set_window(self.worker_id, self.lease_s)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.wait(self.lease_s / 3):
-                if not self.store.renew(self.submission_id, self.worker_id, self.lease_s):
-                    self.lost = True
-                self.store.set_window(self.worker_id, self.lease_s)
-        finally:
-            self.store.close()
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.store.set_window(self.worker_id, None)
-
-
-@dataclasses.dataclass
-class RunWindows:
-    """The watched server's CPU seconds between the scoring's start and each run's end, by run index."""
-
-    pid: int | None
-    last: float | None = None
-    by_run: dict[int, float | None] = dataclasses.field(default_factory=dict)
-
-    def start(self) -> None:
-        self.last = process_cpu_s(self.pid)
-
-    def lap(self, run: int) -> None:
-        now = process_cpu_s(self.pid)
-        self.by_run[run] = None if now is None or self.last is None else round(now - self.last, 3)
-        self.last = now
 
 
 class Worker:
@@ -216,32 +142,14 @@ class Worker:
             log.line(f"not recorded: {exc}")
             return self.store.submission(submission.id)
 
-    def _emit(self, submission: Submission, log: SubmissionLog, event: Event) -> None:
-        self.store.add_event(submission.id, event)
-        log.line(f"progress {json.dumps(event_json(event))}")
-        self.sink(event)
-
     def _score(self, submission: Submission, log: SubmissionLog) -> Submission:
         fingerprint = settings_fingerprint(self.settings.score, self.data)
         standing = self.store.result_for(submission.sha256, fingerprint)
         if standing is not None:  # another team's copy of a model scored under these settings: not measured twice
             log.line(f"the result of {standing} stands for this model: not measured again")
             return self._finish(submission, standing, fingerprint, log)
-        folder = self._place(submission)
-        windows = RunWindows(self.watch_pid)
-        config = self.settings.score
-        emit = functools.partial(self._emit, submission, log)
-        emit(PhaseStarted(PHASE, total_passes=config.repeat * config.passes))
-        started = time.monotonic()
-        with LeaseKeeper(self.store, submission.id, self.worker_id, self.settings.lease_s) as keeper:
-            windows.start()
-            summary = score_directory(folder, self.competition.results, config, self.settings.batch,
-                                      self._progress(emit, windows, config), self.competition.secrets(), log.line)
-        emit(PhaseFinished(PHASE, time.monotonic() - started))
-        emit(SubmissionsDone(submission.name, 1, 1))
-        if keeper.lost:
-            log.line("the lease was lost during the scoring: another worker records this submission")
-        item = next(item for item in summary.submissions if item.name == submission.name)
+        self._archive_failure(submission, log)
+        item, windows = self._measure(submission, log)
         hosts = ", ".join(place.host for place in item.places)
         because = f": {item.reason}" if item.reason else ""
         log.line(f"{item.outcome}: runs {item.runs} on {hosts or 'no host'}{because}")
@@ -251,20 +159,33 @@ class Worker:
         self._record_service_cpu(self.competition.results / submission.name, item, windows)
         return self._finish(submission, submission.name, fingerprint, log)
 
-    def _progress(self, emit: Callable[[Event], None], windows: RunWindows, config: ScoreConfig
-                  ) -> Callable[[str, int, int], None]:
-        """score_directory's progress (one call per finished run) as events, and the end of a run's window."""
-        images = self.data.images
+    def _archive_failure(self, submission: Submission, log: SubmissionLog) -> None:
+        """A failed result left by an earlier try moves to the archive: a claimed submission is measured, never
+        failed again from a file (score-dir keeps a failure standing under the same settings)."""
+        folder = self.competition.results / submission.name
+        earlier = read_or_none(folder / RESULT_NAME)
+        if earlier is not None and not earlier.scored:
+            log.line(f"an earlier failure ({earlier.reason}) moved to {Archive(self.competition.results).move(folder)}")
 
-        def progress(what: str, done: int, total: int) -> None:
-            found = RUN_DONE.match(what)
-            run = int(found["run"]) if found else done
-            windows.lap(run)
-            emit(RunPlaced(found["name"] if found else what, run, found["host"] if found else ""))
-            emit(ImagesDone(PHASE, done * config.passes * images, total * config.passes * images,
-                            done * config.passes, total * config.passes))
-
-        return progress
+    def _measure(self, submission: Submission, log: SubmissionLog) -> tuple[BatchItem, RunWindows]:
+        """score_directory on the submission's one-model folder, under a renewed lease and the window flag."""
+        folder = self._place(submission)
+        windows = RunWindows(self.watch_pid)
+        config = self.settings.score
+        recorder = ProgressRecorder(self.store, submission.id, log.line, windows, self.sink)
+        recorder(PhaseStarted(PHASE, total_passes=config.repeat * config.passes))
+        started = time.monotonic()
+        try:
+            with LeaseKeeper(self.store, submission.id, self.worker_id, self.settings.lease_s) as keeper:
+                windows.start()
+                summary = score_folder(folder, self.competition.results, config, self.settings.batch,
+                                       self.competition.secrets(), recorder)
+        finally:
+            recorder.flush()
+        recorder(PhaseFinished(PHASE, time.monotonic() - started))
+        if keeper.lost:
+            log.line("the lease was lost during the scoring: another worker records this submission")
+        return next(item for item in summary.submissions if item.name == submission.name), windows
 
     def _place(self, submission: Submission) -> Path:
         """The upload in a folder of its own, under the name it is scored and ranked by; kept, so that the result's
@@ -299,6 +220,8 @@ class Worker:
         if result is None or result.model.sha256 != submission.sha256:
             return self._fail(submission, f"the result in {folder} is missing or is another model's; the organiser "
                               "has been told (this does not use your quota)", "organiser", log)
+        if not result.scored:  # a failure that stood (score-dir skipped it)
+            return self._fail(submission, result.reason, fault_of(result.reason), log)
         log.line(f"scored: result {folder}/{RESULT_NAME}")
         try:
             done, recorded = self.store.finish(submission.id, self.worker_id, folder, submission.sha256, fingerprint,

@@ -23,7 +23,7 @@ DEADLINE = "2030-01-01T00:00Z"
 class Clock:
     """A clock the test moves: the store's idea of now (seconds since the epoch)."""
 
-    def __init__(self, now: float = 1_900_000_000.0) -> None:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:  # 2027-01-15: before DEADLINE
         self.now = now
 
     def __call__(self) -> float:

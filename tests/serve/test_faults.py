@@ -19,7 +19,8 @@ from evaluator.events import RunPlaced
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
 from evaluator.serve.competition import open_store
-from evaluator.serve.worker import process_alive, start_worker_process
+from evaluator.serve.window import process_alive
+from evaluator.serve.worker import start_worker_process
 
 pytestmark = pytest.mark.slow
 LEASE_S = 4.0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evaluator.errors import UsageError
-from evaluator.events import ImagesDone, PhaseStarted, RunPlaced
+from evaluator.events import ImagesDone, PhaseStarted, RunPlaced, SubmissionsDone
 from evaluator.serve.competition import init_competition, open_store
 from evaluator.serve.settings import SETTINGS_NAME, CompetitionSettings, load_competition, settings_text
 from evaluator.serve.store import Limits, Store, StoreError
@@ -307,6 +307,11 @@ def test_progress_events_are_stored_and_summarised(store, team, upload):
     assert (progress.phase, progress.done_passes, progress.total_passes, progress.events) == ("pass", 100, 200, 3)
     assert isinstance(progress.latest, ImagesDone) and progress.utc is not None
     assert store.events_of(submission.id)[0] == RunPlaced(submission.name, 1, "host-a")
+    store.add_event(submission.id, SubmissionsDone(submission.name, 1, 3))
+    assert (store.latest_progress(submission.id).done_runs, store.latest_progress(submission.id).total_runs) == (1, 3)
+    store.add_event(submission.id, PhaseStarted("audit", total_images=500))
+    progress = store.latest_progress(submission.id)
+    assert (progress.phase, progress.done_passes, progress.total_images, progress.done_runs) == ("audit", None, 500, 1)
     with pytest.raises(ValueError, match="unknown progress event"):
         store.add_event(submission.id, {"event": "rm -rf"})
 

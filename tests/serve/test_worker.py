@@ -4,17 +4,20 @@ outcome once: scored with its progress and the server's CPU time per run, a time
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import sqlite3
 import threading
 
 import pytest
 from builders import endless_loop_model, oracle_model
 
-from evaluator.events import ImagesDone, PhaseFinished, PhaseStarted, RunPlaced, SubmissionsDone
+from evaluator.events import ImagesDone, PhaseFinished, PhaseStarted, RunPlaced, SubmissionsDone, Waiting
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
 from evaluator.serve.competition import open_store
-from evaluator.serve.worker import Worker, fault_of, process_cpu_s
+from evaluator.serve.window import process_cpu_s
+from evaluator.serve.worker import Worker, fault_of
 
 
 def _queue(store, competition, team, path):
@@ -52,10 +55,12 @@ def test_a_queued_model_is_scored_signed_and_recorded_with_its_progress(tmp_path
     assert all(isinstance(run.fairness.service_cpu_s, float) and run.fairness.service_cpu_s >= 0
                for run in result.runs)
     assert any(seen_open) and not store.window_open()
-    kinds = [type(event) for event in store.events_of(submission.id)]
-    assert kinds == [PhaseStarted, RunPlaced, ImagesDone, RunPlaced, ImagesDone, PhaseFinished, SubmissionsDone]
+    events = store.events_of(submission.id)
+    assert events[0] == PhaseStarted("scoring", total_passes=4) and isinstance(events[-1], PhaseFinished)
+    assert [event.run for event in events if isinstance(event, RunPlaced)] == [1, 2]
+    assert [(event.done, event.total) for event in events if isinstance(event, SubmissionsDone)] == [(1, 2), (2, 2)]
     progress = store.latest_progress(submission.id)
-    assert (progress.phase, progress.done_passes, progress.total_passes) == ("scoring", 4, 4)
+    assert (progress.done_runs, progress.total_runs) == (2, 2)
     assert store.quota(team).used_total == 1
     board = cli("leaderboard", competition.results, "--format", "json", "--allow-unaudited")
     assert board.exit_code == 0, board.stderr
@@ -81,6 +86,24 @@ def test_a_scoring_over_its_timeout_fails_with_its_reason_and_the_next_starts(tm
     assert scored.id == good.id and scored.state == "scored"
     assert worker.run_once() is None
     assert store.quota(team).used_total == 2  # a time-out is the model's: it counts
+    store.requeue(endless.id)  # the organiser's re-run measures again: the earlier failure goes to the archive
+    again = worker.run_once()
+    assert again.id == endless.id and again.state == "failed" and "timed out after 10 s" in again.reason
+    assert "an earlier failure" in again.log_tail and list(competition.results.glob(f"_archive/*/{endless.name}"))
+    assert store.quota(team).used_total == 2  # the same submission: counted once
+
+
+def test_a_re_run_of_a_scored_submission_records_its_result_once(tmp_path, make_competition):
+    competition = make_competition()
+    store = open_store(competition)
+    submission = _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    worker = Worker(competition)
+    worker.run_once()
+    store.requeue(submission.id)
+    again = worker.run_once()
+    assert again.state == "scored" and again.result_folder == submission.name
+    assert [state for state, _, _ in store.history(submission.id)].count("scored") == 2
+    assert sqlite3.connect(competition.db).execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
 
 
 def test_another_teams_copy_is_not_measured_twice(tmp_path, make_competition):
@@ -109,3 +132,43 @@ def test_process_cpu_time_is_read_from_proc():
     sum(i * i for i in range(2_000_000))
     assert process_cpu_s(os.getpid()) > before
     assert process_cpu_s(2**22 + 12345) is None and process_cpu_s(None) is None
+
+
+def test_counts_are_stored_at_most_every_few_seconds_and_runs_lap_the_cpu(store, team, upload, monkeypatch):
+    from evaluator.serve import recorder as recorder_module
+    from evaluator.serve.recorder import ProgressRecorder
+    from evaluator.serve.window import RunWindows
+
+    now = [100.0]
+    monkeypatch.setattr(recorder_module.time, "monotonic", lambda: now[0])
+    submission, _ = upload(team.team, b"m")
+    passed, lines = [], []
+    windows = RunWindows(os.getpid())
+    windows.start()
+    record = ProgressRecorder(store, submission.id, lines.append, windows, passed.append)
+    record(PhaseStarted("warmup", 1000, 200))
+    for done in range(1, 201):  # one count per pass, a pass every 0.1 s
+        now[0] += 0.1
+        record(ImagesDone("warmup", done * 5, 1000, done, 200))
+    record(PhaseFinished("warmup", 20.0))
+    stored = store.events_of(submission.id)
+    counts = [event.done_passes for event in stored if isinstance(event, ImagesDone)]
+    assert len(passed) == 202 and len(stored) == len(lines) < 10  # every event onward, few stored
+    assert counts[0] == 1 and counts[-1] == 200  # the first, and the latest kept for the next phase change
+    assert all(b - a >= 49 for a, b in itertools.pairwise(counts[:-1]))  # none closer than 5 s (50 passes) apart
+    before = len(stored)
+    record(PhaseStarted("pass", 1000, 200))
+    for done in range(1, 201):
+        now[0] += 0.1
+        record(ImagesDone("pass", done * 5, 1000, done, 200))
+    assert len(store.events_of(submission.id)) == before  # nothing written while the passes are measured
+    record(PhaseFinished("pass", 20.0))
+    assert [type(e) for e in store.events_of(submission.id)[before:]] == [PhaseStarted, ImagesDone, PhaseFinished]
+    assert store.latest_progress(submission.id).done_passes == 200
+    record(Waiting("idle_baseline", 3.0))
+    record(Waiting("idle_baseline", 2.0))
+    assert len(store.events_of(submission.id)) == before + 3
+    record(RunPlaced("alpha-1", 1, "host-a"))  # a run's end stores what was held (a run that died mid-window)
+    record(SubmissionsDone("alpha-1", 1, 1))
+    assert [type(e) for e in store.events_of(submission.id)[before + 3:]] == [Waiting, RunPlaced, SubmissionsDone]
+    assert windows.by_run.keys() == {1} and windows.by_run[1] >= 0
