@@ -14,6 +14,7 @@ from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from evaluator.errors import EdlError
 from evaluator.report.result import RESULT_NAME
 from evaluator.serve.auth import bearer_token
 from evaluator.serve.store import Submission, Team
@@ -53,6 +54,8 @@ class ProgressOut(BaseModel):
     total_passes: int | None = None
     done_images: int | None = None
     total_images: int | None = None
+    done_runs: int | None = None
+    total_runs: int | None = None
     utc: str | None = None
 
 
@@ -151,7 +154,8 @@ def detail_out(web: Web, submission: Submission) -> SubmissionDetail:
     if submission.state == "scoring":
         p = web.store.latest_progress(submission.id)
         progress = ProgressOut(phase=p.phase, done_passes=p.done_passes, total_passes=p.total_passes,
-                               done_images=p.done_images, total_images=p.total_images, utc=p.utc)
+                               done_images=p.done_images, total_images=p.total_images, done_runs=p.done_runs,
+                               total_runs=p.total_runs, utc=p.utc)
     result = web.result_of(submission)
     summary = None
     if result is not None:
@@ -276,3 +280,62 @@ async def description(request: Request, team: TeamDep) -> DescriptionOut:
     form = await receive_form(request.headers.get("content-type", ""), request.stream(), web.staging, parts)
     outcome = await run_in_threadpool(web.accept_description, team, form.files.get(DESCRIPTION_FIELD))
     return DescriptionOut(accepted=outcome.valid, problems=outcome.problems)
+
+
+class OrganiserSubmissionOut(SubmissionOut):
+    team: str
+    duplicate_of: int | None = Field(default=None, description="another team's submission of the same file")
+    log_tail: str | None = None
+
+
+class TeamOut(BaseModel):
+    name: str
+    added_utc: str
+    revoked_utc: str | None = None
+    quota: QuotaOut
+
+
+class ActionIn(BaseModel):
+    why: str = Field(default="", max_length=2000, description="the reason (a disqualification needs one)")
+
+
+OrganiserDep = Annotated[None, Depends(organiser_of)]
+
+
+@router.get("/organiser/submissions", response_model=list[OrganiserSubmissionOut], responses=ERRORS)
+def organiser_submissions(request: Request, _: OrganiserDep) -> list[OrganiserSubmissionOut]:
+    """Every submission of every team (the queue is those received, checked, queued or scoring)."""
+    web = web_of(request)
+    out = []
+    for submission in web.store.all_submissions():
+        verdict = web.verdict(submission)
+        out.append(OrganiserSubmissionOut(**submission_out(verdict).model_dump(), team=submission.team,
+                                          duplicate_of=submission.duplicate_of, log_tail=verdict.submission.log_tail))
+    return out
+
+
+@router.get("/organiser/teams", response_model=list[TeamOut], responses=ERRORS)
+def organiser_teams(request: Request, _: OrganiserDep) -> list[TeamOut]:
+    web = web_of(request)
+    return [TeamOut(name=team.name, added_utc=team.added_utc, revoked_utc=team.revoked_utc,
+                    quota=QuotaOut(**vars(web.store.quota(team)))) for team in web.store.list_teams()]
+
+
+@router.get("/organiser/hosts", response_model=list[list[str]], responses=ERRORS)
+def organiser_hosts(request: Request, _: OrganiserDep) -> list[list[str]]:
+    """[host or worker, what it does]: the workers holding a lease now, then the hosts named in the results."""
+    return [list(pair) for pair in web_of(request).hosts()]
+
+
+@router.post("/organiser/submissions/{submission_id}/{action}", response_model=SubmissionOut, responses=ERRORS)
+def organiser_action(request: Request, _: OrganiserDep, submission_id: SubmissionId, action: str,
+                     body: ActionIn | None = None) -> SubmissionOut:
+    """rerun, cancel, or disqualify (with ``why``: a review decision signed with the competition's key)."""
+    web = web_of(request)
+    try:
+        submission = web.organiser_action(submission_id, action, body.why if body else "")
+    except Refused:
+        raise
+    except EdlError as exc:
+        raise Refused(str(exc), 409) from None
+    return submission_out(web.verdict(web.store.submission(submission.id)))

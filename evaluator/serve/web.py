@@ -20,7 +20,12 @@ from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME, TIMELINE_NAME, Result
 from evaluator.report.signing import Ed25519PublicKey
 from evaluator.serve.auth import RateLimiter, Sessions
-from evaluator.serve.checking import CheckOutcome, check_description_isolated, check_model_isolated
+from evaluator.serve.checking import (
+    CheckOutcome,
+    check_description_isolated,
+    check_model_isolated,
+    close_check_server,
+)
 from evaluator.serve.competition import open_store
 from evaluator.serve.phases import phase, phase_words, refuse_description_reason, refuse_upload_reason
 from evaluator.serve.settings import Competition, load_competition
@@ -386,6 +391,7 @@ class Web:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        close_check_server()
 
     def _checker(self) -> None:
         while not self._stop.wait(CHECK_POLL_S):

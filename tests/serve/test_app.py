@@ -151,11 +151,11 @@ def test_the_board_is_served_before_any_result_exists(served):
 
 def test_each_client_is_rate_limited_on_its_own(competition):
     token = open_store(competition).add_team("alpha")
-    with live_server(create_app(competition.root, WebLimits(read_per_s=0.5, read_burst=5))) as url:
+    with live_server(create_app(competition.root, WebLimits(read_per_s=0.01, read_burst=5))) as url:
         answers = [httpx.get(f"{url}/api/board") for _ in range(12)]
         codes = [answer.status_code for answer in answers]
         assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}, codes
-        assert answers[-1].headers["retry-after"] == "2"
+        assert answers[-1].headers["retry-after"] == "100"
         assert httpx.get(f"{url}/api/me", headers=bearer(token)).status_code == 200  # a team has its own allowance
 
 
@@ -218,7 +218,73 @@ def test_edl_serve_and_edl_submit_score_a_model_end_to_end(make_competition, tmp
         assert downloaded.content == (competition.results / detail["name"] / "result.json").read_bytes()
         board = wait_for(lambda: detail["name"] in (text := httpx.get(url + "/").text) and text)
         assert "provisional" in board
+        organiser = bearer(open_store(competition).set_organiser_token())
+        teams = httpx.get(f"{url}/api/organiser/teams", headers=organiser).json()
+        assert [(t["name"], t["quota"]["used_total"]) for t in teams] == [("alpha", 1)]
+        assert httpx.post(f"{url}/api/organiser/submissions/1/disqualify", headers=organiser,
+                          json={"why": ""}).status_code == 409  # a reason is required
+        out = httpx.post(f"{url}/api/organiser/submissions/1/disqualify", headers=organiser,
+                         json={"why": "the graph stores the test set's answers"})
+        assert out.status_code == 200, out.text
+        board = wait_for(lambda: "stores the test set" in (text := httpx.get(url + "/").text) and text)
+        assert "disqualified" in board
+        assert httpx.post(f"{url}/api/organiser/submissions/1/rerun", headers=bearer(token)).status_code == 401
+        again = httpx.post(f"{url}/api/organiser/submissions/1/rerun", headers=organiser).json()
+        assert again["state"] == "queued"
+        rescored = wait_for(lambda: (d := httpx.get(f"{url}/api/submissions/1", headers=bearer(token)).json())
+                            ["state"] in ("scored", "failed") and d)
+        assert rescored["state"] == "scored" and rescored["history"][-1][0] == "scored", rescored
+        hosts = httpx.get(f"{url}/api/organiser/hosts", headers=organiser).json()
+        assert hosts and hosts[0][1] == "scored results"
         failed = subprocess.run([sys.executable, "-m", "evaluator", "submit", str(tmp_path / "method.pdf"),
                                  "--server", url, "--token", token], capture_output=True, text=True, timeout=120)
         assert failed.returncode == 2 and "does not end in .onnx" in failed.stderr and "Traceback" not in failed.stderr
     print(f"\nscored end to end; server CPU seconds during each measured run: {result['service_cpu_s']}")
+
+
+def test_a_scoring_in_progress_shows_its_phase_and_passes_from_the_stored_events(served, tmp_path):
+    from serve.test_security import sign_in
+
+    from evaluator.events import ImagesDone, PhaseStarted
+
+    url, token, competition = served
+    queued = upload(url, token, oracle_model(tmp_path / "m.onnx").read_bytes()).json()
+    store = open_store(competition)
+    claimed = store.claim("worker-test", 60.0)
+    assert claimed is not None and claimed.id == queued["id"]
+    store.add_event(claimed.id, PhaseStarted("scoring", total_passes=600))
+    store.add_event(claimed.id, ImagesDone("scoring", 1000 * 200, 1000 * 600, 200, 600))
+    detail = httpx.get(f"{url}/api/submissions/{claimed.id}", headers=bearer(token)).json()
+    assert detail["state"] == "scoring" and detail["message"] == "scoring now"
+    assert (detail["progress"]["phase"], detail["progress"]["done_passes"], detail["progress"]["total_passes"]) == \
+        ("scoring", 200, 600)
+    client, _ = sign_in(url, token)
+    assert "phase scoring, passes 200 of 600" in client.get("/team").text
+
+
+def test_checks_run_in_a_forked_limited_grandchild_that_is_killed_at_its_timeout(tmp_path):
+    import json
+    import os
+    import signal
+
+    from evaluator.config import Limits
+    from evaluator.serve import checking
+    from evaluator.typedjson import to_json
+
+    good = oracle_model(tmp_path / "good.onnx")
+    started = time.monotonic()
+    assert checking.check_model_isolated(good, Limits()).valid
+    first = time.monotonic() - started
+    started = time.monotonic()
+    assert checking.check_model_isolated(good, Limits()).valid  # the server is warm: no interpreter, no imports
+    warm = time.monotonic() - started
+    killed = checking._SERVER.run(["model", str(good), json.dumps(to_json(Limits()))], timeout_s=0.0)
+    assert killed.problems == ["the check did not finish within 0 s; the file is too large or too complex to "
+                               "analyse: simplify the model"]
+    os.killpg(checking._SERVER._process.pid, signal.SIGKILL)  # the server itself dies: the next check restarts it
+    assert checking.check_model_isolated(good, Limits()).valid
+    assert checking.check_model_isolated(tmp_path / "absent.onnx", Limits()).problems == [
+        "the file: no such file; pass the path of a .onnx submission"]
+    checking.close_check_server()
+    print(f"\ncheck: first {first:.2f} s (server start), warm {warm:.3f} s")
+    assert warm < first
