@@ -115,6 +115,7 @@ class BoardOut(BaseModel):
     state: str
     board: dict[str, Any] | None = None
     note: str | None = None
+    descriptions: list[str] = Field(default=[], description="links to the teams' descriptions, once published")
 
 
 def web_of(request: Request) -> Web:

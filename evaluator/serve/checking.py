@@ -104,7 +104,7 @@ class CheckServer:
                     if self._process is None or self._process.poll() is not None:
                         self._process = self._start()
                     assert self._process.stdin is not None
-                    self._process.stdin.write(json.dumps({"argv": argv, "timeout_s": timeout_s}) + "\n")
+                    self._process.stdin.write(json.dumps({"argv": argv, "allowed_seconds": timeout_s}) + "\n")
                     self._process.stdin.flush()
                     line = _read_line(self._process, timeout_s + 30.0)
                     if line:
@@ -239,7 +239,7 @@ def serve() -> int:
     print("ready", flush=True)
     for line in sys.stdin:
         request = json.loads(line)
-        outcome = _forked(list(request["argv"]), float(request["timeout_s"]))
+        outcome = _forked(list(request["argv"]), float(request["allowed_seconds"]))
         print(json.dumps(to_json(outcome)), flush=True)
     return 0
 

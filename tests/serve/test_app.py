@@ -288,3 +288,18 @@ def test_checks_run_in_a_forked_limited_grandchild_that_is_killed_at_its_timeout
     checking.close_check_server()
     print(f"\ncheck: first {first:.2f} s (server start), warm {warm:.3f} s")
     assert warm < first
+
+
+def test_descriptions_are_linked_from_the_board_once_it_is_published(served):
+    url, token, competition = served
+    assert httpx.put(f"{url}/api/description", headers=bearer(token), timeout=60,
+                     files={"description": ("method.pdf", pdf_bytes(2))}).json()["accepted"]
+    assert httpx.get(f"{url}/descriptions/alpha.pdf").status_code == 404  # not public before the board is
+    open_store(competition).set_phase_mark("published")
+    board = wait_for(lambda: (b := httpx.get(f"{url}/api/board").json())["state"] == "final" and b, 30)
+    assert board["descriptions"] == ["/descriptions/alpha.pdf"]
+    assert "/descriptions/alpha.pdf" in httpx.get(url + "/").text
+    public = httpx.get(f"{url}/descriptions/alpha.pdf")
+    assert public.status_code == 200 and public.content.startswith(b"%PDF")
+    late = httpx.put(f"{url}/api/description", headers=bearer(token), files={"description": ("m.pdf", pdf_bytes(1))})
+    assert late.status_code == 409 and "can no longer be replaced" in late.json()["detail"]
