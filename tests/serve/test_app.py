@@ -303,3 +303,15 @@ def test_descriptions_are_linked_from_the_board_once_it_is_published(served):
     assert public.status_code == 200 and public.content.startswith(b"%PDF")
     late = httpx.put(f"{url}/api/description", headers=bearer(token), files={"description": ("m.pdf", pdf_bytes(1))})
     assert late.status_code == 409 and "can no longer be replaced" in late.json()["detail"]
+
+
+def test_edl_serve_and_submit_refuse_bad_input_in_one_line(cli, tmp_path):
+    missing = cli("serve", tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "edl competition init" in missing.stderr and "Traceback" not in missing.stderr
+    model = oracle_model(tmp_path / "m.onnx")
+    unreachable = cli("submit", model, "--server", "http://127.0.0.1:9", "--token", "x")
+    assert unreachable.exit_code == 1 and "cannot reach http://127.0.0.1:9" in unreachable.stderr
+    schemeless = cli("submit", model, "--server", "localhost:8000", "--token", "x")
+    assert schemeless.exit_code == 2 and "with its scheme" in schemeless.stderr
+    absent = cli("submit", tmp_path / "absent.onnx", "--server", "http://127.0.0.1:9", "--token", "x")
+    assert absent.exit_code == 2 and "no such file" in absent.stderr

@@ -160,3 +160,15 @@ def test_an_upload_over_the_limit_is_cut_off_while_streaming_and_memory_stays_fl
     assert after - before < 32 * 1024  # memory flat: far below the 512 MiB sent
     assert declared.status_code == 413 and "make the model smaller" in declared.json()["detail"]
     assert not [p for p in competition.uploads.rglob("*") if p.is_file()]  # nothing kept of a refused upload
+
+
+def test_a_revoked_team_is_signed_out_and_its_token_refused_at_once(two_teams):
+    url, tokens, store = two_teams["url"], two_teams["tokens"], two_teams["store"]
+    client, csrf = sign_in(url, tokens["alpha"])
+    assert client.get("/team").status_code == 200
+    store.revoke_team("alpha")
+    assert client.get("/team").status_code == 401
+    assert httpx.get(f"{url}/api/me", headers=bearer(tokens["alpha"])).status_code == 401
+    refused = client.post("/team/upload", data={"csrf": csrf}, files={"model": ("m.onnx", b"x")})
+    assert refused.status_code == 401
+    assert httpx.get(f"{url}/api/me", headers=bearer(tokens["beta"])).status_code == 200
