@@ -200,6 +200,9 @@ async def receive_form(content_type: str, chunks: AsyncIterator[bytes], staging:
         receiver.abandon()
         raise UploadError(f"the upload is not a well-formed multipart body ({type(exc).__name__}); send it again "
                           "as a form") from None
+    except BaseException:  # the client went away mid-upload, or the server stops: no partial file stays
+        receiver.abandon()
+        raise
     if receiver.unfinished:  # the body ended inside a file part
         receiver.abandon()
         raise UploadError("the upload ended before the file did; send it again")

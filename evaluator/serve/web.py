@@ -387,7 +387,10 @@ class Web:
     # --- background work ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """The checker (uploads received while a window was open) and the board renderer."""
+        """The checker (uploads received while a window was open) and the board renderer; the staging folder
+        emptied of what a killed server was receiving (nothing is in flight before the server listens)."""
+        for leftover in self.staging.glob(".upload-*.part") if self.staging.is_dir() else []:
+            leftover.unlink(missing_ok=True)
         self.board.refresh(self.board_state())
         for target in (self._checker, self._renderer):
             thread = threading.Thread(target=target, daemon=True, name=f"edl-web-{target.__name__}")

@@ -172,3 +172,24 @@ def test_a_revoked_team_is_signed_out_and_its_token_refused_at_once(two_teams):
     refused = client.post("/team/upload", data={"csrf": csrf}, files={"model": ("m.onnx", b"x")})
     assert refused.status_code == 401
     assert httpx.get(f"{url}/api/me", headers=bearer(tokens["beta"])).status_code == 200
+
+
+def test_an_upload_cut_short_by_the_client_leaves_no_file_behind(two_teams):
+    import socket
+    from urllib.parse import urlparse
+
+    url, token, competition = two_teams["url"], two_teams["tokens"]["alpha"], two_teams["competition"]
+    address = urlparse(url)
+    head = (f"POST /api/submissions HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: multipart/form-data; boundary=cut\r\nContent-Length: 10000000\r\n\r\n"
+            "--cut\r\nContent-Disposition: form-data; name=\"model\"; filename=\"m.onnx\"\r\n\r\n").encode()
+    with socket.create_connection((address.hostname, address.port)) as connection:
+        connection.sendall(head + b"\0" * 200_000)
+        time.sleep(1.0)
+        staged = [p for p in (competition.uploads / ".staging").iterdir()]
+        assert len(staged) == 1 and staged[0].stat().st_size > 0  # it was being written as it came
+    deadline = time.monotonic() + 10
+    while list((competition.uploads / ".staging").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list((competition.uploads / ".staging").iterdir()) == []
+    assert httpx.get(f"{url}/api/submissions", headers=bearer(token)).json() == []
