@@ -19,16 +19,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluator.batch.directory import score_directory
 from evaluator.batch.outroot import read_or_none
+from evaluator.config import BatchConfig
 from evaluator.errors import EdlError, UsageError
 from evaluator.report import render
 from evaluator.report.leaderboard import Leaderboard, load_results, rank
 from evaluator.report.result import RESULT_NAME, BatchSummary, Result, Signature
 from evaluator.report.signing import PUBLIC_NAME, bytes_signature_problem, load_private, load_public, sign_bytes
 from evaluator.serve.phases import phase
+from evaluator.serve.recorder import score_folder
 from evaluator.serve.settings import Competition
 from evaluator.serve.store import Store, Submission
+from evaluator.serve.window import LeaseKeeper, RunWindows, record_service_cpu
 from evaluator.typedjson import from_json, to_json
 
 FINAL_MODELS = "final_models"
@@ -115,14 +117,28 @@ def final_scoring(competition: Competition, store: Store) -> FinalOutcome:
         raise UsageError("edl competition final: no team has a scored submission; nothing to score")
     store.set_phase_mark("final")
     settings = competition.settings
-    config = dataclasses.replace(settings.score, repeat=settings.final_repeat)
-    models, secrets = _place(competition, chosen), competition.secrets()
-    summary = score_directory(models, competition.final_results, config, settings.batch, secrets=secrets)
+    models = _place(competition, chosen)
+    summary = _score_final(competition, store, models, settings.batch)
     tied = tuple(sorted({entry.name for entry in final_board(competition).ranked if entry.tied_with}))
     if tied:
-        summary = score_directory(models, competition.final_results, config,
-                                  dataclasses.replace(settings.batch, rematch=tied), secrets=secrets)
+        summary = _score_final(competition, store, models, dataclasses.replace(settings.batch, rematch=tied))
     return FinalOutcome(chosen, summary, tied)
+
+
+def _score_final(competition: Competition, store: Store, models: Path, batch: BatchConfig) -> BatchSummary:
+    """One final batch, the window flag held open, the web server's CPU time recorded in each run measured."""
+    settings, secrets = competition.settings, competition.secrets()
+    config = dataclasses.replace(settings.score, repeat=settings.final_repeat)
+    windows = RunWindows(store.server_pid())
+    with LeaseKeeper(store, "final scoring", settings.lease_s):
+        windows.start()
+        summary = score_folder(models, competition.final_results, config, batch, secrets, windows.observe)
+    key = load_private(secrets.signing_key) if secrets.signing_key is not None else None
+    for item in summary.submissions:
+        if item.outcome == "scored":
+            record_service_cpu(competition.final_results / item.name / RESULT_NAME, item.name, item.runs, windows,
+                               key)
+    return summary
 
 
 def board_signature_problem(folder: Path, public_key_path: Path) -> str:

@@ -48,17 +48,11 @@ class ProgressRecorder:
         self.windows, self.onward = windows, onward
         self.pending: dict[str, Event] = {}
         self.stored_at: dict[str, float] = {}
-        self.last_placed: int | None = None
         self.held: list[Event] = []  # while measuring
 
     def __call__(self, event: Event) -> None:
         self.onward(event)
-        if isinstance(event, RunPlaced):
-            self.last_placed = event.run
-        elif isinstance(event, SubmissionsDone):
-            run = getattr(event, "run", None) or self.last_placed  # events that name the run say it themselves
-            if run is not None:
-                self.windows.lap(run)
+        self.windows.observe(event)
         if self.held or _measuring_starts(event):
             self.held.append(event)
             if _measuring_ends(event):

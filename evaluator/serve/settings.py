@@ -98,6 +98,10 @@ class CompetitionSettings(Options):
         self.deadline_utc()  # refused now, not at the deadline
         if not self.name.strip():
             raise ConfigError("--name: give the competition a name")
+        if self.batch.force:  # each scoring would move every other team's result into the archive
+            raise ConfigError("batch.force = true: a competition never scores everything again; set it to false")
+        if self.batch.rematch:
+            raise ConfigError("batch.rematch: edl competition final rematches the ties itself; leave it []")
 
     def deadline_utc(self) -> dt.datetime:
         return parse_utc(self.deadline)

@@ -180,6 +180,9 @@ class Store(Database):
             if current.state not in ("scored", "failed"):
                 raise StoreError(f"submission {submission_id} is {current.state}: only a scored or failed one can be "
                                  "scored again")
+            if current.fault in ("check", "quota"):
+                raise StoreError(f"submission {submission_id} failed its {current.fault} and never reached the queue: "
+                                 "only a scored or failed one can be scored again, once it was queued")
             db.execute("UPDATE submissions SET reason = NULL, fault = NULL, lease_expiries = 0, "
                        "queued_utc = COALESCE(queued_utc, ?), queued_day = COALESCE(queued_day, ?) WHERE id = ?",
                        (self.now_utc(), self.now_utc()[:10], submission_id))
@@ -349,6 +352,14 @@ class Store(Database):
         """True while a metered window is open: checks of new uploads wait, pages serve what is rendered."""
         value = self._meta("window")
         return value is not None and float(json.loads(value)["until"]) > self.clock()
+
+    def set_server_pid(self, pid: int) -> None:
+        """The web server the worker watches: the final scoring records that process's CPU time too."""
+        self._set_meta("server_pid", str(pid))
+
+    def server_pid(self) -> int | None:
+        value = self._meta("server_pid")
+        return None if value is None else int(value)
 
     def phase_mark(self) -> str | None:
         """The phase the organiser moved the competition to ("final", "published"), None before that."""

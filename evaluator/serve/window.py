@@ -8,6 +8,12 @@ import os
 import threading
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from evaluator.batch.outroot import read_or_none
+from evaluator.events import Event, RunPlaced, SubmissionsDone
+from evaluator.report.result import write_result
+from evaluator.report.signing import finalise
 from evaluator.serve.store import Store
 
 
@@ -33,9 +39,10 @@ def process_alive(pid: int) -> bool:
 
 
 class LeaseKeeper:
-    """Renews the claim (and the window flag) every third of the lease while the scoring runs."""
+    """Holds the window flag open (and renews the claim on ``submission_id``, if any) every third of the lease while
+    a scoring runs; closes the flag when it ends."""
 
-    def __init__(self, store: Store, submission_id: int, worker_id: str, lease_s: float) -> None:
+    def __init__(self, store: Store, worker_id: str, lease_s: float, submission_id: int | None = None) -> None:
         self.store, self.submission_id, self.worker_id, self.lease_s = store, submission_id, worker_id, lease_s
         self.lost = False
         self._stop = threading.Event()
@@ -49,7 +56,8 @@ class LeaseKeeper:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.lease_s / 3):
-                if not self.store.renew(self.submission_id, self.worker_id, self.lease_s):
+                if self.submission_id is not None and not self.store.renew(self.submission_id, self.worker_id,
+                                                                           self.lease_s):
                     self.lost = True
                 self.store.set_window(self.worker_id, self.lease_s)
         finally:
@@ -63,16 +71,39 @@ class LeaseKeeper:
 
 @dataclasses.dataclass
 class RunWindows:
-    """The watched server's CPU seconds between the scoring's start and each run's end, by run index."""
+    """The watched server's CPU seconds from the scoring's start (or the previous run's end) to each run's end, by
+    (submission, run); ``observe`` is an event sink that takes the runs' ends from score-dir's events."""
 
     pid: int | None
     last: float | None = None
-    by_run: dict[int, float | None] = dataclasses.field(default_factory=dict)
+    by_run: dict[tuple[str, int], float | None] = dataclasses.field(default_factory=dict)
+    placed: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def start(self) -> None:
         self.last = process_cpu_s(self.pid)
 
-    def lap(self, run: int) -> None:
+    def lap(self, submission: str, run: int) -> None:
         now = process_cpu_s(self.pid)
-        self.by_run[run] = None if now is None or self.last is None else round(now - self.last, 3)
+        self.by_run[(submission, run)] = None if now is None or self.last is None else round(now - self.last, 3)
         self.last = now
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, RunPlaced):
+            self.placed[event.submission] = event.run
+        elif isinstance(event, SubmissionsDone):
+            run = getattr(event, "run", None) or self.placed.get(event.submission)  # newer events name the run
+            if run is not None:
+                self.lap(event.submission, run)
+
+
+def record_service_cpu(path: Path, submission: str, measured: list[int], windows: RunWindows,
+                       key: Ed25519PrivateKey | None) -> None:
+    """The server's CPU seconds of each run measured now in the run's fairness record of the result at ``path``,
+    sealed and signed again. Runs measured earlier (by a worker that died) keep what they have: null, not known."""
+    result = read_or_none(path)
+    if result is None or not result.scored or not measured:
+        return
+    runs = [dataclasses.replace(run, fairness=dataclasses.replace(
+        run.fairness, service_cpu_s=windows.by_run.get((submission, run.index))))
+        if run.index in measured and run.fairness.service_cpu_s is None else run for run in result.runs]
+    write_result(path, finalise(dataclasses.replace(result, runs=runs), key))

@@ -13,7 +13,6 @@ from /proc around each run and written into that run's fairness record (then the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -32,21 +31,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from evaluator.batch.outroot import Archive, read_or_none
 from evaluator.config import ScoreConfig, comparable_settings
 from evaluator.data.store import resolve
-from evaluator.errors import EdlError
+from evaluator.errors import EdlError, UsageError
 from evaluator.events import (
     EventSink,
     PhaseFinished,
     PhaseStarted,
     silent,
 )
-from evaluator.report.result import RESULT_NAME, BatchItem, DataRecord, Result, write_result
-from evaluator.report.signing import finalise, load_private
+from evaluator.report.result import RESULT_NAME, BatchItem, DataRecord, Result
+from evaluator.report.signing import load_private
 from evaluator.scoring.records import data_record
 from evaluator.serve.competition import open_store
 from evaluator.serve.recorder import ProgressRecorder, score_folder
 from evaluator.serve.settings import Competition, load_competition
 from evaluator.serve.store import Fault, Store, StoreError, Submission, tail
-from evaluator.serve.window import LeaseKeeper, RunWindows, process_alive
+from evaluator.serve.window import LeaseKeeper, RunWindows, process_alive, record_service_cpu
 
 PHASE = "scoring"
 # A child's failure is the team's (its model crashed, hung, ran out of memory) unless it names our machine.
@@ -101,6 +100,8 @@ class Worker:
         self.watch_pid, self.sink, self.poll_s, self.backoff_s = watch_pid, sink, poll_s, backoff_s
         self.settings = competition.settings
         self.stopping = threading.Event()
+        if watch_pid is not None:
+            self.store.set_server_pid(watch_pid)
 
     @functools.cached_property
     def data(self) -> DataRecord:
@@ -156,7 +157,8 @@ class Worker:
         if item.outcome == "failed":
             reason = team_reason(item, self.settings.batch.timeout_s)
             return self._fail(submission, reason, fault_of(item.reason or ""), log)
-        self._record_service_cpu(self.competition.results / submission.name, item, windows)
+        record_service_cpu(self.competition.results / submission.name / RESULT_NAME, submission.name, item.runs,
+                           windows, self._key())
         return self._finish(submission, submission.name, fingerprint, log)
 
     def _archive_failure(self, submission: Submission, log: SubmissionLog) -> None:
@@ -176,7 +178,7 @@ class Worker:
         recorder(PhaseStarted(PHASE, total_passes=config.repeat * config.passes))
         started = time.monotonic()
         try:
-            with LeaseKeeper(self.store, submission.id, self.worker_id, self.settings.lease_s) as keeper:
+            with LeaseKeeper(self.store, self.worker_id, self.settings.lease_s, submission.id) as keeper:
                 windows.start()
                 summary = score_folder(folder, self.competition.results, config, self.settings.batch,
                                        self.competition.secrets(), recorder)
@@ -199,17 +201,6 @@ class Worker:
         except OSError:
             shutil.copyfile(submission.path, target)
         return folder
-
-    def _record_service_cpu(self, final: Path, item: BatchItem, windows: RunWindows) -> None:
-        """The server's CPU seconds of each run measured now, in the run's fairness record; sealed and signed
-        again. Runs measured by an earlier worker keep what they have (null: not known)."""
-        result = read_or_none(final / RESULT_NAME)
-        if result is None or not result.scored or not item.runs:
-            return
-        runs = [dataclasses.replace(run, fairness=dataclasses.replace(run.fairness, service_cpu_s=windows.by_run.get(
-            run.index))) if run.index in item.runs and run.fairness.service_cpu_s is None else run
-            for run in result.runs]
-        write_result(final / RESULT_NAME, finalise(dataclasses.replace(result, runs=runs), self._key()))
 
     def _key(self) -> Ed25519PrivateKey | None:
         path = self.competition.secrets().signing_key
@@ -254,11 +245,27 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # score_directory cleans up its child and its partial runs, then the claim is given back
 
 
+USAGE = "usage: python -m evaluator.serve.worker COMPETITION_DIR [--watch-pid PID] (edl serve starts it)"
+
+
+def _arguments(argv: list[str]) -> tuple[Path, int | None]:
+    """The competition folder and the pid to watch; UsageError naming the fix otherwise."""
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--watch-pid"):
+        raise UsageError(USAGE)
+    try:
+        return Path(argv[0]), int(argv[2]) if len(argv) == 3 else None
+    except ValueError:
+        raise UsageError(f"--watch-pid {argv[2]!r}: give a process id; {USAGE}") from None
+
+
 def main(argv: list[str]) -> int:
-    root = Path(argv[0])
-    watch_pid = int(argv[argv.index("--watch-pid") + 1]) if "--watch-pid" in argv else None
+    try:
+        root, watch_pid = _arguments(argv)
+        worker = Worker(load_competition(root), watch_pid=watch_pid)
+    except EdlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     signal.signal(signal.SIGTERM, _interrupt)
-    worker = Worker(load_competition(root), watch_pid=watch_pid)
     print(f"worker {worker.worker_id} scoring {root}", flush=True)
     try:
         worker.run()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from builders import oracle_model
@@ -115,5 +117,58 @@ def test_server_and_worker_killed_together_restart_and_lose_nothing(tmp_path, ma
     done = store.submission(submission.id)
     assert done.state == "scored", (done.reason, done.log_tail)
     assert [state for state, _, _ in store.history(submission.id)].count("scored") == 1
+    assert read_result(competition.results / done.result_folder / RESULT_NAME).scored
+    assert store.quota(team).used_total == 1
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(root: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "evaluator", "serve", str(root), "--port", str(_free_port())],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_edl_serve_and_its_worker_killed_mid_scoring_restart_and_lose_nothing(tmp_path, make_competition):
+    pytest.importorskip("evaluator.cli.serve", reason="edl serve is serve-web's: this runs once both are merged")
+    competition = make_competition(repeat=2, lease_s=LEASE_S)
+    store = open_store(competition)
+    team = store.team_by_token(store.add_team("alpha"))
+    submission = _queue(store, competition, team, oracle_model(tmp_path / "a.onnx"))
+    server = _serve(competition.root)
+    _wait_for("the first run", lambda: _first_run_done(store, submission.id))
+    workers = _children(server.pid)
+    assert workers and store.submission(submission.id).state == "scoring"
+    server.kill()
+    server.wait()
+    for worker_pid in workers:
+        _kill(worker_pid)
+    restarted = _serve(competition.root)
+    try:
+        _wait_for("the submission scored", lambda: store.submission(submission.id).state in ("scored", "failed"), 240)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(60)
+    done = store.submission(submission.id)
+    assert done.state == "scored", (done.reason, done.log_tail)
+    assert [state for state, _, _ in store.history(submission.id)] == [
+        "received", "checked", "queued", "scoring", "queued", "scoring", "scored"]
+    assert sqlite3.connect(competition.db).execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
     assert read_result(competition.results / done.result_folder / RESULT_NAME).scored
     assert store.quota(team).used_total == 1

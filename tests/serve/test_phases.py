@@ -7,11 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 
 import pytest
 from builders import oracle_model
 
 from evaluator.errors import UsageError
+from evaluator.report.reader import read_result
+from evaluator.report.result import RESULT_NAME
 from evaluator.serve.competition import open_store
 from evaluator.serve.final import BOARD_HTML, BOARD_JSON, board_signature_problem, final_scoring, finalists, publish
 from evaluator.serve.phases import phase, refuse_description_reason, refuse_upload_reason
@@ -81,6 +84,7 @@ def test_final_scoring_rescoring_the_chosen_or_best_then_publish_a_signed_board(
         ("alpha", chosen.id, "chosen"), ("beta", beta_best.id, "best")]
     refused = cli("competition", "publish", competition.root)
     assert refused.exit_code == 2 and "run edl competition final first" in refused.stderr
+    store.set_server_pid(os.getpid())  # as edl serve's worker leaves it: the final records this process's CPU
     run = cli("competition", "final", competition.root)
     assert run.exit_code == 0, run.stderr
     assert "alpha" in run.stdout and "chosen" in run.stdout and "scored 2" in run.stdout
@@ -93,6 +97,11 @@ def test_final_scoring_rescoring_the_chosen_or_best_then_publish_a_signed_board(
         if "ties rematched" in run.stdout else []
     assert {name: row["runs"] for name, row in ranked.items()} == {
         name: 4 if name in rematched else 2 for name in ranked}  # the final repeats, and a rematch's more
+    for team_name in ("alpha", "beta"):
+        final = read_result(competition.final_results / team_name / RESULT_NAME)
+        assert final.model.name == team_name and len(final.runs) == ranked[team_name]["runs"]
+        assert all(isinstance(run.fairness.service_cpu_s, float) for run in final.runs)
+    assert not store.window_open()
     published = cli("competition", "publish", competition.root)
     assert published.exit_code == 0, published.stderr
     folder = competition.published

@@ -51,7 +51,12 @@ def test_an_edited_settings_file_is_read_and_a_wrong_one_refused_naming_the_key(
         'deadline = "2030-01-01T00:00Z"', 'deadline = "tomorrow"'))
     with pytest.raises(UsageError, match="give the deadline in UTC"):
         load_competition(competition.root)
-    path.write_text(path.read_text().replace('deadline = "tomorrow"', "deadline = 'single quotes'"))
+    path.write_text(path.read_text().replace('deadline = "tomorrow"', 'deadline = "2030-01-01T00:00Z"').replace(
+        "force = false", "force = true"))
+    with pytest.raises(UsageError, match=r"batch\.force = true: a competition never scores everything again"):
+        load_competition(competition.root)
+    path.write_text(path.read_text().replace("force = true", "force = false").replace(
+        'deadline = "2030-01-01T00:00Z"', "deadline = 'single quotes'"))
     with pytest.raises(UsageError, match=r"competition.toml line \d+: .*write key = value"):
         load_competition(competition.root)
 
@@ -130,6 +135,8 @@ def test_a_file_with_problems_fails_with_all_of_them_and_uses_no_quota(store, te
     assert store.quota(team.team).used_total == 0
     with pytest.raises(StoreError, match="not waiting for its check"):
         store.mark_checked(submission.id, [])
+    with pytest.raises(StoreError, match="failed its check and never reached the queue"):
+        store.requeue(submission.id)
 
 
 def test_quota_counts_the_teams_faults_only(store, team, upload, clock):

@@ -8,6 +8,7 @@ import itertools
 import os
 import sqlite3
 import threading
+import time
 
 import pytest
 from builders import endless_loop_model, oracle_model
@@ -171,4 +172,33 @@ def test_counts_are_stored_at_most_every_few_seconds_and_runs_lap_the_cpu(store,
     record(RunPlaced("alpha-1", 1, "host-a"))  # a run's end stores what was held (a run that died mid-window)
     record(SubmissionsDone("alpha-1", 1, 1))
     assert [type(e) for e in store.events_of(submission.id)[before + 3:]] == [Waiting, RunPlaced, SubmissionsDone]
-    assert windows.by_run.keys() == {1} and windows.by_run[1] >= 0
+    assert windows.by_run.keys() == {("alpha-1", 1)} and windows.by_run[("alpha-1", 1)] >= 0
+
+
+def test_a_result_published_by_a_worker_that_died_before_recording_it_is_recorded_not_measured(tmp_path,
+                                                                                               make_competition):
+    from evaluator.batch.directory import score_directory
+
+    competition = make_competition()
+    store = open_store(competition)
+    submission = _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    claimed = store.claim("died", competition.settings.lease_s)
+    folder = competition.work / claimed.name
+    folder.mkdir(parents=True)
+    (folder / f"{claimed.name}.onnx").write_bytes(claimed.path.read_bytes())
+    score_directory(folder, competition.results, competition.settings.score, competition.settings.batch,
+                    secrets=competition.secrets())  # the dead worker got this far: the result is published
+    store.clock = lambda: time.time() + 10 * competition.settings.lease_s  # its lease runs out
+    done = Worker(competition, store=store).run_once()
+    assert done.id == submission.id and done.state == "scored" and done.lease_expiries == 1
+    assert "runs [] on no host" in done.log_tail  # nothing measured again
+    assert read_result(competition.results / submission.name / RESULT_NAME).scored
+
+
+def test_the_worker_process_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    from evaluator.serve.worker import main
+
+    assert main([]) == 2 and capsys.readouterr().err.startswith("error: usage: python -m evaluator.serve.worker")
+    assert main([str(tmp_path), "--watch-pid", "x"]) == 2 and "--watch-pid 'x'" in capsys.readouterr().err
+    assert main([str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"run edl competition init {tmp_path / 'none'}")
