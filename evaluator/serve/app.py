@@ -8,6 +8,7 @@ bug is a 500 the schemathesis run would find, never a silent success.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -30,6 +31,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 WRITES = ("/api/submissions", "/api/description", "/team/", "/organiser/")
+REFUSAL_DELAY_S = 0.5  # a refused request is answered after this: a flood over one connection becomes 2 a second
 
 
 def _kind(method: str, path: str) -> str:
@@ -52,7 +54,7 @@ def _client(scope: Scope) -> str:
 
 
 class RateLimited:
-    """The per-client limits, before anything else runs."""
+    """The per-client limits, before anything else runs; a refusal waits a moment (asleep, costing nothing)."""
 
     def __init__(self, app: ASGIApp, web: Web) -> None:
         self.app, self.web = app, web
@@ -66,6 +68,7 @@ class RateLimited:
         if limiter.allow(_client(scope), kind):
             await self.app(scope, receive, send)
             return
+        await asyncio.sleep(REFUSAL_DELAY_S)  # a flooder waiting for its answers is slowed at no CPU cost
         body = b'{"detail":"too many requests from this client; slow down and try again shortly"}'
         await send({"type": "http.response.start", "status": 429,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

@@ -55,7 +55,7 @@ def test_a_flood_of_the_board_during_a_measurement_is_refused_and_its_cost_recor
         quiet = httpx.post(f"{url}/api/submissions", headers=bearer(token), timeout=120,
                            files={"model": ("a.onnx", oracle_model(tmp_path / "a.onnx").read_bytes())}).json()
         calm = _scored(url, token, quiet["id"])
-        flooders = [threading.Thread(target=flood) for _ in range(4)]
+        flooders = [threading.Thread(target=flood) for _ in range(8)]
         for thread in flooders:
             thread.start()
         try:
@@ -77,8 +77,10 @@ def test_a_flood_of_the_board_during_a_measurement_is_refused_and_its_cost_recor
           f"{figures['calm'][1]} s (measured window {figures['calm'][0]:.2f} s), flooded {figures['flooded'][1]} s "
           f"(measured window {figures['flooded'][0]:.2f} s)")
     assert all(cpu is not None and cpu >= 0 for _, cpu in figures.values())  # the figure is recorded in the result
-    assert counts["429"] > counts["200"]  # the flood is mostly refused at the door
-    assert figures["flooded"][1] > figures["calm"][1]  # the flood shows in the figure: a reader of the result sees it
+    assert counts["429"] > 0  # the flood was refused at the door
+    # each refusal waits half a second (asleep): a flood costs the measured host little. Before the wait, this flood
+    # cost 2.0 to 2.5 s of server CPU per scoring, refused 429 at 98 %.
+    assert figures["flooded"][1] < 0.5
 
 
 @pytest.mark.slow
