@@ -22,6 +22,19 @@ def _start_worker(directory: Path) -> subprocess.Popen[bytes]:
     return process
 
 
+def _check_free(host: str, port: int) -> None:
+    """A port already taken (another edl serve?) is a usage error in one line, before the worker starts."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise UsageError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); choose another --port, "
+                         "or stop what uses it") from None
+
+
 def serve(
     directory: Annotated[Path, typer.Argument(help="The competition's folder (edl competition init made it)",
                                               metavar="DIR")],
@@ -41,6 +54,7 @@ def serve(
         raise UsageError(f"edl serve needs the serve extra ({exc.name} is missing): pip install 'edl-evaluator[serve]'"
                          ) from None
     app = create_app(directory)  # a broken settings file is refused here, before anything starts
+    _check_free(host, port)
     scoring = _start_worker(directory) if worker else None
     say(f"serving {app.state.web.settings.name!r} on http://{host}:{port}/ (API: /api/docs)")
     try:

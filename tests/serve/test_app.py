@@ -305,7 +305,14 @@ def test_descriptions_are_linked_from_the_board_once_it_is_published(served):
     assert late.status_code == 409 and "can no longer be replaced" in late.json()["detail"]
 
 
-def test_edl_serve_and_submit_refuse_bad_input_in_one_line(cli, tmp_path):
+def test_edl_serve_and_submit_refuse_bad_input_in_one_line(cli, competition, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = cli("serve", competition.root, "--port", taken.getsockname()[1])
+    assert busy.exit_code == 2 and "cannot listen there" in busy.stderr
     missing = cli("serve", tmp_path / "nowhere")
     assert missing.exit_code == 2 and "edl competition init" in missing.stderr and "Traceback" not in missing.stderr
     model = oracle_model(tmp_path / "m.onnx")
