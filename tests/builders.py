@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from evaluator.config import MeterConfig, RuntimeConfig, ScoreConfig
+from evaluator.config import AuditConfig, MeterConfig, RuntimeConfig, ScoreConfig
 from evaluator.power.analysis import Window
 
 ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8}
@@ -22,11 +22,16 @@ IR_VERSION = 9  # what the installed onnxruntime accepts; onnx's default may be 
 
 
 def fast_config(data: Path | None = None, passes: int = 2, *, runtime: RuntimeConfig | None = None, tune: bool = False,
-                tune_window_s: float = 2.0, warmup_passes: int = 1, **meter: object) -> ScoreConfig:
-    """A ScoreConfig for tests: few passes, no idle baseline, no cool-down, no plot, unless asked."""
+                tune_window_s: float = 2.0, warmup_passes: int = 1, audit: bool = True, **meter: object) -> ScoreConfig:
+    """A ScoreConfig for tests: few passes, no idle baseline, no cool-down, no plot, unless asked.
+
+    ``audit=False`` switches the generalization audit off (--audit-copies 0: the result is then not ranked): a
+    test whose subject is not the audit or the board saves its extra passes over the copies in every scoring.
+    """
     meter_options = {"idle_s": 0.0, "cooldown_s": 0.0, "plot": False} | meter
     return ScoreConfig(data=data, passes=passes, warmup_passes=warmup_passes, tune=tune, tune_window_s=tune_window_s,
-                       runtime=runtime or RuntimeConfig(), meter=MeterConfig(**meter_options))  # type: ignore[arg-type]
+                       runtime=runtime or RuntimeConfig(), meter=MeterConfig(**meter_options),  # type: ignore[arg-type]
+                       audit=AuditConfig() if audit else AuditConfig(audit_copies=0))
 
 
 def save(model: onnx.ModelProto, path: Path) -> Path:

@@ -13,15 +13,28 @@ if str(TESTS) not in sys.path:  # builders and fake_pynvml; the spawn sampler in
     sys.path.insert(0, str(TESTS))
 
 
+def _isolate(patch: pytest.MonkeyPatch, folders: pytest.TempPathFactory) -> None:
+    patch.setenv("EDL_DATA_DIR", str(folders.mktemp("cache")))
+    patch.setenv("EDL_POWERCAP_ROOT", str(folders.mktemp("nopowercap") / "absent"))
+    patch.setenv("EDL_NVML_MODULE", "fake_pynvml")
+    patch.setenv("FAKE_NVML_MODE", "absent")
+    patch.setenv("PYTHONPATH", str(TESTS) + ":" + str(ROOT))
+    patch.setenv("EDL_HOST_LOCK", str(folders.mktemp("lock") / "edl-scoring.lock"))
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
     """Never touch the user's cache, the host's RAPL or a real GPU from the tests."""
-    monkeypatch.setenv("EDL_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path_factory.mktemp("nopowercap") / "absent"))
-    monkeypatch.setenv("EDL_NVML_MODULE", "fake_pynvml")
-    monkeypatch.setenv("FAKE_NVML_MODE", "absent")
-    monkeypatch.setenv("PYTHONPATH", str(TESTS) + ":" + str(ROOT))
-    monkeypatch.setenv("EDL_HOST_LOCK", str(tmp_path_factory.mktemp("lock") / "edl-scoring.lock"))
+    _isolate(monkeypatch, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory):
+    """The same isolation for a module-scoped fixture (one scoring shared by a module's tests), which runs before
+    the autouse one; yields the MonkeyPatch for more."""
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate(patch, tmp_path_factory)
+        yield patch
 
 
 @pytest.fixture

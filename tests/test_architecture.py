@@ -17,7 +17,8 @@ GROUND = {"errors", "fileio", "typedjson", "config", "events", "__init__"}
 # Which rooms each room may import (besides the ground floor and itself).
 ALLOWED = {
     "__main__": {"cli"},
-    "cli": {"batch", "scoring", "metering", "report", "runtime", "contract", "data", "power"},
+    "cli": {"serve", "batch", "scoring", "metering", "report", "runtime", "contract", "data", "power"},
+    "serve": {"batch", "scoring", "report", "runtime", "contract", "data", "power"},
     "batch": {"scoring", "report", "runtime", "contract", "data", "power"},
     "scoring": {"report", "runtime", "contract", "data", "power"},
     "metering": {"report", "power"},

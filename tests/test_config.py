@@ -84,4 +84,9 @@ def test_thresholds_parse_from_percent():
 def test_the_sample_period_has_one_unit_everywhere():
     assert MeterConfig(sample_period_ms=25.0).sample_period_s == 0.025
     assert [f.name for f in option_fields(ScoreConfig) if "sample" in f.name] == ["sample_period_ms"]
-    assert isinstance(ScoreConfig().data, (Path, type(None)))
+
+
+def test_a_path_option_reads_back_from_a_result_as_a_path():
+    assert ScoreConfig().data is None  # the cached official set
+    typed = from_json(ScoreConfig, to_json(ScoreConfig(data=Path("sets/test.npz"))))
+    assert isinstance(typed.data, Path) and typed.data == Path("sets/test.npz")

@@ -45,7 +45,7 @@ def test_everything_a_result_folder_holds_is_0644(tmp_path, umask, cli):
     oracle_model(subs / "m.onnx")
     data = save_npz(tmp_path / "d.npz", *oracle_images(100, correct=90))
     run = cli("score-dir", subs, "--data", data, "--passes", "1", "--idle-seconds", "0", "--cooldown", "0",
-              "--out", results)
+              "--audit-copies", "0", "--out", results)
     assert run.exit_code == 0, run.stderr
     board = cli("leaderboard", results, "--format", "html", "--output", results / "board.html")
     assert board.exit_code == 0, board.stderr

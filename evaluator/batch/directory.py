@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +78,31 @@ def still_stands(previous: Result | None, model_sha256: Callable[[], str], finge
     return (previous.data.fingerprint == fingerprint
             and comparable_settings(previous.config) == comparable_settings(config)
             and previous.model.sha256 == model_sha256())
+
+
+REFERENCE_RUN = -1
+"""``run_order``'s position for a reference run (its index is then the scorings done before it)."""
+
+
+def run_order(pending: Sequence[Sequence[int]], reference_every: int | None,
+              failed: Callable[[int], bool] = lambda position: False) -> Iterator[tuple[int, int]]:
+    """(submission's position, run index) in round robin over the pending runs (A B C, A B C, ...), so that slow
+    drift hits every submission alike; with ``reference_every``, (REFERENCE_RUN, scorings done) before the first
+    scoring, after every ``reference_every`` and after the last. ``failed`` is asked before each run (lazily: a
+    submission that failed meanwhile gets no more)."""
+    rounds = max((len(runs) for runs in pending), default=0)
+    scorings = 0
+    if reference_every is not None and rounds:
+        yield REFERENCE_RUN, scorings
+    for round_index in range(rounds):
+        for position, runs in enumerate(pending):
+            if round_index < len(runs) and not failed(position):
+                yield position, runs[round_index]
+                scorings += 1
+                if reference_every is not None and scorings % reference_every == 0:
+                    yield REFERENCE_RUN, scorings
+    if reference_every is not None and rounds and scorings % reference_every:
+        yield REFERENCE_RUN, scorings
 
 
 @dataclass
@@ -146,20 +171,15 @@ class _Batch:
         return still_stands(result, model_sha256, self.data.fingerprint, self.config, self.batch.timeout_s)
 
     def jobs(self, references: ReferenceRuns | None) -> Iterator[Job]:
-        """Round robin over the pending runs, reference runs between; a failed submission gets no more runs."""
-        rounds = max((len(entry.pending) for entry in self.entries), default=0)
-        scorings = 0
-        if references is not None and rounds:
-            yield self._tracked(references.job(scorings))
-        for position in range(rounds):
-            for entry in self.entries:
-                if position < len(entry.pending) and entry.failure is None:
-                    yield self._tracked(self._job(entry, entry.pending[position]))
-                    scorings += 1
-                    if references is not None and scorings % self.batch.reference_every == 0:
-                        yield self._tracked(references.job(scorings))
-        if references is not None and rounds and scorings % self.batch.reference_every:
-            yield self._tracked(references.job(scorings))
+        """The runs in ``run_order``; a submission that fails gets no more runs."""
+        every = self.batch.reference_every if references is not None else None
+        pending = [entry.pending for entry in self.entries]
+        for who, index in run_order(pending, every, lambda position: self.entries[position].failure is not None):
+            if who == REFERENCE_RUN:
+                assert references is not None
+                yield self._tracked(references.job(index))
+            else:
+                yield self._tracked(self._job(self.entries[who], index))
 
     def _tracked(self, job: Job) -> Job:
         self.in_flight.append(job)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from evaluator import __version__
-from evaluator.cli import board, check, data, env, review, score
+from evaluator.cli import board, check, competition, data, env, review, score, serve
 from evaluator.cli.console import Interrupted, error, note
 from evaluator.errors import INTERRUPTED_EXIT, EdlError, SubmissionError
 from evaluator.power.gpu import number_cuda_devices_as_nvml
@@ -71,6 +71,10 @@ _register(app, "meter", env.meter, context_settings={"allow_extra_args": True, "
 _register(data_app, "fetch", data.data_fetch)
 _register(data_app, "info", data.data_info)
 _register(keys_app, "init", board.keys_init)
+_register(app, "serve", serve.serve)
+_register(app, "submit", serve.submit)
+for group_app, command_name, command in competition.commands(app):  # edl competition ..., edl team ...
+    _register(group_app, command_name, command)
 
 
 def _version_callback(value: bool) -> None:

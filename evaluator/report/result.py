@@ -175,6 +175,9 @@ class Fairness:
     gpu_end: GpuState | None
     gpu_unavailable: str | None = field(metadata=doc("why no GPU could be read here (NoGpu's reason), if so"))
     cooldown: Cooldown
+    service_cpu_s: float | None = field(default=None, metadata=doc(
+        "edl serve: CPU seconds the web server used while this run was scored (an upper bound of its share of the "
+        "measured window); null: not scored by edl serve"))
 
 
 @dataclass

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from builders import PowercapTree, memorizing_model
 
 from evaluator.data.store import load_path
@@ -13,6 +14,7 @@ from evaluator.data.store import load_path
 SAMPLES = Path(__file__).parents[2] / "samples"
 
 
+@pytest.mark.slow  # the audit through score-dir children on the real subset (the audit itself: scoring/test_audit.py)
 def test_a_lookup_beside_real_models_is_under_review_and_the_real_ones_rank(tmp_path, shared_data, monkeypatch, cli):
     subs = tmp_path / "subs"
     subs.mkdir()

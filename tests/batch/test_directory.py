@@ -49,7 +49,7 @@ def test_mixed_folder_scores_the_good_and_records_the_bad(tmp_path, data):
     (subs / "two_models").mkdir()
     oracle_model(subs / "two_models" / "a.onnx")
     oracle_model(subs / "two_models" / "b.onnx")
-    summary = score_directory(subs, tmp_path / "out", fast_config(data))
+    summary = score_directory(subs, tmp_path / "out", fast_config(data, audit=False))
     assert summary.counts == {"scored": 2, "failed": 2, "skipped": 0}
     results = _results(tmp_path / "out")
     assert results["good"].scored and results["good"].correct == 960
@@ -57,15 +57,16 @@ def test_mixed_folder_scores_the_good_and_records_the_bad(tmp_path, data):
     assert "not an ONNX model" in results["garbage"].reason and "\n" not in results["garbage"].reason
     assert "2 .onnx files" in results["two_models"].reason
     assert not list((tmp_path / "out").glob("*/.job.json")) and not list((tmp_path / "out").glob("*/.outcome.json"))
-    again = score_directory(subs, tmp_path / "out", fast_config(data))
+    again = score_directory(subs, tmp_path / "out", fast_config(data, audit=False))
     assert again.counts["skipped"] == 3  # a failure stands too; the ambiguous folder is re-examined
     with pytest.raises(UsageError, match=r"holds 2 measured result\(s\) under other settings \(passes: 2 there, 3 "
                        r"now\).*--out.*--force"):
-        score_directory(subs, tmp_path / "out", fast_config(data, passes=3))  # other comparable settings: refused
-    other = score_directory(subs, tmp_path / "out", fast_config(data, passes=3), BatchConfig(force=True))
+        # other comparable settings: refused
+        score_directory(subs, tmp_path / "out", fast_config(data, passes=3, audit=False))
+    other = score_directory(subs, tmp_path / "out", fast_config(data, passes=3, audit=False), BatchConfig(force=True))
     assert other.counts["skipped"] == 0  # --force: nothing stands, and the earlier results are archived, not lost
     assert read_result(next((tmp_path / "out" / "_archive").glob("*/good/result.json"))).passes == 2
-    plot_only = score_directory(subs, tmp_path / "out", fast_config(data, passes=3, plot=True))
+    plot_only = score_directory(subs, tmp_path / "out", fast_config(data, passes=3, plot=True, audit=False))
     assert plot_only.counts["skipped"] == 3  # where files go and what is drawn do not change a measurement
 
 
@@ -74,14 +75,14 @@ def test_a_hang_is_killed_at_the_timeout_and_retried_only_under_a_longer_one(tmp
     subs.mkdir()
     endless_loop_model(subs / "endless.onnx")
     started = time.monotonic()
-    first = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=4))
+    first = score_directory(subs, tmp_path / "out", fast_config(data, audit=False), BatchConfig(timeout_s=4))
     assert time.monotonic() - started < 20
     assert first.counts["failed"] == 1
     failure = _results(tmp_path / "out")["endless"]
     assert "timed out after 4 s" in failure.reason and failure.timeout_s == 4
-    same = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=4))
+    same = score_directory(subs, tmp_path / "out", fast_config(data, audit=False), BatchConfig(timeout_s=4))
     assert same.counts["skipped"] == 1
-    longer = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=5))
+    longer = score_directory(subs, tmp_path / "out", fast_config(data, audit=False), BatchConfig(timeout_s=5))
     assert [item.outcome for item in longer.submissions] == ["failed"]
     assert "timed out after 5 s" in _results(tmp_path / "out")["endless"].reason
 
@@ -119,7 +120,7 @@ def test_a_crashing_child_is_recorded_and_the_batch_goes_on(tmp_path, data):
 
     thread = threading.Thread(target=killer)
     thread.start()
-    summary = score_directory(subs, tmp_path / "out", fast_config(data), BatchConfig(timeout_s=60))
+    summary = score_directory(subs, tmp_path / "out", fast_config(data, audit=False), BatchConfig(timeout_s=60))
     thread.join()
     results = _results(tmp_path / "out")
     assert "died with SIGKILL" in results["a_crashes"].reason
@@ -131,7 +132,8 @@ def test_memory_exhaustion_is_contained_by_the_child_limit(tmp_path, data):
     subs.mkdir()
     memory_hog_model(subs / "hog.onnx", gigabytes=8)
     oracle_model(subs / "ok.onnx")
-    summary = score_directory(subs, tmp_path / "out", fast_config(data, runtime=RuntimeConfig(provider="cpu")),
+    summary = score_directory(subs, tmp_path / "out",
+                              fast_config(data, runtime=RuntimeConfig(provider="cpu"), audit=False),
                               BatchConfig(timeout_s=120, max_memory_gb=4))
     results = _results(tmp_path / "out")
     assert results["hog"].status == "failed" and results["ok"].scored
@@ -139,6 +141,7 @@ def test_memory_exhaustion_is_contained_by_the_child_limit(tmp_path, data):
     assert summary.limits.address_space_bytes == 4 << 30
 
 
+@pytest.mark.slow  # a real score-dir process killed -9 mid-batch and resumed: 6 scorings
 def test_an_interrupted_batch_resumes_and_measures_each_run_once(tmp_path, data):
     subs = tmp_path / "subs"
     subs.mkdir()

@@ -37,7 +37,7 @@ def scored(tmp_path, data):
     oracle_model(subs / "a.onnx")
     conv_model(subs / "b.onnx", seed=1)
     out = tmp_path / "out"
-    summary = score_directory(subs, out, fast_config(data))
+    summary = score_directory(subs, out, fast_config(data, audit=False))
     assert summary.counts["scored"] == 2
     return subs, out
 
@@ -64,7 +64,8 @@ def test_other_settings_refuse_to_start_and_force_archives(tmp_path, data, score
     """The issue's re-run (--passes 3 --timeout 1) replaced every scored result with a failed one on today's main."""
     subs, out = scored
     before = snapshot(out)
-    common = ("--data", data, "--out", out, "--idle-seconds", "0", "--cooldown", "0", "--no-plot", "--repeat", "1")
+    common = ("--data", data, "--out", out, "--idle-seconds", "0", "--cooldown", "0", "--no-plot", "--repeat", "1",
+              "--audit-copies", "0")  # the settings of `scored`, all but --passes
     run = cli("score-dir", subs, *common, "--passes", "3", "--timeout", "1")
     assert run.exit_code == 2 and snapshot(out) == before, run.stdout
     assert "passes: 2 there, 3 now" in run.stderr and "--out" in run.stderr and "--force" in run.stderr
@@ -79,14 +80,14 @@ def test_a_failed_rerun_keeps_the_scored_result_and_records_the_failure(data, sc
     subs, out = scored
     before = (out / "a" / RESULT_NAME).read_bytes()
     (subs / "a.onnx").write_bytes(b"a broken new version")  # another model: it is scored again, and fails
-    summary = score_directory(subs, out, fast_config(data))
+    summary = score_directory(subs, out, fast_config(data, audit=False))
     item = next(item for item in summary.submissions if item.name == "a")
     assert item.outcome == "failed" and "earlier scored result stands" in item.reason
     assert (out / "a" / RESULT_NAME).read_bytes() == before
     failure = read_result(Path(item.failure_file))
     assert Path(item.failure_file).parent == out / "a" / "failures" and failure.status == "failed"
     assert "not an ONNX model" in failure.reason and not (out / PARTIAL_DIR).exists()
-    again = score_directory(subs, out, fast_config(data))  # the board's folder still holds one result.json
+    again = score_directory(subs, out, fast_config(data, audit=False))  # the board's folder holds one result.json
     assert (out / "a" / RESULT_NAME).read_bytes() == before and len(list((out / "a" / "failures").iterdir())) == 2
     assert [item.outcome for item in again.submissions] == ["failed", "skipped"]
     board = {entry.name: entry.result.status for entry in load_results(out)}
@@ -98,7 +99,7 @@ def test_a_new_model_replaces_its_result_and_the_old_one_is_archived(data, score
     before = snapshot(out / "b")
     first_batch = (out / BATCH_NAME).read_bytes()
     conv_model(subs / "b.onnx", seed=2)
-    summary = score_directory(subs, out, fast_config(data))
+    summary = score_directory(subs, out, fast_config(data, audit=False))
     item = next(item for item in summary.submissions if item.name == "b")
     assert item.outcome == "scored" and snapshot(Path(item.archived)) == before
     assert Path(item.archived).parent.parent == out / "_archive"
@@ -111,7 +112,7 @@ def test_a_new_model_replaces_its_result_and_the_old_one_is_archived(data, score
 def test_nothing_to_measure_keeps_the_batch_record(data, scored):
     subs, out = scored
     before = (out / BATCH_NAME).read_bytes()
-    summary = score_directory(subs, out, fast_config(data))
+    summary = score_directory(subs, out, fast_config(data, audit=False))
     assert summary.counts["skipped"] == 2 and (out / BATCH_NAME).read_bytes() == before
     assert not (out / "_archive").exists()
 
@@ -122,7 +123,7 @@ def test_a_publication_cut_between_its_two_renames_is_finished_by_the_next_batch
     whole = snapshot(out / "a")
     (out / PARTIAL_DIR).mkdir()
     (out / "a").rename(out / PARTIAL_DIR / "a")  # what the killed batch left: a whole staged result, no folder
-    summary = score_directory(subs, out, fast_config(data))
+    summary = score_directory(subs, out, fast_config(data, audit=False))
     assert summary.counts["skipped"] == 2 and snapshot(out / "a") == whole and not (out / PARTIAL_DIR).exists()
 
 
@@ -131,7 +132,7 @@ def test_refused_under_other_data_too(tmp_path, scored):
     images, labels = oracle_images(500, correct=480)
     other = save_npz(tmp_path / "other.npz", images, labels)
     with pytest.raises(UsageError, match=r"data: .* there"):
-        score_directory(subs, out, fast_config(other))
+        score_directory(subs, out, fast_config(other, audit=False))
 
 
 def test_an_edited_result_is_measured_again_and_the_edited_file_is_kept_in_the_archive(tmp_path, data, scored):
@@ -141,7 +142,7 @@ def test_an_edited_result_is_measured_again_and_the_edited_file_is_kept_in_the_a
     edited = path.read_text().replace('"accuracy": 0.96', '"accuracy": 0.995')
     assert edited != path.read_text()
     path.write_text(edited)
-    summary = score_directory(subs, out, fast_config(data))
+    summary = score_directory(subs, out, fast_config(data, audit=False))
     assert summary.counts["scored"] == 1 and summary.counts["skipped"] == 1
     assert read_result(path).accuracy == 0.96  # measured again
     archived = [p for p in (out / "_archive").rglob(RESULT_NAME) if p.read_text() == edited]
@@ -162,5 +163,5 @@ def test_a_batch_interrupted_before_it_measured_anything_leaves_batch_json_in_pl
 
     monkeypatch.setattr(directory, "_run", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        score_directory(subs, out, fast_config(data))
+        score_directory(subs, out, fast_config(data, audit=False))
     assert (out / BATCH_NAME).read_bytes() == before

@@ -15,6 +15,7 @@ from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+pytestmark = pytest.mark.slow  # a Ray instance per module: seconds to start, a child per scoring
 
 
 CPU = RuntimeConfig(provider="cpu")

@@ -16,6 +16,7 @@ from evaluator.config import BatchConfig, RuntimeConfig
 from evaluator.report.reader import read_result
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+pytestmark = pytest.mark.slow  # a Ray instance per module: seconds to start, a child per scoring
 
 
 CPU = RuntimeConfig(provider="cpu")

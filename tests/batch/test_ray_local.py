@@ -10,6 +10,7 @@ from evaluator.config import BatchConfig, RuntimeConfig
 from evaluator.report.reader import read_result
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+pytestmark = pytest.mark.slow  # a Ray instance per module: seconds to start, a child per scoring
 
 
 def test_a_local_ray_instance_scores_as_the_local_backend_does(tmp_path, models, monkeypatch):

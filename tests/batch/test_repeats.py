@@ -16,10 +16,11 @@ from builders import (
     save_npz,
     twin_of,
 )
+from evaluator.batch.thermal import batch_target
 
-from evaluator.batch.directory import score_directory
+from evaluator.batch.directory import REFERENCE_RUN, run_order, score_directory
 from evaluator.config import BatchConfig
-from evaluator.report.batch_record import BATCH_NAME
+from evaluator.report.batch_record import BATCH_NAME, ThermalRecord
 from evaluator.report.leaderboard import batch_warnings, load_results, rank
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
@@ -38,6 +39,7 @@ def _data(tmp_path, count=1000):
     return save_npz(tmp_path / "d.npz", images, labels)
 
 
+@pytest.mark.slow
 def test_a_model_under_two_names_ties_and_a_slower_one_does_not(tmp_path, metered):
     """The issue's check: --repeat 3, a model and its twin (one more metadata entry) and a model three times
     slower, under fake meters."""
@@ -64,13 +66,40 @@ def test_a_model_under_two_names_ties_and_a_slower_one_does_not(tmp_path, metere
     assert ranked["slow"].total_j > 2 * ranked["copy_a"].total_j
 
 
+def test_repeats_run_in_round_robin_across_submissions():
+    """A B C, A B C: slow drift of the machine hits every submission alike; resumed runs keep their places."""
+    assert list(run_order([[1, 2], [1, 2], [1, 2]], None)) == [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2), (2, 2)]
+    assert list(run_order([[2, 3], [], [1, 2, 3]], None)) == [(0, 2), (2, 1), (0, 3), (2, 2), (2, 3)]
+    assert list(run_order([], 2)) == [] and list(run_order([[], []], 2)) == []  # nothing to measure, no reference
+
+
+def test_reference_runs_come_first_every_n_scorings_and_last():
+    ref = REFERENCE_RUN
+    assert list(run_order([[1], [1], [1]], 2)) == [(ref, 0), (0, 1), (1, 1), (ref, 2), (2, 1), (ref, 3)]
+    # A last scoring that completes a group of N is followed by one reference run, not two.
+    assert list(run_order([[1], [1]], 2)) == [(ref, 0), (0, 1), (1, 1), (ref, 2)]
+    assert list(run_order([[1, 2]], 1)) == [(ref, 0), (0, 1), (ref, 1), (0, 2), (ref, 2)]
+
+
+def test_a_submission_that_fails_gets_no_more_runs_from_then_on():
+    failed: set[int] = set()
+    order = []
+    for who, index in run_order([[1, 2, 3], [1, 2, 3]], None, failed.__contains__):
+        order.append((who, index))
+        if (who, index) == (1, 1):
+            failed.add(1)  # decided while the batch runs: asked before each run, not once at the start
+    assert order == [(0, 1), (1, 1), (0, 2), (0, 3)]
+
+
+@pytest.mark.slow
 def test_repeats_are_interleaved_across_submissions(tmp_path, metered):
+    """The wiring: the children really run in run_order (their measured windows start in that order)."""
     data = _data(tmp_path, 300)
     subs = tmp_path / "subs"
     subs.mkdir()
     for name in ("a", "b", "c"):
         colour_model(subs / f"{name}.onnx")
-    score_directory(subs, tmp_path / "out", dataclasses.replace(fast_config(data), repeat=2))
+    score_directory(subs, tmp_path / "out", dataclasses.replace(fast_config(data, audit=False), repeat=2))
     starts = []
     for name in ("a", "b", "c"):
         for run in read_result(tmp_path / "out" / name / RESULT_NAME).runs:
@@ -79,14 +108,27 @@ def test_repeats_are_interleaved_across_submissions(tmp_path, metered):
     assert [label for _, label in sorted(starts)] == ["a1", "b1", "c1", "a2", "b2", "c2"]
 
 
+def test_the_batch_target_is_the_given_one_or_the_idle_temperature_or_none_and_why(fake_gpu):
+    settle = fast_config(cooldown_s=0.5)
+    assert batch_target(dataclasses.replace(settle, meter=dataclasses.replace(settle.meter, target_temp_c=45.0))
+                        ) == ThermalRecord(45.0, "--target-temp", settle.meter.temp_band_c)
+    assert batch_target(settle).target_c is None and "no GPU temperature here" in batch_target(settle).source
+    fake_gpu(temps="41")
+    idle = batch_target(settle)  # steady, but not yet for SETTLE_S: the bound ends the wait, the reading stands
+    assert idle.target_c == 41 and idle.source == ("the idle temperature before the first scoring "
+                                                   "(not settled within --cooldown 0.5 s)")
+
+
+@pytest.mark.slow
 def test_one_thermal_state_and_a_reference_for_drift(tmp_path, metered):
+    """The wiring: the batch's target reaches every run and the reference runs are scored and recorded."""
     data = _data(tmp_path, 300)
     subs = tmp_path / "subs"
     subs.mkdir()
     for name in ("a", "b", "c"):
         colour_model(subs / f"{name}.onnx")
     reference = colour_model(tmp_path / "reference.onnx")
-    config = dataclasses.replace(fast_config(data, passes=5), repeat=1)
+    config = dataclasses.replace(fast_config(data, passes=5, audit=False), repeat=1)
     config = dataclasses.replace(config, meter=dataclasses.replace(config.meter, cooldown_s=1.0))
     summary = score_directory(subs, tmp_path / "out", config, BatchConfig(reference=reference, reference_every=2))
     assert summary.thermal.target_c == 41 and "idle temperature" in summary.thermal.source
@@ -108,11 +150,11 @@ def test_a_rematch_adds_runs_to_the_named_submissions_only(tmp_path, metered):
     subs.mkdir()
     for name in ("a", "b"):
         colour_model(subs / f"{name}.onnx")
-    config = dataclasses.replace(fast_config(data), repeat=2)
+    config = fast_config(data)  # one run each, then one more for a: three scorings, the fewest that show it
     score_directory(subs, tmp_path / "out", config)
     again = score_directory(subs, tmp_path / "out", config, BatchConfig(rematch=("a",)))
-    assert {item.name: item.runs for item in again.submissions} == {"a": [3, 4], "b": []}
+    assert {item.name: item.runs for item in again.submissions} == {"a": [2], "b": []}
     a = read_result(tmp_path / "out" / "a" / RESULT_NAME)
-    assert [run.index for run in a.runs] == [1, 2, 3, 4] and len(a.energy.repeats_j) == 4
-    assert a.audit is not None and a.audit.verdict == "pass"
-    assert len(read_result(tmp_path / "out" / "b" / RESULT_NAME).runs) == 2
+    assert [run.index for run in a.runs] == [1, 2] and len(a.energy.repeats_j) == 2
+    assert a.audit is not None and a.audit.verdict == "pass"  # run 1's audit stays with the result
+    assert len(read_result(tmp_path / "out" / "b" / RESULT_NAME).runs) == 1

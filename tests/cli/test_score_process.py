@@ -89,6 +89,7 @@ def _interrupted_lines(run: subprocess.CompletedProcess) -> list[str]:
     return lines
 
 
+@pytest.mark.slow  # a real `edl score` process interrupted
 def test_ctrl_c_leaves_no_folder_no_traceback_and_no_sampler(tmp_path, data):
     out = tmp_path / "results" / "x"
     run, _ = _interrupt_while_measuring(conv_model(tmp_path / "m.onnx"), data, out)
@@ -96,6 +97,7 @@ def test_ctrl_c_leaves_no_folder_no_traceback_and_no_sampler(tmp_path, data):
     assert not out.exists() and not out.parent.exists(), "the folders this run made are gone"
 
 
+@pytest.mark.slow  # a real `edl score` process interrupted
 def test_ctrl_c_keeps_an_earlier_result_and_its_files(tmp_path, data, cli):
     model, out = conv_model(tmp_path / "m.onnx"), tmp_path / "o"
     earlier = cli("score", model, "--data", data, "--passes", "1", "--idle-seconds", "0", "--cooldown", "0",
@@ -132,6 +134,7 @@ def test_a_failed_score_leaves_an_existing_folder_as_it_was(tmp_path, data, cli)
     assert (out / "samples-1.csv").read_text() == "an earlier run's samples\n"
 
 
+@pytest.mark.slow  # a real `edl score` process, its progress piped
 def test_piped_progress_prints_a_line_per_phase(tmp_path, data):
     process = _score(oracle_model(tmp_path / "m.onnx"), data, tmp_path / "o", "--passes", "2")
     _, stderr = process.communicate(timeout=120)

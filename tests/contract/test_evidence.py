@@ -311,6 +311,7 @@ def test_a_table_below_the_bound_is_no_lookup(tmp_path):
     assert findings == [], [f.line for f in findings]
 
 
+@pytest.mark.slow  # a real network converted to ONNX in the test (30-60 s each)
 @pytest.mark.parametrize("name", ["resnet20", "resnet32", "resnet44", "resnet56"])
 def test_the_shared_resnets_converted_fp32_and_fp16_show_nothing(tmp_path, shared_data, name):
     pytest.importorskip("torch", reason="the [torch] extra is not installed")
@@ -330,6 +331,7 @@ def test_the_shared_resnets_converted_fp32_and_fp16_show_nothing(tmp_path, share
         assert report.valid and report.evidence == [], [f.line for f in report.evidence]
 
 
+@pytest.mark.slow  # a real network converted to ONNX in the test (30-60 s each)
 def test_a_converted_keras_model_shows_nothing(tmp_path):
     keras = pytest.importorskip("keras", reason="the [tf] extra is not installed")
     from converters.common import ContractOptions

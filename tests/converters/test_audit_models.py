@@ -16,6 +16,7 @@ from evaluator.scoring.pipeline import score
 ROOT = Path(__file__).parents[2]
 SAMPLES = ["small_cnn.onnx", "resnet20.onnx", "resnet20.fp16.onnx"]
 RESNETS = ["resnet32", "resnet44", "resnet56"]  # resnet20: samples/resnet20.onnx is it, converted
+pytestmark = pytest.mark.slow  # real networks scored and audited on the real subset: 20-260 s each
 
 
 def _with_training(shared_data: Path):
@@ -68,7 +69,6 @@ def test_each_memoriser_of_the_real_test_set_is_caught(tmp_path, shared_data):
         assert caught_by <= _failing(result), (name, result.audit.reason)
 
 
-@pytest.mark.slow
 def test_a_converted_keras_model_trained_on_training_images_passes_every_check(tmp_path, shared_data):
     """Keras' own graph (after tf2onnx) is no memoriser either: trained briefly on the 4,000 training images."""
     keras = pytest.importorskip("keras", reason="the [tf] extra is not installed")

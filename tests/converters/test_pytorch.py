@@ -56,6 +56,7 @@ def test_pytorch_fp16_copy_is_verified_too(tmp_path):
     assert (tmp_path / "m.fp16.onnx").stat().st_size < (tmp_path / "m.onnx").stat().st_size
 
 
+@pytest.mark.slow  # a real converter process, torch imported in it
 def test_checkpoint_with_module_prefix_through_the_cli(tmp_path):
     from samples.cifar_resnet import resnet20
 
@@ -105,6 +106,7 @@ def test_a_long_key_list_is_cut_with_a_count(tmp_path):
     assert len(str(refused.value)) < 400
 
 
+@pytest.mark.slow  # a real converter process, torch imported in it
 def test_cli_refuses_a_bad_factory_without_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "converters.pytorch_to_onnx", "--model", "samples.cifar_resnet",
                           "--output", str(tmp_path / "x.onnx")], capture_output=True, text=True, cwd=ROOT)
@@ -126,6 +128,7 @@ def test_a_wrong_export_is_refused_with_a_named_error(tmp_path):
     assert not (tmp_path / "bad.onnx").exists()
 
 
+@pytest.mark.slow  # a real network converted and scored
 def test_resnet20_from_shared_weights_scores_915_of_1000(tmp_path, shared_data):
     from builders import fast_config
 
@@ -144,6 +147,7 @@ def test_resnet20_from_shared_weights_scores_915_of_1000(tmp_path, shared_data):
     assert result.correct == 915
 
 
+@pytest.mark.slow  # a real network scored on the real subset
 def test_committed_sample_is_what_the_readme_says(tmp_path, shared_data):
     """samples/small_cnn.onnx, trained by this project on the 4,000 shared training images: 743/1000."""
     from builders import fast_config

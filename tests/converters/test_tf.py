@@ -39,6 +39,7 @@ def test_keras_contract_forms(tmp_path, dtype, layout, batch):
     assert contract.batch_size(None)[0] == (batch or DEFAULT_BATCH_SIZE)
 
 
+@pytest.mark.slow  # real converter processes, tensorflow imported in each
 def test_keras_file_and_savedmodel_through_the_cli(tmp_path):
     model = _tiny_keras()
     model.save(tmp_path / "m.keras")
@@ -52,6 +53,7 @@ def test_keras_file_and_savedmodel_through_the_cli(tmp_path):
         assert check_submission(out).valid and check_submission(out.with_suffix(".fp16.onnx")).valid
 
 
+@pytest.mark.slow  # a real converter process, tensorflow imported in it
 def test_keras_missing_model_is_a_clear_error(tmp_path):
     run = subprocess.run([sys.executable, "-m", "converters.tf_to_onnx", "--model", str(tmp_path / "none.keras"),
                           "--output", str(tmp_path / "x.onnx")], capture_output=True, text=True, cwd=ROOT)

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import fake_pynvml
+import numpy as np
 import pytest
 from builders import PowercapTree
 
 from evaluator.errors import MeterError
-from evaluator.power.analysis import Window, counter_energy_j, domain_reading, largest_gap_s, load_samples
+from evaluator.power.analysis import (
+    AVERAGED_POWER_NOTE,
+    Window,
+    counter_energy_j,
+    domain_reading,
+    largest_gap_s,
+    load_samples,
+)
+from evaluator.power.base import ENERGY, POWER
 from evaluator.power.gpu import GpuIdentity
 from evaluator.power.meter import Meter, default_specs
 from evaluator.power.nvml import NvmlSpec
 from evaluator.power.rapl import RaplSpec
-from evaluator.power.sampler import Sampler
+from evaluator.power.sampler import SAMPLES_FORMAT, Sampler
 from evaluator.report.energy import run_energy
 
 
@@ -143,6 +154,43 @@ def test_a_stall_that_could_hide_a_rapl_wrap_invalidates_the_window(tmp_path):
         run_energy(samples, stalled, passes=1, images_per_pass=1)
 
 
+def _nvml_like_samples(path: Path, watts: float, power_note: str = "") -> Path:
+    """A samples file as the sampler writes it, every 10 ms over 2 s: a GPU energy counter that steps every 100 ms
+    (NVML's) and a power reading of ``watts`` (instant, or with nvml.py's note, the driver's running average)."""
+    t = np.arange(0.0, 2.0, 0.01)
+    counter = watts * np.floor(t / 0.1 + 1e-9) * 0.1
+    meta = {"format": SAMPLES_FORMAT, "period_s": 0.01, "shortest_wrap_s": None, "unavailable": {},
+            "channels": [{"name": "gpu0_energy_j", "domain": "gpu", "kind": ENERGY, "note": ""},
+                         {"name": "gpu0_power_w", "domain": "gpu", "kind": POWER, "note": power_note}]}
+    rows = [f"{x:.6f},{j:.6f},{watts:.6f}" for x, j in zip(t, counter, strict=True)]
+    path.write_text("\n".join(["# " + json.dumps(meta), "t_s,gpu0_energy_j,gpu0_power_w", *rows, "# end"]) + "\n")
+    return path
+
+
+def test_per_pass_joules_come_from_instant_power_where_the_counter_steps_every_100_ms(tmp_path):
+    """NVML's counter steps every 100 ms; passes of 15-60 ms read it -100 %..+500 % off, instant power exactly."""
+    samples = load_samples(_nvml_like_samples(tmp_path / "s.csv", 200.0))
+    measured = Window("measured", 0.2, 1.7)
+    passes = [Window(f"pass{i}", start, start + length) for i, (start, length) in enumerate(_pass_edges(measured))]
+    report, _ = run_energy(samples, measured, len(passes), 1, pass_windows=passes)
+    assert report.passes_j_method == {"gpu": "integrated instant power"}
+    assert report.sample_period_achieved_s == pytest.approx(0.01)
+    assert report.passes_j == pytest.approx([200.0 * w.seconds for w in passes], rel=1e-6)
+    counter = [domain_reading(samples, "gpu", w).joules / (200.0 * w.seconds) - 1 for w in passes]
+    assert min(counter) < -0.5 and max(counter) > 0.5
+
+
+def test_driver_averaged_power_leaves_a_stepping_counter_out_of_the_passes(tmp_path):
+    samples = load_samples(_nvml_like_samples(tmp_path / "s.csv", 200.0, power_note=AVERAGED_POWER_NOTE))
+    measured = Window("measured", 0.2, 1.2)
+    passes = [Window(f"pass{i}", start, start + length) for i, (start, length) in enumerate(_pass_edges(measured))]
+    report, warnings = run_energy(samples, measured, len(passes), 1, pass_windows=passes)
+    assert report.passes_j_method["gpu"].startswith("left out: its energy counter moves only every 0.100 s")
+    assert report.passes_j == [None] * len(passes) and report.gpu_j == pytest.approx(200 * measured.seconds, rel=0.2)
+    assert any("per-pass joules leave out gpu" in w for w in warnings)
+
+
+@pytest.mark.slow  # the wiring: the fake NVML's stepping counter and instant power, through a live sampler
 def test_per_pass_joules_of_a_stepping_nvml_counter_come_from_instant_power(tmp_path, fake_gpu):
     """NVML's counter steps every 100 ms; passes of 15-60 ms read it -100 %..+500 % off, instant power exactly."""
     fake_gpu(watts=200.0, step_s=0.1)
@@ -160,6 +208,7 @@ def test_per_pass_joules_of_a_stepping_nvml_counter_come_from_instant_power(tmp_
     assert min(counter) < -0.5 and max(counter) > 0.5
 
 
+@pytest.mark.slow  # the wiring: nvml.py notes driver-averaged power and the sampler records the note
 def test_driver_averaged_power_is_not_instant_power_for_passes(tmp_path, fake_gpu):
     fake_gpu(watts=200.0, step_s=0.1, mode="no_instant")
     with Sampler(default_specs((0,), "fake_pynvml"), tmp_path / "s.csv", 0.01) as sampler:

@@ -63,6 +63,7 @@ def test_html_is_self_contained(example_dir):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_html_in_headless_chromium(example_dir, tmp_path):
     page = tmp_path / "board.html"

@@ -54,7 +54,8 @@ def dataset(tmp_path):
 )
 def test_exact_accuracy_in_every_form(tmp_path, dataset, dtype, layout, output, batch, batch_size, padding, batches):
     model = oracle_model(tmp_path / "m.onnx", dtype, layout, output, batch=batch)
-    result = score(model, fast_config(dataset, runtime=RuntimeConfig(batch_size=batch_size)), tmp_path / "out")
+    result = score(model, fast_config(dataset, runtime=RuntimeConfig(batch_size=batch_size), audit=False),
+                   tmp_path / "out")
     assert result.correct == 917 and result.accuracy == pytest.approx(0.917)
     assert result.category == pytest.approx(0.90)
     run = result.runs[0]
@@ -67,7 +68,7 @@ def test_exact_accuracy_in_every_form(tmp_path, dataset, dtype, layout, output, 
 
 
 def test_missing_meters_are_null_with_reasons_never_zero(tmp_path, dataset):
-    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset), tmp_path / "o")
+    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, audit=False), tmp_path / "o")
     energy = result.runs[0].energy
     assert result.total_j is None and energy.gpu_j is None and energy.cpu_j is None
     assert "NVML cannot initialise" in energy.missing_domains["gpu"]
@@ -76,14 +77,14 @@ def test_missing_meters_are_null_with_reasons_never_zero(tmp_path, dataset):
 
 
 def test_no_meter_says_so(tmp_path, dataset):
-    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, enabled=False), tmp_path / "o")
+    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, enabled=False, audit=False), tmp_path / "o")
     assert result.total_j is None and result.energy.reason == "metering was switched off (--no-meter)"
     assert result.runs[0].samples is None and not (tmp_path / "o" / "samples-1.csv").exists()
 
 
 def test_metadata_batch_size_is_used(tmp_path, dataset):
     result = score(oracle_model(tmp_path / "m.onnx", metadata_batch=128),
-                   fast_config(dataset, runtime=RuntimeConfig(batch_size=999)), tmp_path / "o")
+                   fast_config(dataset, runtime=RuntimeConfig(batch_size=999), audit=False), tmp_path / "o")
     assert (result.batch_size, result.batch_size_rule) == (128, "metadata_props edl.batch_size")
 
 
@@ -91,7 +92,8 @@ def test_cuda_requested_but_unavailable_fails_loudly(tmp_path, dataset):
     if cuda_unavailable_reason() is None:
         pytest.skip("CUDA is available here; the refusal path cannot be shown")
     with pytest.raises(ProviderError, match="--provider cuda was asked for"):
-        score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, runtime=RuntimeConfig(provider="cuda")),
+        score(oracle_model(tmp_path / "m.onnx"),
+              fast_config(dataset, runtime=RuntimeConfig(provider="cuda"), audit=False),
               tmp_path / "out")
     assert not (tmp_path / "out" / RESULT_NAME).exists()
 
@@ -100,23 +102,24 @@ def test_invalid_submission_is_refused_before_anything_runs(tmp_path, dataset):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"")
     with pytest.raises(SubmissionError, match="empty"):
-        score(bad, fast_config(dataset), tmp_path / "o")
+        score(bad, fast_config(dataset, audit=False), tmp_path / "o")
     assert not (tmp_path / "o").exists()
 
 
 def test_other_data_than_the_batch_resolved_is_refused(tmp_path, dataset):
     other = DataRecord(fingerprint="0" * 64, images=1000, official=True, source="elsewhere")
     with pytest.raises(DataError, match="not the one the batch resolved"):
-        score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset), tmp_path / "o", resolved_data=other)
+        score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, audit=False), tmp_path / "o", resolved_data=other)
 
 
 def test_the_data_a_batch_resolved_is_recorded_as_it_resolved_it(tmp_path, dataset):
     """A Ray host gets the bytes in a temporary file it cannot verify; the same bytes are the driver's test set."""
     copy = save_npz(tmp_path / "host-copy.npz", *oracle_images(1000, correct=917))
-    resolved = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset), tmp_path / "driver").data
+    resolved = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, audit=False), tmp_path / "driver").data
     assert resolved is not None and not resolved.official
     verified = dataclasses.replace(resolved, official=True, source="official download (md5 verified)")
-    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(copy), tmp_path / "o", resolved_data=verified)
+    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(copy, audit=False),
+                   tmp_path / "o", resolved_data=verified)
     assert result.data == verified
     assert not any(w.startswith("data:") for w in result.warnings)
 
@@ -128,7 +131,7 @@ def test_runtime_output_shape_is_checked(tmp_path, dataset):
     model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "K"
     save(model, tmp_path / "lying.onnx")
     with pytest.raises(SubmissionError, match="contract needs"):
-        score(tmp_path / "lying.onnx", fast_config(dataset), tmp_path / "o")
+        score(tmp_path / "lying.onnx", fast_config(dataset, audit=False), tmp_path / "o")
 
 
 def test_runtime_failure_is_a_submission_error(tmp_path, dataset):
@@ -138,7 +141,8 @@ def test_runtime_failure_is_a_submission_error(tmp_path, dataset):
     save(model, tmp_path / "bad.onnx")
     assert check_submission(tmp_path / "bad.onnx").valid
     with pytest.raises(SubmissionError, match="onnxruntime failed while running the model"):
-        score(tmp_path / "bad.onnx", fast_config(dataset, runtime=RuntimeConfig(batch_size=3)), tmp_path / "o")
+        score(tmp_path / "bad.onnx", fast_config(dataset, runtime=RuntimeConfig(batch_size=3), audit=False),
+              tmp_path / "o")
 
 
 def test_nondeterministic_model_reports_differing_passes(tmp_path, dataset):
@@ -153,11 +157,12 @@ def test_nondeterministic_model_reports_differing_passes(tmp_path, dataset):
     inits = [onnx.numpy_helper.from_array(np.array([v], np.int64), n) for n, v in (("s", 0), ("e", 10), ("a", 1))]
     graph = helper.make_graph(nodes, "random", [x], [y], inits)
     path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "random.onnx")
-    result = score(path, fast_config(dataset, passes=3), tmp_path / "o")
+    result = score(path, fast_config(dataset, passes=3, audit=False), tmp_path / "o")
     assert result.runs[0].prediction_mismatch_passes == [1, 2]
     assert any("predicted differently" in w for w in result.warnings)
 
 
+@pytest.mark.slow  # a live sampler over a 2.5 s window and a plot: the end-to-end proof of the arithmetic
 def test_score_with_fake_meters_reports_watts_times_seconds(tmp_path, fake_gpu, monkeypatch):
     """Counters advancing at known watts while edl score runs: joules = watts x seconds."""
     fake_gpu(watts=120.0, step_s=0.1)  # NVML-like 100 ms counter steps
@@ -167,7 +172,7 @@ def test_score_with_fake_meters_reports_watts_times_seconds(tmp_path, fake_gpu, 
     passes = passes_lasting(model, images=1000, seconds=2.5)
     with PowercapTree(tmp_path / "pc", package_watts=[45.0, 30.0], dram_watts=6.0) as tree:
         monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
-        result = score(model, fast_config(data, passes=passes, idle_s=1.0, plot=True), tmp_path / "out")
+        result = score(model, fast_config(data, passes=passes, idle_s=1.0, plot=True, audit=False), tmp_path / "out")
     run = result.runs[0]
     energy, seconds = run.energy, run.seconds
     assert seconds > 1.5, f"{passes} passes lasted {seconds:.2f} s: the window is too short to test joules"
@@ -200,7 +205,7 @@ def test_sampler_killed_mid_run_invalidates_the_measurement(tmp_path, dataset, f
     killer = threading.Thread(target=kill_sampler)
     killer.start()
     with pytest.raises(MeterError, match="died during the run"):
-        score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=300), tmp_path / "o")
+        score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=300, audit=False), tmp_path / "o")
     killer.join()
     assert not (tmp_path / "o" / RESULT_NAME).exists()
 
@@ -208,10 +213,11 @@ def test_sampler_killed_mid_run_invalidates_the_measurement(tmp_path, dataset, f
 def test_exclusive_refuses_when_others_use_the_gpu(tmp_path, dataset, fake_gpu, monkeypatch):
     fake_gpu()
     monkeypatch.setenv("FAKE_NVML_PIDS", "4242")
-    result = score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1), tmp_path / "o")
+    result = score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1, audit=False), tmp_path / "o")
     assert any("pids [4242]" in w for w in result.warnings)
     with pytest.raises(MeterError, match="--exclusive refuses"):
-        score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1, exclusive=True), tmp_path / "o2")
+        score(conv_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1, exclusive=True, audit=False),
+              tmp_path / "o2")
 
 
 def test_real_subset_with_oracle_labels(tmp_path, shared_data):
@@ -221,7 +227,7 @@ def test_real_subset_with_oracle_labels(tmp_path, shared_data):
     images[:, 0, :10, 0] = 0
     images[np.arange(1000), 0, labels, 0] = 255
     path = save_npz(tmp_path / "marked.npz", images, labels)
-    result = score(oracle_model(tmp_path / "m.onnx", "uint8", "NHWC"), fast_config(path), tmp_path / "o")
+    result = score(oracle_model(tmp_path / "m.onnx", "uint8", "NHWC"), fast_config(path, audit=False), tmp_path / "o")
     assert result.correct == 1000 and result.category == pytest.approx(0.99)
 
 
@@ -275,8 +281,8 @@ def test_idle_gpu_watts_do_not_count_the_priming_pass_s_last_counter_step(tmp_pa
     progress = profiled_gpu(step_s=0.1)
     images, labels = oracle_images(1000, correct=950)
     data = save_npz(tmp_path / "d.npz", images, labels)
-    result = score(conv_model(tmp_path / "m.onnx"), fast_config(data, passes=3, idle_s=1.5), tmp_path / "out",
-                   sink=progress)
+    result = score(conv_model(tmp_path / "m.onnx"), fast_config(data, passes=3, idle_s=1.5, audit=False),
+                   tmp_path / "out", sink=progress)
     idle = result.runs[0].energy.idle
     assert idle is not None and idle.watts["gpu"] == pytest.approx(IDLE_W, rel=0.02)
 
@@ -286,7 +292,7 @@ def test_the_last_short_passes_are_not_read_towards_the_idle_after_the_work(tmp_
     progress = profiled_gpu()
     images, labels = oracle_images(200, correct=190)
     data = save_npz(tmp_path / "d.npz", images, labels)
-    config = fast_config(data, passes=40, sample_period_ms=50.0)
+    config = fast_config(data, passes=40, sample_period_ms=50.0, audit=False)
     run = score(conv_model(tmp_path / "m.onnx"), config, tmp_path / "out", sink=progress).runs[0]
     passes = [w for w in run.windows if w.name.startswith("pass")]
     ratios = [j / (WORK_W * (w.end_s - w.start_s)) for j, w in zip(run.energy.passes_j, passes, strict=True)]
@@ -299,7 +305,8 @@ def test_no_meter_skips_the_idle_wait_and_says_so(tmp_path, dataset):
     """No NVML, no RAPL: nothing would measure the idle baseline; the wait is skipped (11.6 s -> ~1 s)."""
     events: list[Event] = []
     start = time.monotonic()
-    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1, idle_s=10.0), tmp_path / "o",
+    result = score(oracle_model(tmp_path / "m.onnx"), fast_config(dataset, passes=1, idle_s=10.0, audit=False),
+                   tmp_path / "o",
                    events.append)
     assert time.monotonic() - start < 8.0
     idle = result.runs[0].energy.idle
@@ -312,7 +319,7 @@ def test_no_meter_skips_the_idle_wait_and_says_so(tmp_path, dataset):
 def test_the_cool_down_and_idle_waits_count_down_their_time_left(tmp_path, dataset, fake_gpu):
     fake_gpu(temps="60,60,60,55,50,41")
     events: list[Event] = []
-    config = fast_config(dataset, passes=1, idle_s=1.0, cooldown_s=10.0, target_temp_c=40.0)
+    config = fast_config(dataset, passes=1, idle_s=1.0, cooldown_s=10.0, target_temp_c=40.0, audit=False)
     score(oracle_model(tmp_path / "m.onnx"), config, tmp_path / "o", events.append)
     waits = [event for event in events if isinstance(event, Waiting)]
     assert [w.waiting_for for w in waits][:1] == ["cooldown"] and waits[0].seconds_left == 10.0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from builders import conv_model, fast_config, oracle_images, save_npz
 
 from evaluator.config import MeterConfig
+from evaluator.events import Event
 from evaluator.scoring.cooldown import GpuWatch, cool_down, settled
 from evaluator.scoring.pipeline import score
 
@@ -14,7 +16,32 @@ def _dataset(tmp_path):
     return save_npz(tmp_path / "d.npz", images, labels)
 
 
+def test_cooldown_polls_until_the_target_band_and_records_where_it_started_and_ended(fake_gpu):
+    fake_gpu(temps="70,66,61,55,49,44")
+    slept: list[float] = []
+    record = cool_down(GpuWatch(0), MeterConfig(cooldown_s=30, target_temp_c=47.0, temp_band_c=2.0),
+                       sleep=slept.append)
+    assert record.start_c == 70 and record.end_c == 49 and record.reached is True  # 49 is within 2 of 47
+    assert slept == [1.0, 1.0, 1.0] and record.target_c == 47.0 and record.band_c == 2.0  # read 66, 61, 55, then 49
+
+
+def test_a_cooldown_that_starts_in_the_band_does_not_wait(fake_gpu):
+    fake_gpu(temps="45")
+    slept: list[float] = []
+    record = cool_down(GpuWatch(0), MeterConfig(cooldown_s=30, target_temp_c=50.0), sleep=slept.append)
+    assert record.reached is True and slept == [] and record.waited_s == 0.0
+
+
+def test_a_disabled_cooldown_reads_the_temperature_and_says_so(fake_gpu):
+    fake_gpu(temps="70")
+    told: list[Event] = []
+    record = cool_down(GpuWatch(0), MeterConfig(cooldown_s=0, target_temp_c=50.0), told.append)
+    assert record.skipped == "cool-down disabled" and record.start_c == 70 and told == []  # no countdown shown
+
+
+@pytest.mark.slow
 def test_cooldown_waits_for_the_target_temperature(tmp_path, fake_gpu):
+    """The wiring: a scoring cools down after its first GPU reading and records it as a window of its own."""
     fake_gpu(temps="70,66,61,55,49,44")
     result = score(conv_model(tmp_path / "m.onnx"), fast_config(_dataset(tmp_path), passes=1, cooldown_s=30,
                                                                 target_temp_c=50.0), tmp_path / "o")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 from builders import PowercapTree, conv_model, fast_config, oracle_images, oracle_model, save_npz
@@ -15,14 +16,23 @@ from evaluator.scoring.pipeline import score
 from evaluator.scoring.verify import VerifyOptions, verify_result
 
 
-@pytest.fixture
-def scored(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def scored_once(module_env, tmp_path_factory):
+    """One real scoring under a fake RAPL tree for the whole module: each test edits a copy of it."""
+    folder = tmp_path_factory.mktemp("verify")
     images, labels = oracle_images(1000, correct=990)
-    monkeypatch.setenv("EDL_POWERCAP_ROOT", str(tmp_path / "pc"))
-    with PowercapTree(tmp_path / "pc", package_watts=[50.0]):
-        score(conv_model(tmp_path / "m.onnx"), fast_config(save_npz(tmp_path / "d.npz", images, labels), passes=20,
-                                                           idle_s=0.3), tmp_path / "o")
-    return tmp_path / "o" / RESULT_NAME
+    module_env.setenv("EDL_POWERCAP_ROOT", str(folder / "pc"))
+    with PowercapTree(folder / "pc", package_watts=[50.0]):
+        score(conv_model(folder / "m.onnx"), fast_config(save_npz(folder / "d.npz", images, labels), passes=20,
+                                                         idle_s=0.3), folder / "o")
+    return folder
+
+
+@pytest.fixture
+def scored(scored_once, tmp_path):
+    """A copy of the module's scored result (its model, data and samples beside it, as scored)."""
+    copy = shutil.copytree(scored_once, tmp_path / "scored", ignore=shutil.ignore_patterns("pc"))
+    return copy / "o" / RESULT_NAME
 
 
 def _outcomes(path, model=None) -> dict[str, str]:

@@ -1,0 +1,204 @@
+"""The worker scores real models through score-dir's machinery into the competition's results root and records each
+outcome once: scored with its progress and the server's CPU time per run, a time-out failed with its reason."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import sqlite3
+import threading
+import time
+
+import pytest
+from builders import endless_loop_model, oracle_model
+
+from evaluator.events import ImagesDone, PhaseFinished, PhaseStarted, RunPlaced, SubmissionsDone, Waiting
+from evaluator.report.reader import read_result
+from evaluator.report.result import RESULT_NAME
+from evaluator.serve.competition import open_store
+from evaluator.serve.window import process_cpu_s
+from evaluator.serve.worker import Worker, fault_of
+
+
+def _queue(store, competition, team, path):
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    upload = competition.uploads / f"{digest}.onnx"
+    upload.write_bytes(content)
+    submission, _ = store.receive(team, digest, len(content), upload)
+    return store.mark_checked(submission.id, [])
+
+
+def _team(store, name="alpha"):
+    return store.team_by_token(store.add_team(name))
+
+
+def test_a_queued_model_is_scored_signed_and_recorded_with_its_progress(tmp_path, make_competition, cli):
+    competition = make_competition(repeat=2)
+    store = open_store(competition)
+    team = _team(store)
+    submission = _queue(store, competition, team, oracle_model(tmp_path / "m.onnx"))
+    seen_open = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=lambda: [seen_open.append(store.window_open()) or stop.wait(0.05)
+                                               for _ in iter(lambda: stop.is_set(), True)])
+    watcher.start()
+    done = Worker(competition, watch_pid=os.getpid()).run_once()
+    stop.set()
+    watcher.join()
+    assert done is not None and done.id == submission.id and done.state == "scored", done.reason
+    assert done.result_folder == submission.name and f"scored: result {submission.name}" in done.log_tail
+    result = read_result(competition.results / submission.name / RESULT_NAME)
+    assert result.scored and result.correct == 480 and result.model.sha256 == submission.sha256
+    assert result.signature is not None  # the competition's own key, made by init
+    assert [run.index for run in result.runs] == [1, 2]
+    assert all(isinstance(run.fairness.service_cpu_s, float) and run.fairness.service_cpu_s >= 0
+               for run in result.runs)
+    assert any(seen_open) and not store.window_open()
+    events = store.events_of(submission.id)
+    assert events[0] == PhaseStarted("scoring", total_passes=4) and isinstance(events[-1], PhaseFinished)
+    assert [event.run for event in events if isinstance(event, RunPlaced)] == [1, 2]
+    assert [(event.done, event.total) for event in events if isinstance(event, SubmissionsDone)] == [(1, 2), (2, 2)]
+    progress = store.latest_progress(submission.id)
+    assert (progress.done_runs, progress.total_runs) == (2, 2)
+    assert store.quota(team).used_total == 1
+    board = cli("leaderboard", competition.results, "--format", "json", "--allow-unaudited")
+    assert board.exit_code == 0, board.stderr
+    assert submission.name in board.stdout
+    verified = cli("verify", competition.results / submission.name / RESULT_NAME, "--public-key",
+                   competition.root / "keys" / "edl-signing.pub")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.slow
+def test_a_scoring_over_its_timeout_fails_with_its_reason_and_the_next_starts(tmp_path, make_competition):
+    competition = make_competition(timeout_s=10)
+    store = open_store(competition)
+    team = _team(store)
+    endless = _queue(store, competition, team, endless_loop_model(tmp_path / "endless.onnx"))
+    good = _queue(store, competition, team, oracle_model(tmp_path / "good.onnx"))
+    worker = Worker(competition)
+    failed = worker.run_once()
+    assert failed.id == endless.id and failed.state == "failed" and failed.fault == "team"
+    assert "timed out after 10 s" in failed.reason and "make the model faster" in failed.reason
+    assert "timed out" in failed.log_tail
+    scored = worker.run_once()
+    assert scored.id == good.id and scored.state == "scored"
+    assert worker.run_once() is None
+    assert store.quota(team).used_total == 2  # a time-out is the model's: it counts
+    store.requeue(endless.id)  # the organiser's re-run measures again: the earlier failure goes to the archive
+    again = worker.run_once()
+    assert again.id == endless.id and again.state == "failed" and "timed out after 10 s" in again.reason
+    assert "an earlier failure" in again.log_tail and list(competition.results.glob(f"_archive/*/{endless.name}"))
+    assert store.quota(team).used_total == 2  # the same submission: counted once
+
+
+def test_a_re_run_of_a_scored_submission_records_its_result_once(tmp_path, make_competition):
+    competition = make_competition()
+    store = open_store(competition)
+    submission = _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    worker = Worker(competition)
+    worker.run_once()
+    store.requeue(submission.id)
+    again = worker.run_once()
+    assert again.state == "scored" and again.result_folder == submission.name
+    assert [state for state, _, _ in store.history(submission.id)].count("scored") == 2
+    assert sqlite3.connect(competition.db).execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+
+
+def test_another_teams_copy_is_not_measured_twice(tmp_path, make_competition):
+    competition = make_competition()
+    store = open_store(competition)
+    model = oracle_model(tmp_path / "m.onnx")
+    first = _queue(store, competition, _team(store, "alpha"), model)
+    copy = _queue(store, competition, _team(store, "beta"), model)
+    worker = Worker(competition)
+    worker.run_once()
+    linked = worker.run_once()
+    assert linked.id == copy.id and linked.state == "scored" and linked.result_folder == first.name
+    assert linked.duplicate_of == first.id
+    assert sorted(p.name for p in competition.results.iterdir() if not p.name.startswith(("_", "."))) == [
+        first.name, "batch.json"]
+
+
+def test_the_organisers_side_is_told_apart_from_the_teams():
+    assert fault_of("the power sampler died during the run (exit code -9)") == "organiser"
+    assert fault_of("timed out after 4 s (--timeout); the scoring process was killed") == "team"
+    assert fault_of("the scoring process died with SIGKILL (killed: out of memory?)") == "team"
+
+
+def test_process_cpu_time_is_read_from_proc():
+    before = process_cpu_s(os.getpid())
+    sum(i * i for i in range(2_000_000))
+    assert process_cpu_s(os.getpid()) > before
+    assert process_cpu_s(2**22 + 12345) is None and process_cpu_s(None) is None
+
+
+def test_counts_are_stored_at_most_every_few_seconds_and_runs_lap_the_cpu(store, team, upload, monkeypatch):
+    from evaluator.serve import recorder as recorder_module
+    from evaluator.serve.recorder import ProgressRecorder
+    from evaluator.serve.window import RunWindows
+
+    now = [100.0]
+    monkeypatch.setattr(recorder_module.time, "monotonic", lambda: now[0])
+    submission, _ = upload(team.team, b"m")
+    passed, lines = [], []
+    windows = RunWindows(os.getpid())
+    windows.start()
+    record = ProgressRecorder(store, submission.id, lines.append, windows, passed.append)
+    record(PhaseStarted("warmup", 1000, 200))
+    for done in range(1, 201):  # one count per pass, a pass every 0.1 s
+        now[0] += 0.1
+        record(ImagesDone("warmup", done * 5, 1000, done, 200))
+    record(PhaseFinished("warmup", 20.0))
+    stored = store.events_of(submission.id)
+    counts = [event.done_passes for event in stored if isinstance(event, ImagesDone)]
+    assert len(passed) == 202 and len(stored) == len(lines) < 10  # every event onward, few stored
+    assert counts[0] == 1 and counts[-1] == 200  # the first, and the latest kept for the next phase change
+    assert all(b - a >= 49 for a, b in itertools.pairwise(counts[:-1]))  # none closer than 5 s (50 passes) apart
+    before = len(stored)
+    record(PhaseStarted("pass", 1000, 200))
+    for done in range(1, 201):
+        now[0] += 0.1
+        record(ImagesDone("pass", done * 5, 1000, done, 200))
+    assert len(store.events_of(submission.id)) == before  # nothing written while the passes are measured
+    record(PhaseFinished("pass", 20.0))
+    assert [type(e) for e in store.events_of(submission.id)[before:]] == [PhaseStarted, ImagesDone, PhaseFinished]
+    assert store.latest_progress(submission.id).done_passes == 200
+    record(Waiting("idle_baseline", 3.0))
+    record(Waiting("idle_baseline", 2.0))
+    assert len(store.events_of(submission.id)) == before + 3
+    record(RunPlaced("alpha-1", 1, "host-a"))  # a run's end stores what was held (a run that died mid-window)
+    record(SubmissionsDone("alpha-1", 1, 1))
+    assert [type(e) for e in store.events_of(submission.id)[before + 3:]] == [Waiting, RunPlaced, SubmissionsDone]
+    assert windows.by_run.keys() == {("alpha-1", 1)} and windows.by_run[("alpha-1", 1)] >= 0
+
+
+def test_a_result_published_by_a_worker_that_died_before_recording_it_is_recorded_not_measured(tmp_path,
+                                                                                               make_competition):
+    from evaluator.batch.directory import score_directory
+
+    competition = make_competition()
+    store = open_store(competition)
+    submission = _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    claimed = store.claim("died", competition.settings.lease_s)
+    folder = competition.work / claimed.name
+    folder.mkdir(parents=True)
+    (folder / f"{claimed.name}.onnx").write_bytes(claimed.path.read_bytes())
+    score_directory(folder, competition.results, competition.settings.score, competition.settings.batch,
+                    secrets=competition.secrets())  # the dead worker got this far: the result is published
+    store.clock = lambda: time.time() + 10 * competition.settings.lease_s  # its lease runs out
+    done = Worker(competition, store=store).run_once()
+    assert done.id == submission.id and done.state == "scored" and done.lease_expiries == 1
+    assert "runs [] on no host" in done.log_tail  # nothing measured again
+    assert read_result(competition.results / submission.name / RESULT_NAME).scored
+
+
+def test_the_worker_process_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    from evaluator.serve.worker import main
+
+    assert main([]) == 2 and capsys.readouterr().err.startswith("error: usage: python -m evaluator.serve.worker")
+    assert main([str(tmp_path), "--watch-pid", "x"]) == 2 and "--watch-pid 'x'" in capsys.readouterr().err
+    assert main([str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"run edl competition init {tmp_path / 'none'}")
