@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from evaluator.errors import UsageError
+from evaluator.fileio import write_owner_only
 from evaluator.report.signing import PRIVATE_NAME, init_keys
 from evaluator.serve.settings import SETTINGS_NAME, Competition, CompetitionSettings, load_competition, write_settings
 from evaluator.serve.store import Limits, Store
@@ -15,13 +15,6 @@ from evaluator.serve.store import Limits, Store
 def open_store(competition: Competition) -> Store:
     settings = competition.settings
     return Store(competition.db, Limits(settings.per_day, settings.in_total, settings.max_queued))
-
-
-def _owner_only(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text + "\n")
 
 
 def init_competition(root: Path, settings: CompetitionSettings) -> tuple[Competition, str]:
@@ -43,7 +36,8 @@ def init_competition(root: Path, settings: CompetitionSettings) -> tuple[Competi
         init_keys(root / key_file.parent)
     secret_file = settings.audit_secret_file
     if secret_file is not None and not secret_file.is_absolute() and not (root / secret_file).exists():
-        _owner_only(root / secret_file, secrets.token_urlsafe(32))
+        (root / secret_file).parent.mkdir(parents=True, exist_ok=True)
+        write_owner_only(root / secret_file, (secrets.token_urlsafe(32) + "\n").encode())
     write_settings(root, settings)
     competition = load_competition(root)
     for folder in competition.folders():

@@ -107,7 +107,7 @@ def final_board(competition: Competition) -> Leaderboard:
     secrets = competition.secrets()
     public = load_public(secrets.signing_key.parent / PUBLIC_NAME) if secrets.signing_key is not None else None
     return rank(load_results(competition.final_results, public), settings.thresholds,
-                allow_unaudited=settings.score.audit.audit_copies == 0)
+                allow_unaudited=settings.score.audit.off)
 
 
 def final_scoring(competition: Competition, store: Store) -> FinalOutcome:
