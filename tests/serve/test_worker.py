@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import os
 import sqlite3
 import subprocess
@@ -305,3 +306,61 @@ def test_the_service_cpu_counts_the_watched_process_tree_but_not_the_measurement
         child.kill()
         child.wait()
     assert tree_cpu_s(2**22 + 12345) is None and tree_cpu_s(None) is None
+
+
+# --- the Ray backend through the worker ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_worker_scores_on_a_local_ray_instance(tmp_path, make_competition, monkeypatch):
+    """``backend = "ray"`` in the competition's settings: the worker's scoring starts a local Ray instance (no
+    address), scores there, records the result and the server's CPU over the whole run (the runs' own events stay
+    on their hosts); the flag is closed again afterwards."""
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    from evaluator.config import BatchConfig
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    competition = make_competition(batch=BatchConfig(backend="ray", timeout_s=300.0))
+    store = open_store(competition)
+    submission = _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    seen = []
+    done = Worker(competition, watch_pid=os.getpid(), sink=lambda event: seen.append((event, store.window_open()))
+                  ).run_once()
+    assert done is not None and done.state == "scored", (done.reason, done.log_tail)
+    result = read_result(competition.results / submission.name / RESULT_NAME)
+    assert result.scored and result.correct == 480
+    assert isinstance(result.runs[0].fairness.service_cpu_s, float)
+    assert _flag_along(seen, lambda e: isinstance(e, RunPlaced)) == [True]
+    assert json.loads((competition.results / "batch.json").read_text())["backend"] == "ray"
+    assert not store.window_open()
+
+
+@pytest.mark.slow
+def test_edl_serve_with_the_ray_backend_scores_an_upload(tmp_path, make_competition, monkeypatch):
+    """``edl serve`` (its worker process) with ``backend = "ray"`` read from competition.toml: an upload by
+    ``edl submit`` is scored on a local Ray instance the worker starts."""
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    import httpx
+    from serve.web_fixtures import bearer, server_process
+
+    from evaluator.config import BatchConfig
+    from evaluator.serve.settings import load_competition
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    competition = make_competition(batch=BatchConfig(backend="ray", timeout_s=300.0))
+    assert load_competition(competition.root).settings.batch.backend == "ray"  # as the file says
+    token = open_store(competition).add_team("alpha")
+    with server_process(competition.root) as (url, _):
+        sent = subprocess.run([sys.executable, "-m", "evaluator", "submit", str(oracle_model(tmp_path / "m.onnx")),
+                               "--server", url, "--token", token], capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0 and "queued, position 1" in sent.stdout, sent.stdout + sent.stderr
+        deadline, detail = time.monotonic() + 240, {}
+        while time.monotonic() < deadline:
+            detail = httpx.get(f"{url}/api/submissions/1", headers=bearer(token)).json()
+            if detail["state"] in ("scored", "failed"):
+                break
+            time.sleep(1)
+    assert detail["state"] == "scored", detail
+    assert json.loads((competition.results / "batch.json").read_text())["backend"] == "ray"  # not the local one
+    assert detail["result"]["accuracy"] == 0.96 and detail["result"]["signed"]
+    assert all(s is not None and s >= 0 for s in detail["result"]["service_cpu_s"])
