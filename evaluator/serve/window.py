@@ -52,7 +52,8 @@ def process_cpu_s(pid: int | None) -> float | None:
 
 
 def _children() -> dict[int, list[int]]:
-    """Every process's children, from the parent pid in each /proc/PID/stat."""
+    """Every process's children, from the parent pid in each /proc/PID/stat (about 5 ms of CPU for 90 processes,
+    read at a window's edges only; /proc/PID/task/*/children is not in every kernel)."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
