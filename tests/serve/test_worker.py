@@ -364,3 +364,21 @@ def test_edl_serve_with_the_ray_backend_scores_an_upload(tmp_path, make_competit
     assert json.loads((competition.results / "batch.json").read_text())["backend"] == "ray"  # not the local one
     assert detail["result"]["accuracy"] == 0.96 and detail["result"]["signed"]
     assert all(s is not None and s >= 0 for s in detail["result"]["service_cpu_s"])
+
+
+def test_with_ray_each_run_in_flight_holds_the_window_and_gets_the_cpu_spent_while_it_flies(store):
+    from evaluator.serve.window import RunWindows, WindowFlag
+
+    windows = RunWindows(os.getpid(), WindowFlag(store, "w", 60.0), whole_runs=True)
+    windows.observe(PhaseStarted("pass"))  # a host's phases never reach the driver; were one to, it changes nothing
+    assert not store.window_open()
+    windows.observe(RunPlaced("a", 1, "host-a"))
+    windows.observe(RunPlaced("b", 1, "host-b"))
+    assert store.window_open()
+    sum(i * i for i in range(3_000_000))  # CPU while both fly
+    windows.observe(SubmissionsDone("a", 1, 2, 1, "host-a"))
+    assert store.window_open()  # b still flies
+    windows.observe(SubmissionsDone("b", 2, 2, 1, "host-b"))
+    assert not store.window_open()
+    a, b = windows.by_run[("a", 1)], windows.by_run[("b", 1)]
+    assert a > 0.05 and b > 0.05 and abs(a - b) < 0.05  # each got the time both flew (a alone a moment more)
