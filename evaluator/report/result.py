@@ -176,8 +176,10 @@ class Fairness:
     gpu_unavailable: str | None = field(metadata=doc("why no GPU could be read here (NoGpu's reason), if so"))
     cooldown: Cooldown
     service_cpu_s: float | None = field(default=None, metadata=doc(
-        "edl serve: CPU seconds the web server used while this run was scored (an upper bound of its share of the "
-        "measured window); null: not scored by edl serve"))
+        "edl serve: CPU seconds the web server's process tree (the server, its check server and the checks it forks, "
+        "any other descendant; not the scoring worker, the scoring child or its sampler) used in this run's metered "
+        "windows (idle baseline to the end of the measured passes; with Ray the whole run); null: not scored by edl "
+        "serve, or not readable"))
 
 
 @dataclass

@@ -32,7 +32,7 @@ from evaluator.serve.phases import phase
 from evaluator.serve.recorder import score_folder
 from evaluator.serve.settings import Competition
 from evaluator.serve.store import Store, Submission
-from evaluator.serve.window import LeaseKeeper, RunWindows, record_service_cpu
+from evaluator.serve.window import LeaseKeeper, RunWindows, WindowFlag, record_service_cpu
 from evaluator.typedjson import from_json, to_json
 
 FINAL_MODELS = "final_models"
@@ -128,13 +128,17 @@ def final_scoring(competition: Competition, store: Store) -> FinalOutcome:
 
 
 def _score_final(competition: Competition, store: Store, models: Path, batch: BatchConfig) -> BatchSummary:
-    """One final batch, the window flag held open, the web server's CPU time recorded in each run measured."""
+    """One final batch, the window flag open in each run's metered windows, the web server's CPU time over them recorded
+    in each run measured."""
     settings, secrets = competition.settings, competition.secrets()
     config = dataclasses.replace(settings.score, repeat=settings.final_repeat)
-    windows = RunWindows(store.server_pid())
-    with LeaseKeeper(store, "final scoring", settings.lease_s):
-        windows.start()
-        summary = score_folder(models, competition.final_results, config, batch, secrets, windows.observe)
+    flag = WindowFlag(store, "final scoring", settings.lease_s)
+    windows = RunWindows(store.server_pid(), flag, whole_runs=batch.backend == "ray")
+    try:
+        with LeaseKeeper(store, "final scoring", settings.lease_s, flag=flag):
+            summary = score_folder(models, competition.final_results, config, batch, secrets, windows.observe)
+    finally:
+        windows.end()
     key = load_private(secrets.signing_key) if secrets.signing_key is not None else None
     for item in summary.submissions:
         if item.outcome == "scored":

@@ -1,7 +1,8 @@
 """A scoring's progress as the service keeps it: the worker's event sink, and score-dir called with that sink.
 
-The sink stores each event for the team's page (``Store.add_event``) and the worker's log, laps the web server's CPU
-time at each finished run, and passes the event on. Nothing is written while energy is measured (the measured
+The sink opens and closes the window flag with the runs' metered windows (``RunWindows``, which also sums the web
+server's CPU time over them), stores each event for the team's page (``Store.add_event``) and the worker's log, and
+passes the event on. Nothing is written while energy is measured (the measured
 passes, the idle baseline: where the child's events say so): those events are held and stored when it ends, counts
 collapsed to the latest. Elsewhere counts (``ImagesDone``) and countdowns (``Waiting``) are stored at most every
 ``THROTTLE_S``, the latest kept for the next phase change, so the page lags by a few seconds at most.
@@ -47,8 +48,8 @@ class ProgressRecorder:
         self.held: list[Event] = []  # while measuring
 
     def __call__(self, event: Event) -> None:
+        self.windows.observe(event)  # first: whoever is told next sees the window flag as the event left it
         self.onward(event)
-        self.windows.observe(event)
         if self.held or _measuring_starts(event):
             self.held.append(event)
             if _measuring_ends(event):

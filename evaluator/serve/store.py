@@ -256,6 +256,7 @@ class Store(Database):
                           "lease_until < ?", (self.clock(),)).fetchall()
         changed = []
         for row in rows:
+            self._clear_window_of(db, row["worker_id"])
             if row["lease_expiries"] == 0:
                 db.execute("UPDATE submissions SET lease_expiries = 1, worker_id = NULL, lease_until = NULL "
                            "WHERE id = ?", (row["id"],))
@@ -268,6 +269,12 @@ class Store(Database):
                     "use your quota, and the organiser has been told (submit it again or wait for a re-run)",
                     "organiser"))
         return changed
+
+    def _clear_window_of(self, db: sqlite3.Connection, worker_id: str | None) -> None:
+        """A worker whose lease expired holds no window: its flag goes with its lease."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'window'").fetchone()
+        if row is not None and json.loads(row["value"]).get("worker") == worker_id:
+            db.execute("DELETE FROM meta WHERE key = 'window'")
 
     def renew(self, submission_id: int, worker_id: str, lease_s: float) -> bool:
         """Extend the lease; False when the worker lost it (expired and taken back): it must stop."""

@@ -5,9 +5,10 @@ Each claim is leased and the lease renewed while the scoring runs; a worker kill
 the submission goes back to the queue once (``Store.claim``). The model is handed to ``score_directory`` in a
 one-model folder (``work/<name>/<name>.onnx``, a hard link of the upload), so the isolated child, its limits and
 timeout, the host lock, the thermal target, the audit with the organiser's secret, signing and repeats are the
-batch's own, and ``edl leaderboard COMPETITION/results`` and ``edl verify`` read the results unchanged. While a
-scoring runs the measurement window flag is set (coarse: the whole scoring), and the web server's CPU time is read
-from /proc around each run and written into that run's fairness record (then the result is sealed and signed again).
+batch's own, and ``edl leaderboard COMPETITION/results`` and ``edl verify`` read the results unchanged. The
+measurement window flag is open only while a run's energy is metered (its idle baseline to the end of its measured
+passes: evaluator.serve.window), and the web server's process-tree CPU time over those windows is written into each
+run's fairness record (then the result is sealed and signed again).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from evaluator.serve.competition import open_store
 from evaluator.serve.recorder import ProgressRecorder, score_folder
 from evaluator.serve.settings import Competition, load_competition
 from evaluator.serve.store import Fault, Store, StoreError, Submission, tail
-from evaluator.serve.window import LeaseKeeper, RunWindows, process_alive, record_service_cpu
+from evaluator.serve.window import LeaseKeeper, RunWindows, WindowFlag, process_alive, record_service_cpu
 
 PHASE = "scoring"
 # A child's failure is the team's (its model crashed, hung, ran out of memory) unless it names our machine.
@@ -172,19 +173,21 @@ class Worker:
             log.line(f"an earlier failure ({earlier.reason}) moved to {Archive(self.competition.results).move(folder)}")
 
     def _measure(self, submission: Submission, log: SubmissionLog) -> tuple[BatchItem, RunWindows]:
-        """score_directory on the submission's one-model folder, under a renewed lease and the window flag."""
+        """score_directory on the submission's one-model folder, under a renewed lease; the window flag follows the
+        runs' metered windows (evaluator.serve.window)."""
         folder = self._place(submission)
-        windows = RunWindows(self.watch_pid)
+        flag = WindowFlag(self.store, self.worker_id, self.settings.lease_s)
+        windows = RunWindows(self.watch_pid, flag, whole_runs=self.settings.batch.backend == "ray")
         config = self.settings.score
         recorder = ProgressRecorder(self.store, submission.id, log.line, windows, self.sink)
         recorder(PhaseStarted(PHASE, total_passes=config.repeat * config.passes))
         started = time.monotonic()
         try:
-            with LeaseKeeper(self.store, self.worker_id, self.settings.lease_s, submission.id) as keeper:
-                windows.start()
+            with LeaseKeeper(self.store, self.worker_id, self.settings.lease_s, submission.id, flag) as keeper:
                 summary = score_folder(folder, self.competition.results, config, self.settings.batch,
                                        self.competition.secrets(), recorder)
         finally:
+            windows.end()
             recorder.flush()
         recorder(PhaseFinished(PHASE, time.monotonic() - started))
         if keeper.lost:

@@ -3,6 +3,7 @@ the middle of a scoring and started again: nothing lost, the submission scored o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -15,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from builders import oracle_model
+from builders import fast_config, oracle_model
 
+from evaluator.config import AuditConfig
 from evaluator.events import RunPlaced
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
@@ -59,8 +61,10 @@ def _kill(pid: int) -> None:
     _wait_for(f"process {pid} to die", lambda: not process_alive(pid), 10)
 
 
-def test_a_worker_killed_mid_scoring_loses_its_lease_and_the_submission_is_scored_once(tmp_path, make_competition):
-    competition = make_competition(repeat=2, lease_s=LEASE_S)
+def test_a_worker_killed_mid_scoring_loses_its_lease_and_the_submission_is_scored_once(tmp_path, make_competition,
+                                                                                       test_set):
+    score = dataclasses.replace(fast_config(test_set, passes=300), repeat=2, audit=AuditConfig(audit_copies=0))
+    competition = make_competition(lease_s=LEASE_S, score=score)  # passes long enough to be killed inside
     store = open_store(competition)
     team = store.team_by_token(store.add_team("alpha"))
     first = _queue(store, competition, team, oracle_model(tmp_path / "a.onnx"))
@@ -69,10 +73,12 @@ def test_a_worker_killed_mid_scoring_loses_its_lease_and_the_submission_is_score
     worker = start_worker_process(competition.root, watch_pid=os.getpid())
     try:
         _wait_for("the first run of the first submission", lambda: _first_run_done(store, first.id))
-        assert store.submission(first.id).state == "scoring" and store.window_open()
-        worker.kill()  # mid-scoring: run 1 staged, run 2 in flight
+        _wait_for("a measurement window", store.window_open, 60)
+        assert store.submission(first.id).state == "scoring"
+        worker.kill()  # mid-scoring, inside a window
         worker.wait()
-        assert store.submission(first.id).state == "scoring"  # until its lease runs out
+        assert store.submission(first.id).state == "scoring" and store.window_open()  # until its lease runs out
+        _wait_for("the dead worker's window to lapse with its lease", lambda: not store.window_open(), 3 * LEASE_S)
         worker = start_worker_process(competition.root, watch_pid=os.getpid())
         _wait_for("both submissions scored", lambda: all(
             store.submission(s.id).state in ("scored", "failed") for s in (first, second)), 240)

@@ -334,6 +334,16 @@ def test_the_window_flag_opens_closes_and_lapses_with_a_dead_worker(store, clock
     assert not store.window_open()
 
 
+def test_a_worker_whose_lease_expires_leaves_no_window_open(store, team, upload, clock):
+    submission, _ = upload(team.team, b"m")
+    store.mark_checked(submission.id, [])
+    assert store.claim("dead", 10.0) is not None
+    store.set_window("dead", 1000.0)  # a window far longer than the lease: the lease's end still closes it
+    clock.advance(11)
+    assert store.window_open()
+    assert store.claim("next", 10.0) is not None and not store.window_open()
+
+
 def test_settings_reject_a_deadline_without_utc():
     with pytest.raises(UsageError, match="in UTC with its Z"):
         CompetitionSettings(deadline="2030-01-01T00:00+02:00")

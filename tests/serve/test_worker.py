@@ -3,10 +3,14 @@ outcome once: scored with its progress and the server's CPU time per run, a time
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
+import json
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -145,7 +149,6 @@ def test_counts_are_stored_at_most_every_few_seconds_and_runs_lap_the_cpu(store,
     submission, _ = upload(team.team, b"m")
     passed, lines = [], []
     windows = RunWindows(os.getpid())
-    windows.start()
     record = ProgressRecorder(store, submission.id, lines.append, windows, passed.append)
     record(PhaseStarted("warmup", 1000, 200))
     for done in range(1, 201):  # one count per pass, a pass every 0.1 s
@@ -202,3 +205,180 @@ def test_the_worker_process_refuses_bad_arguments_in_one_line(tmp_path, capsys):
     assert main([str(tmp_path), "--watch-pid", "x"]) == 2 and "--watch-pid 'x'" in capsys.readouterr().err
     assert main([str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"run edl competition init {tmp_path / 'none'}")
+
+
+# --- the window flag follows the metered windows ------------------------------------------------------------------
+
+
+def _staged(tmp_path, model):
+    from evaluator.serve.uploads import StagedFile
+
+    content = model.read_bytes()
+    staged = tmp_path / f"staged-{model.stem}.part"
+    staged.write_bytes(content)
+    return StagedFile(staged, hashlib.sha256(content).hexdigest(), len(content), model.name)
+
+
+def _flag_along(events_seen, predicate):
+    return [open_ for event, open_ in events_seen if predicate(event)]
+
+
+def test_the_window_flag_is_open_from_the_idle_baseline_to_the_passes_end_and_an_upload_meanwhile_is_checked_at_once(
+        tmp_path, test_set, fake_gpu):
+    """A real scoring through the worker (fake GPU metered: a cool-down, an idle baseline; the audit on, two runs):
+    the flag is open during the idle baseline, the warm-up and the measured passes only; a rival's upload made
+    during the audit is checked at once ("queued, position 1"), not after the scoring."""
+    from builders import fast_config
+
+    from evaluator.config import RuntimeConfig
+    from evaluator.serve.competition import init_competition
+    from evaluator.serve.settings import CompetitionSettings
+    from evaluator.serve.web import Web
+
+    fake_gpu(watts=100.0)
+    score = dataclasses.replace(fast_config(test_set, runtime=RuntimeConfig(provider="cpu"), idle_s=1.0,
+                                            cooldown_s=2.0, target_temp_c=60.0), repeat=2)
+    competition = init_competition(tmp_path / "c", CompetitionSettings(name="Window cup", deadline="2030-01-01T00:00Z",
+                                                                       score=score))[0]
+    store = open_store(competition)
+    scored = _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    web, rival = Web(competition.root), _team(store, "rival")
+    seen, verdicts = [], []
+
+    def sink(event):
+        seen.append((event, store.window_open()))
+        if isinstance(event, PhaseStarted) and event.phase == "audit":
+            started = time.monotonic()
+            verdict = web.accept(rival, _staged(tmp_path, oracle_model(tmp_path / "rival.onnx", dtype="uint8")))
+            verdicts.append((verdict.message, time.monotonic() - started))
+
+    try:
+        done = Worker(competition, watch_pid=os.getpid(), sink=sink).run_once()
+    finally:
+        web.stop()
+    assert done is not None and done.id == scored.id and done.state == "scored", done.reason
+    assert _flag_along(seen, lambda e: isinstance(e, Waiting) and e.waiting_for == "idle_baseline")[:1] == [True]
+    assert all(_flag_along(seen, lambda e: isinstance(e, Waiting) and e.waiting_for == "idle_baseline"))
+    assert all(_flag_along(seen, lambda e: isinstance(e, ImagesDone) and e.phase in ("warmup", "pass")))
+    closed = _flag_along(seen, lambda e: (isinstance(e, PhaseStarted) and e.phase in ("check", "data", "session",
+                                                                                     "audit")) or (
+        isinstance(e, PhaseFinished) and e.phase == "pass") or isinstance(e, (RunPlaced, SubmissionsDone)) or (
+        isinstance(e, Waiting) and e.waiting_for == "cooldown"))
+    assert len(closed) >= 10 and not any(closed)
+    assert len(_flag_along(seen, lambda e: isinstance(e, Waiting) and e.waiting_for == "cooldown")) == 2
+    assert len(verdicts) == 1 and verdicts[0][0] == "queued, position 1", verdicts
+    print(f"\nupload during a rival's audit: '{verdicts[0][0]}' after {verdicts[0][1]:.2f} s")
+    assert not store.window_open()
+    result = read_result(competition.results / scored.name / RESULT_NAME)
+    assert [isinstance(run.fairness.service_cpu_s, float) for run in result.runs] == [True, True]
+
+
+# --- the server's CPU time is its whole process tree's -------------------------------------------------------------
+
+BUSY = ("import sys, time\nstart = time.process_time()\nwhile time.process_time() - start < 0.6:\n    pass\n"
+        "print('busy done', flush=True)\ntime.sleep(60)")
+
+
+def _busy_descendant(*marker: str) -> subprocess.Popen[str]:
+    """A child that starts a grandchild (as the check server forks a check), which burns 0.6 s of CPU then idles."""
+    spawn = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BUSY!r}])"
+    child = subprocess.Popen([sys.executable, "-c", spawn, *marker], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "busy done"
+    return child
+
+
+@pytest.mark.parametrize("excluded", ["", "worker", "scoring child"])
+def test_the_service_cpu_counts_the_watched_process_tree_but_not_the_measurement(excluded):
+    from evaluator.serve.window import tree_cpu_s
+
+    pid = os.getpid()
+    before_tree, before_own = tree_cpu_s(pid), process_cpu_s(pid)
+    child = _busy_descendant(*(["evaluator.batch.child"] if excluded == "scoring child" else []))
+    try:
+        worker = child.pid if excluded == "worker" else None
+        tree, own = tree_cpu_s(pid, worker) - before_tree, process_cpu_s(pid)
+        if excluded:
+            assert tree < 0.4, f"the {excluded}'s CPU was counted: {tree:.2f} s"
+        else:
+            assert tree >= 0.5, tree  # the grandchild's 0.6 s
+            assert own - before_own < 0.4  # what the pid alone showed: the check server's work missed
+    finally:
+        child.kill()
+        child.wait()
+    assert tree_cpu_s(2**22 + 12345) is None and tree_cpu_s(None) is None
+
+
+# --- the Ray backend through the worker ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_worker_scores_on_a_local_ray_instance(tmp_path, make_competition, monkeypatch):
+    """``backend = "ray"`` in the competition's settings: the worker's scoring starts a local Ray instance (no
+    address), scores there, records the result and the server's CPU over the whole run (the runs' own events stay
+    on their hosts); the flag is closed again afterwards."""
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    from evaluator.config import BatchConfig
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    competition = make_competition(batch=BatchConfig(backend="ray", timeout_s=300.0))
+    store = open_store(competition)
+    submission = _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    seen = []
+    done = Worker(competition, watch_pid=os.getpid(), sink=lambda event: seen.append((event, store.window_open()))
+                  ).run_once()
+    assert done is not None and done.state == "scored", (done.reason, done.log_tail)
+    result = read_result(competition.results / submission.name / RESULT_NAME)
+    assert result.scored and result.correct == 480
+    assert isinstance(result.runs[0].fairness.service_cpu_s, float)
+    assert _flag_along(seen, lambda e: isinstance(e, RunPlaced)) == [True]
+    assert json.loads((competition.results / "batch.json").read_text())["backend"] == "ray"
+    assert not store.window_open()
+
+
+@pytest.mark.slow
+def test_edl_serve_with_the_ray_backend_scores_an_upload(tmp_path, make_competition, monkeypatch):
+    """``edl serve`` (its worker process) with ``backend = "ray"`` read from competition.toml: an upload by
+    ``edl submit`` is scored on a local Ray instance the worker starts."""
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    import httpx
+    from serve.web_fixtures import bearer, server_process
+
+    from evaluator.config import BatchConfig
+    from evaluator.serve.settings import load_competition
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    competition = make_competition(batch=BatchConfig(backend="ray", timeout_s=300.0))
+    assert load_competition(competition.root).settings.batch.backend == "ray"  # as the file says
+    token = open_store(competition).add_team("alpha")
+    with server_process(competition.root) as (url, _):
+        sent = subprocess.run([sys.executable, "-m", "evaluator", "submit", str(oracle_model(tmp_path / "m.onnx")),
+                               "--server", url, "--token", token], capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0 and "queued, position 1" in sent.stdout, sent.stdout + sent.stderr
+        deadline, detail = time.monotonic() + 240, {}
+        while time.monotonic() < deadline:
+            detail = httpx.get(f"{url}/api/submissions/1", headers=bearer(token)).json()
+            if detail["state"] in ("scored", "failed"):
+                break
+            time.sleep(1)
+    assert detail["state"] == "scored", detail
+    assert json.loads((competition.results / "batch.json").read_text())["backend"] == "ray"  # not the local one
+    assert detail["result"]["accuracy"] == 0.96 and detail["result"]["signed"]
+    assert all(s is not None and s >= 0 for s in detail["result"]["service_cpu_s"])
+
+
+def test_with_ray_each_run_in_flight_holds_the_window_and_gets_the_cpu_spent_while_it_flies(store):
+    from evaluator.serve.window import RunWindows, WindowFlag
+
+    windows = RunWindows(os.getpid(), WindowFlag(store, "w", 60.0), whole_runs=True)
+    windows.observe(PhaseStarted("pass"))  # a host's phases never reach the driver; were one to, it changes nothing
+    assert not store.window_open()
+    windows.observe(RunPlaced("a", 1, "host-a"))
+    windows.observe(RunPlaced("b", 1, "host-b"))
+    assert store.window_open()
+    sum(i * i for i in range(3_000_000))  # CPU while both fly
+    windows.observe(SubmissionsDone("a", 1, 2, 1, "host-a"))
+    assert store.window_open()  # b still flies
+    windows.observe(SubmissionsDone("b", 2, 2, 1, "host-b"))
+    assert not store.window_open()
+    a, b = windows.by_run[("a", 1)], windows.by_run[("b", 1)]
+    assert a > 0.05 and b > 0.05 and abs(a - b) < 0.05  # each got the time both flew (a alone a moment more)
