@@ -29,6 +29,7 @@ ALLOWED = {
     "power": set(),
 }
 MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 400  # a module longer than this holds more than one idea: split it along meaning
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -107,6 +108,12 @@ def test_no_function_is_longer_than_sixty_lines():
             for name, tree in MODULES.items() for node in ast.walk(tree)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, long
+
+
+def test_no_module_is_longer_than_four_hundred_lines():
+    long = {path.relative_to(PACKAGE.parent).as_posix(): lines for path in sorted(PACKAGE.rglob("*.py"))
+            if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, long
 
 
