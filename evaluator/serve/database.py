@@ -102,11 +102,12 @@ class Database:
                          "WHERE s.id = ?", (submission_id,)).fetchone()
         if row is None:
             raise StoreError(f"no submission {submission_id}")
-        times = {state: utc for state, utc in db.execute(
-            "SELECT state, utc FROM history WHERE submission_id = ? ORDER BY rowid", (submission_id,))}
-        return Submission(row["id"], row["team"], row["sha256"], row["size"], Path(row["path"]), row["state"], times,
-                          row["reason"], row["fault"], row["log_tail"], row["result_folder"], row["duplicate_of"],
-                          row["lease_expiries"], row["worker_id"], bool(row["chosen"]))
+        timeline = [(state, utc) for state, utc in db.execute(
+            "SELECT state, utc FROM history WHERE submission_id = ? ORDER BY rowid", (submission_id,))]
+        return Submission(row["id"], row["team"], row["sha256"], row["size"], Path(row["path"]), row["state"],
+                          latest_times(timeline), row["reason"], row["fault"], row["log_tail"], row["result_folder"],
+                          row["duplicate_of"], row["lease_expiries"], row["worker_id"], bool(row["chosen"]),
+                          tuple(timeline))
 
     def _meta(self, key: str) -> str | None:
         row = self._db().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -118,6 +119,16 @@ class Database:
                 db.execute("DELETE FROM meta WHERE key = ?", (key,))
             else:
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def latest_times(timeline: list[tuple[str, str]]) -> dict[str, str]:
+    """Each state's latest time, in the order those latest entries happened (a retry's earlier "failed" comes
+    before the "queued" and "scoring" that followed it, not after)."""
+    times: dict[str, str] = {}
+    for state, utc in timeline:
+        times.pop(state, None)
+        times[state] = utc
+    return times
 
 
 def row_team(row: sqlite3.Row) -> Team:

@@ -42,7 +42,8 @@ class Team:
 
 @dataclass(frozen=True)
 class Submission:
-    """One upload and where it stands. ``times`` holds the latest UTC time of each state it reached."""
+    """One upload and where it stands. ``times`` holds the latest UTC time of each state it reached, in the order
+    those happened; ``timeline`` every (state, UTC time) it passed through, in order."""
 
     id: int
     team: str
@@ -59,6 +60,7 @@ class Submission:
     lease_expiries: int = 0
     worker_id: str | None = None
     chosen: bool = False  # the team's pick for the final scoring
+    timeline: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:

@@ -44,6 +44,19 @@ __all__ = ["LOG_TAIL_LINES", "STATES", "Fault", "Limits", "Progress", "Quota", "
            "Submission", "Team", "hash_token", "tail"]
 
 
+# A team's same file again is received again when what it failed on can change since: why, for its history.
+RECEIVED_AGAIN = {"quota": "uploaded again after it was refused for the quota",
+                  "organiser": "uploaded again after the scoring machine failed it"}
+
+
+def received_again(state: str, fault: str | None) -> str | None:
+    """Why an earlier submission of the same file is received again; None when it stands (a check failure of the
+    same bytes, or the team's own scoring fault, would only fail again)."""
+    if state == "cancelled":
+        return "uploaded again after it was cancelled"
+    return RECEIVED_AGAIN.get(fault or "") if state == "failed" else None
+
+
 class Store(Database):
     """The competition's store: teams, submissions, the leased queue, results, progress and the window flag."""
 
@@ -105,19 +118,20 @@ class Store(Database):
     # --- submissions --------------------------------------------------------------------------------------
 
     def receive(self, team: Team, sha256: str, size: int, path: Path) -> tuple[Submission, bool]:
-        """Record an upload; ``(submission, created)``. The team's same file again returns the existing one (a
-        cancelled one is received again); another team's same file is flagged in ``duplicate_of``."""
+        """Record an upload; ``(submission, created)``. The team's same file again returns the existing one, unless
+        nothing of it stood (cancelled, refused for quota, failed on the organiser's side: see ``RECEIVED_AGAIN``):
+        then it is received again, its history kept; another team's same file is flagged in ``duplicate_of``."""
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):
             raise UsageError(f"sha256 {sha256!r}: expected 64 lowercase hex digits")
         with self._write() as db:
-            row = db.execute("SELECT id, state FROM submissions WHERE team_id = ? AND sha256 = ?",
+            row = db.execute("SELECT id, state, fault FROM submissions WHERE team_id = ? AND sha256 = ?",
                              (team.id, sha256)).fetchone()
-            if row is not None and row["state"] != "cancelled":
+            if row is not None and received_again(row["state"], row["fault"]) is None:
                 return self._submission(db, row["id"]), False
             if row is not None:
-                db.execute("UPDATE submissions SET reason = NULL, fault = NULL, queued_utc = NULL, queued_day = NULL "
-                           "WHERE id = ?", (row["id"],))
-                self._enter(db, row["id"], "received", "uploaded again after it was cancelled")
+                db.execute("UPDATE submissions SET reason = NULL, fault = NULL, queued_utc = NULL, queued_day = NULL, "
+                           "lease_expiries = 0, result_folder = NULL WHERE id = ?", (row["id"],))
+                self._enter(db, row["id"], "received", received_again(row["state"], row["fault"]) or "")
                 return self._submission(db, row["id"]), True
             other = db.execute("SELECT MIN(id) FROM submissions WHERE sha256 = ? AND team_id != ?",
                                (sha256, team.id)).fetchone()[0]

@@ -347,3 +347,49 @@ def test_a_worker_whose_lease_expires_leaves_no_window_open(store, team, upload,
 def test_settings_reject_a_deadline_without_utc():
     with pytest.raises(UsageError, match="in UTC with its Z"):
         CompetitionSettings(deadline="2030-01-01T00:00+02:00")
+
+
+def test_a_file_refused_for_quota_or_failed_by_the_organiser_is_received_again_with_its_history(
+        store, team, upload, clock):
+    store.limits = Limits(per_day=1, in_total=5, max_queued=5)
+    queued(store, upload, team.team, b"today's one")
+    refused = queued(store, upload, team.team, b"refused today")
+    assert refused.state == "failed" and refused.fault == "quota"
+    clock.advance(86_400)
+    again, created = upload(team.team, b"refused today")
+    assert created and again.id == refused.id and again.state == "received" and again.reason is None
+    assert store.mark_checked(again.id, []).state == "queued"
+    states = [state for state, _, _ in store.history(again.id)]
+    assert states == ["received", "checked", "failed", "received", "checked", "queued"]
+    store.claim("w0", LEASE_S)  # today's one, queued first
+    assert store.claim("w", LEASE_S).id == again.id
+    store.fail(again.id, "w", "the GPU fell off the bus", "organiser")
+    revived, created = upload(team.team, b"refused today")
+    assert created and revived.id == again.id and revived.state == "received" and revived.fault is None
+
+
+def test_a_check_failure_or_a_teams_fault_of_the_same_bytes_is_not_received_again(store, team, upload):
+    broken, _ = upload(team.team, b"broken")
+    store.mark_checked(broken.id, ["not an ONNX file"])
+    same, created = upload(team.team, b"broken")
+    assert not created and same.state == "failed" and same.fault == "check"
+    slow = queued(store, upload, team.team, b"slow")
+    store.claim("w", LEASE_S)
+    store.fail(slow.id, "w", "timed out after 3600 s", "team")
+    assert upload(team.team, b"slow") == (store.submission(slow.id), False)
+
+
+def test_the_timeline_after_a_retry_lists_each_state_in_the_order_it_happened(store, team, upload, clock):
+    submission = queued(store, upload, team.team, b"retried")
+    store.claim("w", LEASE_S)
+    clock.advance(10)
+    store.fail(submission.id, "w", "the GPU fell off the bus", "organiser")
+    clock.advance(10)
+    store.requeue(submission.id)
+    clock.advance(10)
+    store.claim("w", LEASE_S)
+    now = store.submission(submission.id)
+    assert list(now.times) == ["received", "checked", "failed", "queued", "scoring"]
+    assert list(now.times.values()) == sorted(now.times.values())
+    assert [state for state, _ in now.timeline] == ["received", "checked", "queued", "scoring", "failed", "queued",
+                                                     "scoring"]
