@@ -40,11 +40,12 @@ CompetitionArgument = Annotated[Path, typer.Argument(help="The competition's fol
 def final(directory: CompetitionArgument) -> None:
     """After the deadline: score each team's chosen (else best) submission again with the final repeats, all in one
     interleaved batch into DIR/final; rematch the ties."""
-    from evaluator.serve.competition import open_store
+    from evaluator.serve.competition import open_store, refuse_incomparable_results
     from evaluator.serve.final import final_scoring
     from evaluator.serve.settings import load_competition
 
     competition = load_competition(directory)
+    refuse_incomparable_results(competition)
     outcome = final_scoring(competition, open_store(competition))
     for finalist in outcome.finalists:
         say(f"{finalist.team:<24} {finalist.why:<7} submission {finalist.submission.id} "

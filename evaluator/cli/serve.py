@@ -53,7 +53,10 @@ def serve(
     except ImportError as exc:
         raise UsageError(f"edl serve needs the serve extra ({exc.name} is missing): pip install 'edl-evaluator[serve]'"
                          ) from None
+    from evaluator.serve.competition import refuse_incomparable_results
+
     app = create_app(directory)  # a broken settings file is refused here, before anything starts
+    refuse_incomparable_results(app.state.web.competition)
     _check_free(host, port)
     scoring = _start_worker(directory) if worker else None
     say(f"serving {app.state.web.settings.name!r} on http://{host}:{port}/ (API: /api/docs)")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
+from evaluator.batch.outroot import _differences
+from evaluator.config import comparable_settings
+from evaluator.data.store import resolve
 from evaluator.errors import UsageError
 from evaluator.fileio import write_owner_only
 from evaluator.report.signing import PRIVATE_NAME, init_keys
+from evaluator.scoring.records import data_record
 from evaluator.serve.settings import SETTINGS_NAME, Competition, CompetitionSettings, load_competition, write_settings
 from evaluator.serve.store import Limits, Store
 
@@ -47,3 +52,29 @@ def init_competition(root: Path, settings: CompetitionSettings) -> tuple[Competi
         return competition, store.set_organiser_token()
     finally:
         store.close()
+
+
+def _toml_setting(key: str) -> str:
+    """A comparable setting's dotted path as it reads in competition.toml: ``runtime.provider`` -> ``[score.runtime]
+    provider``; the test set is ``[score] data``."""
+    section, _, name = key.rpartition(".")
+    return f"[score{'.' + section if section else ''}] {name}"
+
+
+def refuse_incomparable_results(competition: Competition, data_fingerprint: str | None = None) -> None:
+    """The service does not start (edl serve, its worker, edl competition final) when the scoring settings in
+    competition.toml are not comparable with the results already measured in the results folder: every later
+    submission would fail. UsageError naming each differing setting and the fix, in the service's own words."""
+    config = competition.settings.score
+    if data_fingerprint is None:
+        data_fingerprint = data_record(resolve(config.data)).fingerprint
+    count, differ = _differences(competition.results, config, data_fingerprint)
+    if not differ:
+        return
+    now = {**comparable_settings(config), "data": data_fingerprint}
+    listing = "; ".join(f"{_toml_setting(key)} = {' or '.join(sorted(values))} there, {json.dumps(now.get(key))} now"
+                        for key, values in differ.items())
+    restore = ", ".join(f"{_toml_setting(key)} = {sorted(values)[0]}" for key, values in differ.items())
+    raise UsageError(f"{competition.results} holds {count} measured result(s) under other scoring settings than "
+                     f"{competition.settings_file} ({listing}): restore {restore} in {competition.settings_file}, or "
+                     "start a new competition folder: measured results are never mixed or replaced")

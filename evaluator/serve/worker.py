@@ -44,9 +44,9 @@ from evaluator.report.records import DataRecord
 from evaluator.report.result import RESULT_NAME, Result
 from evaluator.report.signing import load_private
 from evaluator.scoring.records import data_record
-from evaluator.serve.competition import open_store
+from evaluator.serve.competition import open_store, refuse_incomparable_results
 from evaluator.serve.recorder import ProgressRecorder, score_folder
-from evaluator.serve.settings import Competition, load_competition
+from evaluator.serve.settings import SETTINGS_NAME, Competition, load_competition
 from evaluator.serve.store import Fault, Store, StoreError, Submission, tail
 from evaluator.serve.window import LeaseKeeper, RunWindows, WindowFlag, process_alive, record_service_cpu
 
@@ -69,6 +69,7 @@ def fault_of(reason: str) -> Fault:
 def team_reason(item: BatchItem, timeout_s: float) -> str:
     """The failure in words a team can act on."""
     reason = item.reason or "the scoring failed without a reason (see the log)"
+    reason = reason.replace("(--timeout)", f"([batch] timeout_s in {SETTINGS_NAME})")
     if "timed out" in reason:
         return f"{reason}: one run may take at most {timeout_s:g} s; make the model faster, or ask the organiser"
     if fault_of(reason) == "organiser":
@@ -110,6 +111,10 @@ class Worker:
     def data(self) -> DataRecord:
         return data_record(resolve(self.settings.score.data))
 
+    def refuse_incomparable(self) -> None:
+        """At start: settings not comparable with the results already measured would fail every submission."""
+        refuse_incomparable_results(self.competition, self.data.fingerprint)
+
     def run(self) -> None:
         """Score until ``stopping`` is set, or the watched server is gone (a server killed with -9 leaves its worker
         behind: it finishes the scoring in hand, then stops, so a restarted server's worker is the only one)."""
@@ -132,9 +137,9 @@ class Worker:
                 self.store.give_back(submission.id, self.worker_id, "the scoring worker was stopped")
             raise
         except EdlError as exc:
-            log.line(f"error: {exc}")
-            failed = self._fail(submission, f"the scoring machine failed: {exc}; this does not use your quota",
-                                "organiser", log)
+            log.line(f"error: {exc}")  # the organiser's words (they may name edl's flags) stay in the log
+            failed = self._fail(submission, "the scoring machine failed, not your model; the organiser has been told "
+                                "(the service's log names the cause); this does not use your quota", "organiser", log)
             self.stopping.wait(self.backoff_s)  # a broken machine would fail the whole queue at once
             return failed
 
@@ -267,6 +272,7 @@ def main(argv: list[str]) -> int:
     try:
         root, watch_pid = _arguments(argv)
         worker = Worker(load_competition(root), watch_pid=watch_pid)
+        worker.refuse_incomparable()
     except EdlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -382,3 +382,38 @@ def test_with_ray_each_run_in_flight_holds_the_window_and_gets_the_cpu_spent_whi
     assert not store.window_open()
     a, b = windows.by_run[("a", 1)], windows.by_run[("b", 1)]
     assert a > 0.05 and b > 0.05 and abs(a - b) < 0.05  # each got the time both flew (a alone a moment more)
+
+
+def test_settings_changed_after_results_were_measured_stop_the_service_at_its_start(tmp_path, make_competition, cli,
+                                                                                   capsys):
+    from evaluator.serve.settings import load_competition, settings_text
+    from evaluator.serve.worker import main
+
+    competition = make_competition()
+    store = open_store(competition)
+    _queue(store, competition, _team(store), oracle_model(tmp_path / "m.onnx"))
+    assert Worker(competition).run_once().state == "scored"
+    changed = dataclasses.replace(competition.settings.score, passes=3)
+    competition.settings_file.write_text(settings_text(dataclasses.replace(competition.settings, score=changed)))
+    assert main([str(competition.root)]) == 2
+    refusal = capsys.readouterr().err
+    expected = (f"error: {competition.results} holds 1 measured result(s) under other scoring settings than "
+                f"{competition.settings_file} ([score] passes = 2 there, 3 now): restore [score] passes = 2 in "
+                f"{competition.settings_file}, or start a new competition folder: measured results are never mixed "
+                "or replaced\n")
+    assert refusal == expected
+    for command in (("serve", competition.root, "--port", "1"), ("competition", "final", competition.root)):
+        refused = cli(*command)
+        assert refused.exit_code == 2 and expected in refused.stderr and "--out" not in refused.stderr, command
+    competition.settings_file.write_text(settings_text(competition.settings))
+    Worker(load_competition(competition.root)).refuse_incomparable()  # as before: nothing to refuse
+
+
+def test_a_failure_the_team_sees_names_no_command_line_flag():
+    from evaluator.report.batch_record import BatchItem
+    from evaluator.serve.worker import team_reason
+
+    item = BatchItem(name="alpha-1", outcome="failed",
+                     reason="timed out after 10 s (--timeout); the scoring process was killed")
+    reason = team_reason(item, 10)
+    assert "--" not in reason and "[batch] timeout_s in competition.toml" in reason
