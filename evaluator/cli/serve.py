@@ -53,10 +53,13 @@ def serve(
     except ImportError as exc:
         raise UsageError(f"edl serve needs the serve extra ({exc.name} is missing): pip install 'edl-evaluator[serve]'"
                          ) from None
-    from evaluator.serve.competition import refuse_incomparable_results
+    from evaluator.serve.competition import hold_lock, refuse_incomparable_results
+    from evaluator.serve.worker import worker_id_of
 
     app = create_app(directory)  # a broken settings file is refused here, before anything starts
-    refuse_incomparable_results(app.state.web.competition)
+    competition = app.state.web.competition
+    lock = hold_lock(competition, "serve")  # held while serving: a second edl serve on DIR is refused
+    refuse_incomparable_results(competition)
     _check_free(host, port)
     scoring = _start_worker(directory) if worker else None
     say(f"serving {app.state.web.settings.name!r} on http://{host}:{port}/ (API: /api/docs)")
@@ -69,6 +72,10 @@ def serve(
                 scoring.wait(timeout=30)
             if scoring.poll() is None:
                 scoring.kill()
+            for submission in app.state.web.store.put_back_by(worker_id_of(scoring.pid)):
+                say(f"submission {submission.id} ({submission.name}) was being scored: it is back in the queue, "
+                    "first in line, and is scored again at the next edl serve")
+        lock.close()
 
 
 def _answer(response: Any) -> dict[str, Any]:

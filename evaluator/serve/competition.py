@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import secrets
 from pathlib import Path
+from typing import IO
 
 from evaluator.batch.outroot import _differences
 from evaluator.config import comparable_settings
@@ -78,3 +81,21 @@ def refuse_incomparable_results(competition: Competition, data_fingerprint: str 
     raise UsageError(f"{competition.results} holds {count} measured result(s) under other scoring settings than "
                      f"{competition.settings_file} ({listing}): restore {restore} in {competition.settings_file}, or "
                      "start a new competition folder: measured results are never mixed or replaced")
+
+
+def hold_lock(competition: Competition, role: str) -> IO[str]:
+    """One ``edl serve`` (``role`` "serve") and one worker ("worker") per competition folder: an flock on
+    DIR/.<role>.lock, held while the process lives (the caller keeps the handle); a second is refused in one line."""
+    handle = (competition.root / f".{role}.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UsageError(f"{competition.root} is already served: its {role} runs as {holder}; stop that one first "
+                         "(two on one competition folder would score and record the same queue twice)") from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle

@@ -147,3 +147,21 @@ def utc_text(moment: float) -> str:
 
 def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
+
+
+# A team's same file again is received again when what it failed on can change since: why, for its history.
+RECEIVED_AGAIN = {"quota": "uploaded again after it was refused for the quota",
+                  "organiser": "uploaded again after the scoring machine failed it"}
+
+
+def received_again(state: str, fault: str | None) -> str | None:
+    """Why an earlier submission of the same file is received again; None when it stands (a check failure of the
+    same bytes, or the team's own scoring fault, would only fail again)."""
+    if state == "cancelled":
+        return "uploaded again after it was cancelled"
+    return RECEIVED_AGAIN.get(fault or "") if state == "failed" else None
+
+
+def stopped_detail(worker_id: str) -> str:
+    """The history's note when a stopped worker gives its submission back."""
+    return f"the scoring worker {worker_id} was stopped"

@@ -250,9 +250,9 @@ def read_settings(path: Path) -> CompetitionSettings:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot be read ({exc}); fix the file") from None
     try:
-        return from_json(CompetitionSettings, document, SETTINGS_NAME)
+        return from_json(CompetitionSettings, document, str(path))  # the file named once, by its path
     except TypedJsonError as exc:
-        raise UsageError(f"{path}: {exc}; fix the file") from None
+        raise UsageError(f"{exc}; fix the file") from None
     except ConfigError as exc:
         raise UsageError(f"{path}: {exc} (the setting of that name in the file)") from None
 

@@ -36,25 +36,14 @@ from evaluator.serve.records import (
     Team,
     hash_token,
     new_token,
+    received_again,
+    stopped_detail,
     summarise,
     tail,
 )
 
 __all__ = ["LOG_TAIL_LINES", "STATES", "Fault", "Limits", "Progress", "Quota", "State", "Store", "StoreError",
            "Submission", "Team", "hash_token", "tail"]
-
-
-# A team's same file again is received again when what it failed on can change since: why, for its history.
-RECEIVED_AGAIN = {"quota": "uploaded again after it was refused for the quota",
-                  "organiser": "uploaded again after the scoring machine failed it"}
-
-
-def received_again(state: str, fault: str | None) -> str | None:
-    """Why an earlier submission of the same file is received again; None when it stands (a check failure of the
-    same bytes, or the team's own scoring fault, would only fail again)."""
-    if state == "cancelled":
-        return "uploaded again after it was cancelled"
-    return RECEIVED_AGAIN.get(fault or "") if state == "failed" else None
 
 
 class Store(Database):
@@ -334,14 +323,22 @@ class Store(Database):
                 raise StoreError(f"worker {worker_id} does not hold submission {submission_id} (its lease expired)")
             return self._failed(db, submission_id, reason, fault, tail(log_tail))
 
-    def give_back(self, submission_id: int, worker_id: str, detail: str) -> Submission:
+    def give_back(self, submission_id: int, worker_id: str, detail: str | None = None) -> Submission:
         """The worker stops on purpose (shut down): the submission waits again, first in line, no expiry counted."""
+        detail = detail or stopped_detail(worker_id)
         with self._write() as db:
             if not self._holding(db, submission_id, worker_id):
                 raise StoreError(f"worker {worker_id} does not hold submission {submission_id}")
             db.execute("UPDATE submissions SET worker_id = NULL, lease_until = NULL WHERE id = ?", (submission_id,))
             self._enter(db, submission_id, "queued", detail)
             return self._submission(db, submission_id)
+
+    def put_back_by(self, worker_id: str) -> list[Submission]:
+        """The submissions the stopped worker gave back and that still wait (edl serve's Ctrl-C names them)."""
+        rows = self._db().execute("SELECT DISTINCT h.submission_id FROM history h JOIN submissions s ON s.id = "
+                                  "h.submission_id WHERE h.state = 'queued' AND h.detail = ? AND s.state = 'queued' "
+                                  "ORDER BY h.submission_id", (stopped_detail(worker_id),)).fetchall()
+        return [self.submission(row[0]) for row in rows]
 
     # --- progress and the measurement window --------------------------------------------------------------
 

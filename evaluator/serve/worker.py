@@ -44,7 +44,7 @@ from evaluator.report.records import DataRecord
 from evaluator.report.result import RESULT_NAME, Result
 from evaluator.report.signing import load_private
 from evaluator.scoring.records import data_record
-from evaluator.serve.competition import open_store, refuse_incomparable_results
+from evaluator.serve.competition import hold_lock, open_store, refuse_incomparable_results
 from evaluator.serve.recorder import ProgressRecorder, score_folder
 from evaluator.serve.settings import SETTINGS_NAME, Competition, load_competition
 from evaluator.serve.store import Fault, Store, StoreError, Submission, tail
@@ -54,6 +54,11 @@ PHASE = "scoring"
 # A child's failure is the team's (its model crashed, hung, ran out of memory) unless it names our machine.
 ORGANISER_MARKERS = ("sampler", "NVML", "RAPL", "power", "meter", "scoring lock", "EDL_HOST_LOCK", "test set",
                      "measurement is invalid", "No space left", "--exclusive")
+
+
+def worker_id_of(pid: int) -> str:
+    """A worker process's id in the store (edl serve names what its worker gave back by it)."""
+    return f"{socket.gethostname()}:{pid}"
 
 
 def settings_fingerprint(config: ScoreConfig, data: DataRecord) -> str:
@@ -100,7 +105,7 @@ class Worker:
                  watch_pid: int | None = None, sink: EventSink = silent, poll_s: float = 1.0,
                  backoff_s: float = 60.0) -> None:
         self.competition, self.store = competition, store or open_store(competition)
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = worker_id or worker_id_of(os.getpid())
         self.watch_pid, self.sink, self.poll_s, self.backoff_s = watch_pid, sink, poll_s, backoff_s
         self.settings = competition.settings
         self.stopping = threading.Event()
@@ -134,7 +139,7 @@ class Worker:
         except KeyboardInterrupt:
             log.line("the worker was stopped: the submission waits again, first in line")
             with contextlib.suppress(StoreError):
-                self.store.give_back(submission.id, self.worker_id, "the scoring worker was stopped")
+                self.store.give_back(submission.id, self.worker_id)
             raise
         except EdlError as exc:
             log.line(f"error: {exc}")  # the organiser's words (they may name edl's flags) stay in the log
@@ -271,7 +276,9 @@ def _arguments(argv: list[str]) -> tuple[Path, int | None]:
 def main(argv: list[str]) -> int:
     try:
         root, watch_pid = _arguments(argv)
-        worker = Worker(load_competition(root), watch_pid=watch_pid)
+        competition = load_competition(root)
+        lock = hold_lock(competition, "worker")  # noqa: F841 - held until this process ends
+        worker = Worker(competition, watch_pid=watch_pid)
         worker.refuse_incomparable()
     except EdlError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -393,3 +393,32 @@ def test_the_timeline_after_a_retry_lists_each_state_in_the_order_it_happened(st
     assert list(now.times.values()) == sorted(now.times.values())
     assert [state for state, _ in now.timeline] == ["received", "checked", "queued", "scoring", "failed", "queued",
                                                      "scoring"]
+
+
+def test_a_second_server_or_worker_on_one_competition_folder_is_refused_in_one_line(competition):
+    from evaluator.serve.competition import hold_lock
+
+    held = hold_lock(competition, "serve")
+    with pytest.raises(UsageError, match=rf"^{competition.root} is already served: its serve runs as pid \d+; stop "
+                       "that one first"):
+        hold_lock(competition, "serve")
+    worker = hold_lock(competition, "worker")  # the server's own worker is another role
+    held.close()
+    hold_lock(competition, "serve").close()  # free again once the first server ends
+    worker.close()
+
+
+def test_a_settings_file_error_names_the_file_once(competition):
+    competition.settings_file.write_text(competition.settings_file.read_text() + "\nnot_a_setting = 1\n")
+    with pytest.raises(UsageError) as refused:
+        load_competition(competition.root)
+    assert str(refused.value).count(SETTINGS_NAME) == 1 and "not_a_setting" in str(refused.value)
+
+
+def test_the_submissions_a_stopped_worker_gave_back_are_named(store, team, upload):
+    submission = queued(store, upload, team.team, b"in hand")
+    store.claim("host:42", LEASE_S)
+    assert store.put_back_by("host:42") == []
+    store.give_back(submission.id, "host:42")
+    assert [back.id for back in store.put_back_by("host:42")] == [submission.id]
+    assert store.put_back_by("host:43") == []

@@ -417,3 +417,15 @@ def test_a_failure_the_team_sees_names_no_command_line_flag():
                      reason="timed out after 10 s (--timeout); the scoring process was killed")
     reason = team_reason(item, 10)
     assert "--" not in reason and "[batch] timeout_s in competition.toml" in reason
+
+
+def test_a_second_worker_on_one_competition_folder_is_refused_in_one_line(competition, capsys):
+    from evaluator.serve.competition import hold_lock
+    from evaluator.serve.worker import main
+
+    held = hold_lock(competition, "worker")
+    assert main([str(competition.root)]) == 2
+    refusal = capsys.readouterr().err
+    assert refusal.startswith(f"error: {competition.root} is already served: its worker runs as pid ")
+    assert refusal.count("\n") == 1
+    held.close()
