@@ -105,6 +105,34 @@ def _post_file(url: str, token: str, field: str, path: Path, method: str) -> dic
     return _answer(response)
 
 
+CHECK_POLL_S = 2.0  # how often edl submit asks whether a held upload has been checked
+
+
+def _get(url: str, token: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    except httpx.HTTPError as exc:
+        raise EdlError(f"cannot reach {url} ({type(exc).__name__}: {exc}); check --server") from None
+    return _answer(response)
+
+
+def _await_check(base: str, token: str, document: dict[str, Any], wait_s: float) -> dict[str, Any]:
+    """An upload only received (its check waits for the measurement in progress) polled until it is checked, at most
+    ``wait_s`` seconds; the latest answer."""
+    import time
+
+    if document["state"] not in ("received", "checked"):
+        return document
+    say(f"submission {document['id']} ({document['name']}): {document['message']}; waiting up to {wait_s:g} s")
+    deadline = time.monotonic() + wait_s
+    while document["state"] in ("received", "checked") and time.monotonic() < deadline:
+        time.sleep(min(CHECK_POLL_S, max(0.0, deadline - time.monotonic())))
+        document = _get(f"{base}/api/submissions/{document['id']}", token)
+    return document
+
+
 def submit(
     model: Annotated[Path, typer.Argument(help="The .onnx submission", metavar="MODEL")],
     server: Annotated[str, typer.Option(help="The competition's address (http://host:port)", metavar="URL",
@@ -112,6 +140,8 @@ def submit(
     token: Annotated[str, typer.Option(help="Your team's token", metavar="TOKEN", envvar="EDL_TOKEN")],
     description: Annotated[Path | None, typer.Option(help="Your method's description (PDF, at most two pages)",
                                                      metavar="PDF")] = None,
+    wait_s: Annotated[float, typer.Option(help="An upload whose check waits for a measurement in progress: wait "
+                                          "this long (s) for its verdict", metavar="SECONDS", min=0)] = 300.0,
 ) -> None:
     """Upload a submission to a competition served by edl serve; prints 'queued, position N' or every problem."""
     base = server.rstrip("/")
@@ -124,7 +154,7 @@ def submit(
                 error(f"description: {problem}")
             raise typer.Exit(2)
         say("description accepted")
-    document = _post_file(f"{base}/api/submissions", token, "model", model, "POST")
+    document = _await_check(base, token, _post_file(f"{base}/api/submissions", token, "model", model, "POST"), wait_s)
     for problem in document.get("problems", []):
         error(problem)
     for warning in document.get("warnings", []):
@@ -134,5 +164,9 @@ def submit(
             error(document["message"])
         say(f"submission {document['id']} ({document['name']}): failed; fix the problems above and upload again")
         raise typer.Exit(2)
-    say(f"submission {document['id']} ({document['name']}): {document['message']}")
+    if document["state"] in ("received", "checked"):
+        warn(f"submission {document['id']} ({document['name']}): still not checked after {wait_s:g} s (a "
+             "measurement is in progress); its verdict will be on the team page")
+    else:
+        say(f"submission {document['id']} ({document['name']}): {document['message']}")
     note(f"follow it on {base}/team or GET {base}/api/submissions/{document['id']}")

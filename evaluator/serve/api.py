@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from evaluator.errors import EdlError
 from evaluator.report.result import RESULT_NAME
-from evaluator.serve.auth import bearer_token
+from evaluator.serve.auth import UNKNOWN_TOKEN, bearer_token
 from evaluator.serve.store import Submission, Team
 from evaluator.serve.uploads import declared_length, receive_form
 from evaluator.serve.web import DESCRIPTION_FIELD, MODEL_FIELD, Refused, Verdict, Web
@@ -46,6 +46,8 @@ class SubmissionOut(BaseModel):
     problems: list[str] = []
     warnings: list[str] = []
     chosen: bool = False
+    held: bool = Field(default=False, description="the same file as another team's: held for the organiser's review, "
+                       "no figures shown")
 
 
 class ProgressOut(BaseModel):
@@ -124,10 +126,11 @@ def web_of(request: Request) -> Web:
 
 
 def team_of(request: Request, authorization: Annotated[str | None, Header()] = None) -> Team:
-    team = web_of(request).team_for(bearer_token(authorization))
+    token = bearer_token(authorization)
+    team = web_of(request).team_for(token)
     if team is None:
-        raise Refused("send your team's token as 'Authorization: Bearer TOKEN' (the token edl team add printed)",
-                      401)
+        raise Refused(UNKNOWN_TOKEN if token else "send your team's token as 'Authorization: Bearer TOKEN' (the "
+                      "token the organiser gave you)", 401)
     return team
 
 
@@ -145,7 +148,8 @@ def submission_out(verdict: Verdict) -> SubmissionOut:
     s = verdict.submission
     return SubmissionOut(id=s.id, name=s.name, state=s.state, message=verdict.message, queue_position=verdict.position,
                          sha256=s.sha256, size=s.size, times=s.times, reason=s.reason, fault=s.fault,
-                         problems=verdict.problems, warnings=verdict.warnings, chosen=s.chosen)
+                         problems=verdict.problems, warnings=verdict.warnings, chosen=s.chosen,
+                         held=verdict.held)
 
 
 def detail_out(web: Web, submission: Submission) -> SubmissionDetail:
@@ -157,7 +161,7 @@ def detail_out(web: Web, submission: Submission) -> SubmissionDetail:
         progress = ProgressOut(phase=p.phase, done_passes=p.done_passes, total_passes=p.total_passes,
                                done_images=p.done_images, total_images=p.total_images, done_runs=p.done_runs,
                                total_runs=p.total_runs, utc=p.utc)
-    result = web.result_of(submission)
+    result = None if verdict.held else web.result_of(submission)
     summary = None
     if result is not None:
         energy = result.energy
@@ -239,7 +243,8 @@ def submission(request: Request, team: TeamDep, submission_id: SubmissionId) -> 
 def result_file(request: Request, team: TeamDep, submission_id: SubmissionId) -> FileResponse:
     """The signed result document, byte for byte (``edl verify`` checks it)."""
     web = web_of(request)
-    folder = web.result_folder(web.own_submission(team, submission_id))
+    verdict = web.verdict(web.own_submission(team, submission_id))
+    folder = None if verdict.held else web.result_folder(verdict.submission)
     if folder is None or not (folder / RESULT_NAME).is_file():
         raise Refused(f"submission {submission_id} has no result yet", 404)
     return FileResponse(folder / RESULT_NAME, media_type="application/json", filename=f"{submission_id}-result.json")
@@ -286,6 +291,7 @@ async def description(request: Request, team: TeamDep) -> DescriptionOut:
 class OrganiserSubmissionOut(SubmissionOut):
     team: str
     duplicate_of: int | None = Field(default=None, description="another team's submission of the same file")
+    same_file_as: str | None = Field(default=None, description="that submission's name (team-number)")
     log_tail: str | None = None
 
 
@@ -311,7 +317,8 @@ def organiser_submissions(request: Request, _: OrganiserDep) -> list[OrganiserSu
     for submission in web.store.all_submissions():
         verdict = web.verdict(submission)
         out.append(OrganiserSubmissionOut(**submission_out(verdict).model_dump(), team=submission.team,
-                                          duplicate_of=submission.duplicate_of, log_tail=verdict.submission.log_tail))
+                                          duplicate_of=submission.duplicate_of, same_file_as=verdict.same_file_as,
+                                          log_tail=verdict.submission.log_tail))
     return out
 
 

@@ -70,6 +70,9 @@ def same_secret(given: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+UNKNOWN_TOKEN = "unknown or revoked token: ask the organiser for a new one"  # the API, edl submit and sign-in
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer TOKEN`` header, or None."""
     if not authorization:

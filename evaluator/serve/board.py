@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from evaluator.errors import EdlError
+from evaluator.report.leaderboard import Leaderboard
 from evaluator.report.result import RESULT_NAME
 from evaluator.report.signing import Ed25519PublicKey
 from evaluator.serve.settings import Competition
@@ -54,15 +55,13 @@ def render_board(root: Path, competition: Competition, state: str, described: li
     import json
 
     from evaluator.report import render
-    from evaluator.report.leaderboard import load_results as load
-    from evaluator.report.leaderboard import rank
 
     title = f"{competition.settings.name}: {state} board"
     links = "".join(f"<li><a href='/descriptions/{_escape(team)}.pdf'>{_escape(team)}</a></li>" for team in described)
     listing = f"<h2>The teams' descriptions</h2><ul id='descriptions'>{links}</ul>" if links else ""
     descriptions = [f"/descriptions/{team}.pdf" for team in described]
     try:
-        board = rank(load(root, organiser_public_key(competition)), competition.settings.thresholds)
+        board = rank_results(root, competition)
     except EdlError as exc:  # no result yet, or results that cannot be ranked together: the board says so
         note = str(exc).replace(str(root), "results")
         return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
@@ -74,6 +73,19 @@ def render_board(root: Path, competition: Competition, state: str, described: li
     page = page.replace("</body>", f"{listing}</body>", 1)
     document = json.loads(render.render_json({"": board}))
     return page, json.dumps({"state": state, "board": document, "descriptions": descriptions})
+
+
+def rank_results(root: Path, competition: Competition) -> Leaderboard:
+    """``root`` ranked as ``edl leaderboard ROOT --public-key KEY`` ranks it (a prize board: only results signed by
+    the competition's key, only those checked on unseen images unless ``allow_unchecked_unseen``): the web board
+    and the final board both rank through here, so they never disagree with the CLI."""
+    from evaluator.report.leaderboard import load_results, rank
+    from evaluator.report.prizes import requires_unseen
+
+    settings = competition.settings
+    public = organiser_public_key(competition)
+    return rank(load_results(root, public), settings.thresholds, allow_unaudited=settings.score.audit.off,
+                require_unseen=requires_unseen(public is not None, settings.allow_unchecked_unseen))
 
 
 def organiser_public_key(competition: Competition) -> Ed25519PublicKey | None:

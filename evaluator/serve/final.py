@@ -24,10 +24,11 @@ from evaluator.config import BatchConfig
 from evaluator.errors import EdlError, UsageError
 from evaluator.report import render
 from evaluator.report.batch_record import BatchSummary
-from evaluator.report.leaderboard import Leaderboard, load_results, rank
+from evaluator.report.leaderboard import Leaderboard
 from evaluator.report.records import Signature
 from evaluator.report.result import RESULT_NAME, Result
-from evaluator.report.signing import PUBLIC_NAME, bytes_signature_problem, load_private, load_public, sign_bytes
+from evaluator.report.signing import bytes_signature_problem, load_private, load_public, sign_bytes
+from evaluator.serve.board import rank_results
 from evaluator.serve.phases import phase
 from evaluator.serve.recorder import score_folder
 from evaluator.serve.settings import Competition
@@ -102,12 +103,8 @@ def _place(competition: Competition, chosen: list[Finalist]) -> Path:
 
 
 def final_board(competition: Competition) -> Leaderboard:
-    """The final results ranked, only those signed by the competition's key trusted."""
-    settings = competition.settings
-    secrets = competition.secrets()
-    public = load_public(secrets.signing_key.parent / PUBLIC_NAME) if secrets.signing_key is not None else None
-    return rank(load_results(competition.final_results, public), settings.thresholds,
-                allow_unaudited=settings.score.audit.off)
+    """The final results ranked as the web board (and ``edl leaderboard --public-key``) ranks them."""
+    return rank_results(competition.final_results, competition)
 
 
 def final_scoring(competition: Competition, store: Store) -> FinalOutcome:

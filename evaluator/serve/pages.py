@@ -18,7 +18,14 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from evaluator.errors import EdlError
 from evaluator.serve.api import SubmissionId
-from evaluator.serve.auth import ORGANISER, PRESESSION_COOKIE, SESSION_COOKIE, Session, same_secret
+from evaluator.serve.auth import (
+    ORGANISER,
+    PRESESSION_COOKIE,
+    SESSION_COOKIE,
+    UNKNOWN_TOKEN,
+    Session,
+    same_secret,
+)
 from evaluator.serve.store import Submission, Team
 from evaluator.serve.uploads import declared_length, receive_form
 from evaluator.serve.web import DESCRIPTION_FIELD, MODEL_FIELD, Refused, Web
@@ -117,7 +124,7 @@ async def signin(request: Request) -> Response:
         target = "/organiser"
     else:
         return render(request, "error.html", 401, title="Sign in refused",
-                      problems=["this token is unknown or revoked; use the token edl team add printed for your team"])
+                      problems=[UNKNOWN_TOKEN])
     response = back_to(target)
     response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", max_age=int(web.sessions.lifetime_s))
@@ -144,6 +151,8 @@ class Row:
     message: str
     position: int | None
     detail: Any  # api.SubmissionDetail
+    same_file_as: str | None = None  # another team's submission of the same bytes
+    rerunnable: bool = False  # the organiser's Re-run would be taken
 
 
 def _rows(web: Web, submissions: list[Submission]) -> list[Row]:
@@ -152,7 +161,8 @@ def _rows(web: Web, submissions: list[Submission]) -> list[Row]:
     rows = []
     for submission in reversed(submissions):
         verdict = web.verdict(submission)
-        rows.append(Row(verdict.submission, verdict.message, verdict.position, detail_out(web, submission)))
+        rows.append(Row(verdict.submission, verdict.message, verdict.position, detail_out(web, submission),
+                        verdict.same_file_as, verdict.rerunnable))
     return rows
 
 

@@ -90,6 +90,9 @@ class CompetitionSettings(Options):
                                    "over audit_secret_file)", commands=(INIT,))
     audit_secret_file: Path | None = option(Path("keys/audit_secret"), "File holding the audit secret, relative "
                                             "to the competition folder (init makes one)", commands=(INIT,))
+    allow_unchecked_unseen: bool = option(False, "Rank on the boards results not checked on unseen images (no "
+                                          "score.private_data): as edl leaderboard --allow-unchecked-unseen",
+                                          commands=(INIT,))
     score: ScoreConfig = field(default_factory=_score_defaults, metadata={DOC: SCORE_DOC})
     batch: BatchConfig = field(default_factory=BatchConfig, metadata={DOC: BATCH_DOC})
 

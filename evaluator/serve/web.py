@@ -65,10 +65,26 @@ class Verdict:
     position: int | None
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    same_file_as: str | None = None  # another team's submission of the same bytes (its name): for the organiser
+
+    @property
+    def held(self) -> bool:
+        """Another team's file byte for byte: whatever the worker did with it, the team is shown no figures (they
+        would be the other team's) and the organiser decides."""
+        return self.submission.duplicate_of is not None and self.submission.state in ("queued", "scoring", "scored")
+
+    @property
+    def rerunnable(self) -> bool:
+        """Whether the organiser's re-run would be taken (Store.requeue's rule): a failed check or quota never
+        reached the queue, so the page offers no Re-run that would only answer 409."""
+        return self.submission.state in ("scored", "failed") and self.submission.fault not in ("check", "quota")
 
     @property
     def message(self) -> str:
         state, position = self.submission.state, self.position
+        if self.held:
+            return (f"held for the organiser's review: this file is the same (sha256 {self.submission.sha256[:16]}…) "
+                    "as another team's submission")
         if state == "queued" and position is not None:
             return f"queued, position {position}"
         if state == "scoring":
@@ -201,8 +217,9 @@ class Web:
         problems = outcome.problems if outcome else (
             (submission.reason or "").split("; ") if submission.state == "failed" and submission.fault == "check"
             else [])
+        other = self.store.submission(submission.duplicate_of) if submission.duplicate_of is not None else None
         return Verdict(submission, self.store.queue_position(submission.id), problems,
-                       outcome.warnings if outcome else [])
+                       outcome.warnings if outcome else [], other.name if other is not None else None)
 
     def change(self, action: Callable[[], Submission]) -> Submission:
         """A change of the store the team or organiser asked for; a refusal of the store is a 409 with its reason."""

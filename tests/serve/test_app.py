@@ -322,3 +322,94 @@ def test_edl_serve_and_submit_refuse_bad_input_in_one_line(cli, competition, tmp
     assert schemeless.exit_code == 2 and "with its scheme" in schemeless.stderr
     absent = cli("submit", tmp_path / "absent.onnx", "--server", "http://127.0.0.1:9", "--token", "x")
     assert absent.exit_code == 2 and "no such file" in absent.stderr
+
+
+def test_a_second_teams_identical_file_is_held_for_the_organisers_review(organiser_token, tmp_path):
+    from serve.test_security import sign_in
+
+    competition, organiser = organiser_token
+    store = open_store(competition)
+    alpha, beta = store.add_team("alpha"), store.add_team("beta")
+    content = oracle_model(tmp_path / "m.onnx").read_bytes()
+    with live_server(create_app(competition.root)) as url:
+        first, copy = upload(url, alpha, content).json(), upload(url, beta, content).json()
+        assert first["message"] == "queued, position 1" and not first["held"]
+        assert copy["held"] and copy["message"].startswith("held for the organiser's review: this file is the same")
+        claimed = [store.claim("w", 60), store.claim("w", 60)]
+        for submission in claimed:  # the worker scored both (the copy's result is the first team's)
+            assert submission is not None
+            store.finish(submission.id, "w", f"{submission.name}", submission.sha256, "f")
+        shown = httpx.get(f"{url}/api/submissions/{copy['id']}", headers=bearer(beta)).json()
+        assert shown["state"] == "scored" and shown["held"] and shown["result"] is None
+        assert "held for the organiser's review" in shown["message"]
+        team_client, _ = sign_in(url, beta)
+        assert "held for the organiser&#39;s review" in team_client.get("/team").text
+        client, _ = sign_in(url, organiser)
+        page = client.get("/organiser").text
+        assert f"beta-{copy['id']} is the same file as alpha-{first['id']} (teams beta and alpha)" in page
+        listed = httpx.get(f"{url}/api/organiser/submissions", headers=bearer(organiser)).json()
+        assert [s["same_file_as"] for s in listed if s["id"] == copy["id"]] == [f"alpha-{first['id']}"]
+
+
+def test_a_revoked_or_unknown_token_is_told_to_ask_the_organiser_for_a_new_one(cli, served, tmp_path):
+    url, token, competition = served
+    open_store(competition).revoke_team("alpha")
+    told = "unknown or revoked token: ask the organiser for a new one"
+    for sent in (token, "not-a-token"):
+        answer = httpx.get(f"{url}/api/me", headers=bearer(sent))
+        assert answer.status_code == 401 and answer.json()["detail"] == told
+    assert "Authorization: Bearer TOKEN" in httpx.get(f"{url}/api/me").json()["detail"]  # none sent: how to send it
+    refused = cli("submit", oracle_model(tmp_path / "m.onnx"), "--server", url, "--token", token)
+    assert refused.exit_code == 2 and told in refused.stderr
+
+
+def _broken_model(tmp_path) -> bytes:
+    import onnx
+
+    model = onnx.load(oracle_model(tmp_path / "broken.onnx", layout="NCHW"))
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT32
+    model.opset_import[0].version = 3
+    return model.SerializeToString()
+
+
+def test_edl_submit_waits_for_a_check_held_by_a_measurement_and_prints_its_verdict(cli, served, tmp_path):
+    import threading
+
+    url, token, competition = served
+    store = open_store(competition)
+    broken, valid = tmp_path / "broken-upload.onnx", oracle_model(tmp_path / "valid.onnx")
+    broken.write_bytes(_broken_model(tmp_path))
+    for model, code in ((broken, 2), (valid, 0)):
+        store.set_window("worker-test", 120.0)
+        threading.Timer(3.0, store.set_window, ("worker-test", None)).start()
+        answer = cli("submit", model, "--server", url, "--token", token, "--wait-s", "60")
+        assert answer.exit_code == code, answer.output
+        assert "waits until the measurement in progress ends" in answer.stdout
+        if code == 2:
+            assert "opset 3" in answer.stderr and "int32" in answer.stderr.lower() and "failed" in answer.stdout
+        else:
+            assert "queued, position 1" in answer.stdout
+    store.set_window("worker-test", 120.0)
+    held = cli("submit", conv_model(tmp_path / "other.onnx"), "--server", url, "--token", token,
+               "--wait-s", "1")
+    store.set_window("worker-test", None)
+    assert held.exit_code == 0 and "still not checked after 1 s" in held.stderr, held.output
+
+
+def test_the_organiser_page_offers_re_run_only_where_it_is_taken(organiser_token, tmp_path):
+    from serve.test_security import sign_in
+
+    competition, organiser = organiser_token
+    store = open_store(competition)
+    token = store.add_team("alpha")
+    with live_server(create_app(competition.root)) as url:
+        broken = upload(url, token, _broken_model(tmp_path)).json()
+        valid = upload(url, token, oracle_model(tmp_path / "m.onnx").read_bytes()).json()
+        assert broken["state"] == "failed" and valid["state"] == "queued"
+        claimed = store.claim("w", 60)
+        assert claimed is not None
+        store.finish(claimed.id, "w", claimed.name, claimed.sha256, "f")
+        client, _ = sign_in(url, organiser)
+        page = client.get("/organiser").text
+        assert f"/organiser/submissions/{valid['id']}/rerun" in page
+        assert f"/organiser/submissions/{broken['id']}/rerun" not in page  # a failed check: a re-run is refused
