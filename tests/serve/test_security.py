@@ -132,7 +132,10 @@ def announce(url: str, token: str, length: int) -> str:
         connection.sendall((f"POST /api/submissions HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer "
                             f"{token}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {length}"
                             "\r\n\r\n").encode())
-        return connection.recv(65536).decode("utf-8", "replace")
+        answer = b""
+        while chunk := connection.recv(65536):  # headers and body may come apart: read until the server closes
+            answer += chunk
+        return answer.decode("utf-8", "replace")
 
 
 @pytest.mark.slow
