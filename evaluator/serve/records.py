@@ -67,6 +67,15 @@ class Submission:
         """The name it is scored and ranked under (its result folder's name)."""
         return f"{self.team}-{self.id}"
 
+    def rerun_refusal(self) -> str | None:
+        """Why the organiser cannot score it again, or None: the one rule the store applies and the page follows."""
+        if self.state not in ("scored", "failed"):
+            return f"submission {self.id} is {self.state}: only a scored or failed one can be scored again"
+        if self.fault in ("check", "quota"):
+            return (f"submission {self.id} failed its {self.fault} and never reached the queue: only a scored or "
+                    "failed one can be scored again, once it was queued")
+        return None
+
 
 @dataclass(frozen=True)
 class Quota:

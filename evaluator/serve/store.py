@@ -180,12 +180,8 @@ class Store(Database):
         """The organiser scores a finished or failed submission again (it keeps its place in the quota)."""
         with self._write() as db:
             current = self._submission(db, submission_id)
-            if current.state not in ("scored", "failed"):
-                raise StoreError(f"submission {submission_id} is {current.state}: only a scored or failed one can be "
-                                 "scored again")
-            if current.fault in ("check", "quota"):
-                raise StoreError(f"submission {submission_id} failed its {current.fault} and never reached the queue: "
-                                 "only a scored or failed one can be scored again, once it was queued")
+            if (refusal := current.rerun_refusal()) is not None:
+                raise StoreError(refusal)
             db.execute("UPDATE submissions SET reason = NULL, fault = NULL, lease_expiries = 0, "
                        "queued_utc = COALESCE(queued_utc, ?), queued_day = COALESCE(queued_day, ?) WHERE id = ?",
                        (self.now_utc(), self.now_utc()[:10], submission_id))

@@ -75,9 +75,9 @@ class Verdict:
 
     @property
     def rerunnable(self) -> bool:
-        """Whether the organiser's re-run would be taken (Store.requeue's rule): a failed check or quota never
-        reached the queue, so the page offers no Re-run that would only answer 409."""
-        return self.submission.state in ("scored", "failed") and self.submission.fault not in ("check", "quota")
+        """Whether the organiser's re-run would be taken (the store's own rule): the page offers no Re-run that
+        would only answer 409."""
+        return self.submission.rerun_refusal() is None
 
     @property
     def message(self) -> str:
