@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -92,10 +91,9 @@ def _run_child(job: Job, timeout_s: float, limits: ChildLimits, events_fd: int) 
     for stale in (job.plan.result_name, OUTCOME_NAME):
         (job.out_dir / stale).unlink(missing_ok=True)  # a stale result must never stand for this run
     job_path = write_job(job)
-    child = subprocess.Popen([sys.executable, "-m", "evaluator.batch.child", str(job_path), str(events_fd)],
+    child = subprocess.Popen(limits.command("evaluator.batch.child", str(job_path), str(events_fd)),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env=os.environ | {"PYTHONUNBUFFERED": "1"}, preexec_fn=limits.apply,
-                             pass_fds=(events_fd,))
+                             env=os.environ | {"PYTHONUNBUFFERED": "1"}, pass_fds=(events_fd,))
     try:
         _, stderr = child.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

@@ -59,9 +59,9 @@ def _how(returncode: int) -> str:
 def run_in_fresh_child(argv: list[str], timeout_s: float) -> CheckOutcome:
     """One check in a fresh interpreter (it pays the imports of onnx and onnxruntime: about half a second)."""
     limits = ChildLimits(CHECK_CPU_S, CHECK_MEMORY_BYTES)
-    child = subprocess.Popen([sys.executable, "-m", "evaluator.serve.checking", *argv], stdout=subprocess.PIPE,
+    child = subprocess.Popen(limits.command("evaluator.serve.checking", *argv), stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-                             env=os.environ | {"PYTHONUNBUFFERED": "1"}, preexec_fn=limits.apply)
+                             env=os.environ | {"PYTHONUNBUFFERED": "1"})
     try:
         stdout, _ = child.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
