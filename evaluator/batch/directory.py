@@ -27,18 +27,17 @@ from evaluator.batch.discover import FoundSubmission, discover
 from evaluator.batch.limits import child_limits
 from evaluator.batch.local import Done, LocalBackend, remove_run_files
 from evaluator.batch.outroot import (
-    FAILURES_DIR,
     RUN_RESULTS,
     Archive,
     archive_batch_record,
     archive_everything,
+    new_failure_path,
     publish,
     read_or_none,
     recover,
     refuse_incomparable,
     remove_if_empty,
     stage_of,
-    utc_stamp,
 )
 from evaluator.batch.ray_backend import RayBackend
 from evaluator.batch.reference import REFERENCE_NAME, ReferenceRuns
@@ -245,8 +244,7 @@ class _Batch:
         standing = read_or_none(entry.final / RESULT_NAME)
         item = dataclasses.replace(item, outcome="failed", reason=reason)
         if standing is not None and standing.scored:
-            path = entry.final / FAILURES_DIR / f"{utc_stamp()}.json"
-            path.parent.mkdir(exist_ok=True)
+            path = new_failure_path(entry.final)
             write_result(path, failure)
             return dataclasses.replace(item, failure_file=str(path),
                                        reason=f"{reason} (the earlier scored result stands; this failure is in {path})")

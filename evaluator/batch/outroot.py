@@ -39,6 +39,22 @@ def utc_stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def new_failure_path(folder: Path) -> Path:
+    """A file of its own for one failure record in ``folder/failures/``: ``<utc>.json``, or ``<utc>-2.json`` and on
+    when that second already has one (two failures within a second must not share one file: one would be lost).
+    The name is claimed by creating the file exclusively; the record then replaces the empty claim atomically."""
+    failures = folder / FAILURES_DIR
+    failures.mkdir(exist_ok=True)
+    stamp, count = utc_stamp(), 1
+    while True:
+        path = failures / (f"{stamp}.json" if count == 1 else f"{stamp}-{count}.json")
+        try:
+            path.open("x").close()
+            return path
+        except FileExistsError:
+            count += 1
+
+
 def _unique(path: Path) -> Path:
     candidate, count = path, 1
     while os.path.lexists(candidate):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,11 @@ from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
 
 
-@pytest.fixture
-def data(tmp_path):
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The test set, shared read-only by the module's tests."""
     images, labels = oracle_images(1000, correct=960)
-    return save_npz(tmp_path / "data.npz", images, labels)
+    return save_npz(tmp_path_factory.mktemp("data") / "data.npz", images, labels)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -29,17 +31,25 @@ def snapshot(folder: Path) -> dict[str, str]:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-@pytest.fixture
-def scored(tmp_path, data):
-    """A batch of two models already scored into ``out``; returns (submissions, out)."""
-    subs = tmp_path / "subs"
+@pytest.fixture(scope="module")
+def scored_once(tmp_path_factory, module_env, data):
+    """Two models scored once for the module: every test gets its own copy (``scored``)."""
+    root = tmp_path_factory.mktemp("scored")
+    subs = root / "subs"
     subs.mkdir()
     oracle_model(subs / "a.onnx")
     conv_model(subs / "b.onnx", seed=1)
-    out = tmp_path / "out"
-    summary = score_directory(subs, out, fast_config(data, audit=False))
+    summary = score_directory(subs, root / "out", fast_config(data, audit=False))
     assert summary.counts["scored"] == 2
-    return subs, out
+    return root
+
+
+@pytest.fixture
+def scored(tmp_path, scored_once):
+    """A batch of two models already scored into ``out``, a copy of its own; returns (submissions, out)."""
+    shutil.copytree(scored_once / "subs", tmp_path / "subs")
+    shutil.copytree(scored_once / "out", tmp_path / "out")
+    return tmp_path / "subs", tmp_path / "out"
 
 
 def test_an_empty_folder_or_a_wrong_argument_writes_nothing(tmp_path, data, scored, cli):
@@ -165,3 +175,14 @@ def test_a_batch_interrupted_before_it_measured_anything_leaves_batch_json_in_pl
     with pytest.raises(KeyboardInterrupt):
         score_directory(subs, out, fast_config(data, audit=False))
     assert (out / BATCH_NAME).read_bytes() == before
+
+
+def test_two_failures_within_one_second_are_two_records(tmp_path, monkeypatch):
+    """They shared failures/<utc>.json: the second replaced the first (found when this module's scorings sped up)."""
+    from evaluator.batch import outroot
+
+    monkeypatch.setattr(outroot, "utc_stamp", lambda: "20261201T172653Z")
+    paths = [outroot.new_failure_path(tmp_path) for _ in range(3)]
+    assert [path.name for path in paths] == ["20261201T172653Z.json", "20261201T172653Z-2.json",
+                                             "20261201T172653Z-3.json"]
+    assert all(path.parent == tmp_path / outroot.FAILURES_DIR and path.exists() for path in paths)
