@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from builders import (
-    conv_model,
     endless_loop_model,
     fast_config,
     memory_hog_model,
@@ -139,34 +136,6 @@ def test_memory_exhaustion_is_contained_by_the_child_limit(tmp_path, data):
     assert results["hog"].status == "failed" and results["ok"].scored
     assert "onnxruntime" in results["hog"].reason and "\n" not in results["hog"].reason
     assert summary.limits.address_space_bytes == 4 << 30
-
-
-@pytest.mark.slow  # a real score-dir process killed -9 mid-batch and resumed: 6 scorings
-def test_an_interrupted_batch_resumes_and_measures_each_run_once(tmp_path, data):
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    for name in ("s1", "s2", "s3"):
-        conv_model(subs / f"{name}.onnx", seed=int(name[1]))
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "evaluator", "score-dir", str(subs), "--data", str(data), "--out", str(out),
-               "--passes", "30", "--repeat", "2", "--idle-seconds", "0", "--cooldown", "0", "--no-plot"]
-    batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (out / "_partial" / "s1" / "run-2.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    batch.kill()  # kill -9 in the second round, while s2's second run is measured
-    batch.wait()
-    assert _results(out) == {}  # no submission has all its runs yet
-    kept = read_result(out / "_partial" / "s1" / "run-1.json").runs[0].started_utc
-    resumed = subprocess.run([*command, "--json"], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    measured = {s["name"]: s["runs"] for s in json.loads(resumed.stdout)["submissions"]}
-    assert measured == {"s1": [], "s2": [2], "s3": [2]}
-    final = _results(out)
-    assert {r.status for r in final.values()} == {"scored"}
-    assert all([run.index for run in r.runs] == [1, 2] and len(r.energy.repeats_j) == 2 for r in final.values())
-    assert final["s1"].runs[0].started_utc == kept and not list(out.glob("*/run-*.json"))
-    assert not (out / "_partial").exists()
 
 
 def test_a_batch_where_nothing_scored_exits_non_zero(tmp_path, data, cli):

@@ -3,7 +3,8 @@
 Whatever the moment: every result folder is whole (its result.json and every file it names, by hash)
 or absent, no half-measured run is left staged after Ctrl-C, no scoring child outlives the batch,
 everything the results root held before is still there byte for byte (moved into _archive/ at most),
-and the same command then finishes the batch.
+and the same command then finishes the batch, measuring exactly the runs that were not yet whole (a run
+measured before the interrupt is kept, never measured twice).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PARTIAL = "_partial"
 
 def _command(subs: Path, data: Path, out: Path) -> list[str]:
     return [sys.executable, "-B", "-m", "evaluator", "score-dir", str(subs), "--data", str(data), "--out", str(out),
-            "--passes", "30", "--repeat", "2", "--idle-seconds", "0", "--cooldown", "0", "--no-plot"]
+            "--passes", "5", "--repeat", "2", "--idle-seconds", "0", "--cooldown", "0", "--no-plot"]
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -139,12 +140,31 @@ def test_interrupted_at_any_moment_leaves_whole_results_and_resumes(tmp_path, ea
     assert _no_child_of(out), "a scoring child outlived the batch"
     _assert_whole_or_absent(out)
     _assert_earlier_intact(out, before)
+    kept = _whole_runs(out)
     rerun = subprocess.run([*command, "--json"], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert {item["name"]: item["outcome"] for item in json.loads(rerun.stdout)["submissions"]}.keys() == {"s1", "s2"}
+    measured = {item["name"]: item["runs"] for item in json.loads(rerun.stdout)["submissions"]}
+    assert measured == {name: [index for index in (1, 2) if index not in kept.get(name, {})] for name in ("s1", "s2")}
     _assert_whole_or_absent(out)
     _assert_earlier_intact(out, before)
     for name in ("s1", "s2", "old"):
         result = read_result(out / name / RESULT_NAME)
         assert result.scored and [run.index for run in result.runs] == [1, 2]
+        assert {run.index: run.started_utc for run in result.runs if run.index in kept.get(name, {})} == kept.get(
+            name, {})  # the runs measured before the interrupt are those in the result, not measured again
     assert not (out / PARTIAL).exists()
+
+
+def _whole_runs(out: Path) -> dict[str, dict[int, str]]:
+    """Each submission's runs left whole by the interrupted batch (staged, or published with its result), by
+    index, with the time each started."""
+    whole: dict[str, dict[int, str]] = {}
+    for name in ("s1", "s2"):
+        published = [path for path in (out / name / RESULT_NAME, out / PARTIAL / name / RESULT_NAME) if path.exists()]
+        if published:  # the second place: killed between the two renames of its publication
+            whole[name] = {run.index: run.started_utc for run in read_result(published[0]).runs}
+            continue
+        for staged in (out / PARTIAL / name).glob("run-*.json"):
+            run = read_result(staged).runs[0]
+            whole.setdefault(name, {})[run.index] = run.started_utc
+    return whole

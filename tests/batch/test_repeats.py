@@ -50,7 +50,7 @@ def test_a_model_under_two_names_ties_and_a_slower_one_does_not(tmp_path, metere
     twin_of(subs / "copy_a.onnx", subs / "copy_b.onnx")  # other bytes: a byte-identical copy is a duplicate
     busy_colour_model(subs / "slow.onnx", channels=96)  # the same answers, several times the time: clear of any
     # spread a loaded 2-core machine adds (channels=40, about three times, tied with the fast one at load 13)
-    passes = passes_lasting(subs / "copy_a.onnx", images=1000, seconds=1.0, least=5)  # ~0.7 s windows here
+    passes = passes_lasting(subs / "copy_a.onnx", images=1000, seconds=0.5, least=5)  # 0.5 s windows for copy_a
     config = dataclasses.replace(fast_config(data, passes=passes), repeat=3)
     summary = score_directory(subs, tmp_path / "out", config)
     assert summary.counts["scored"] == 3
@@ -98,15 +98,15 @@ def test_repeats_are_interleaved_across_submissions(tmp_path, metered):
     data = _data(tmp_path, 300)
     subs = tmp_path / "subs"
     subs.mkdir()
-    for name in ("a", "b", "c"):
+    for name in ("a", "b"):
         colour_model(subs / f"{name}.onnx")
     score_directory(subs, tmp_path / "out", dataclasses.replace(fast_config(data, audit=False), repeat=2))
     starts = []
-    for name in ("a", "b", "c"):
+    for name in ("a", "b"):
         for run in read_result(tmp_path / "out" / name / RESULT_NAME).runs:
             measured = next(w for w in run.windows if w.name == "measured")
             starts.append((measured.start_s, f"{name}{run.index}"))
-    assert [label for _, label in sorted(starts)] == ["a1", "b1", "c1", "a2", "b2", "c2"]
+    assert [label for _, label in sorted(starts)] == ["a1", "b1", "a2", "b2"]  # not a1 a2 b1 b2
 
 
 def test_the_batch_target_is_the_given_one_or_the_idle_temperature_or_none_and_why(fake_gpu):
