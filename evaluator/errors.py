@@ -37,6 +37,11 @@ class MeterError(EdlError):
     """The energy measurement failed or cannot be trusted."""
 
 
+class StoppedError(EdlError):
+    """The scoring was stopped on request (the service's organiser cancelled it while it ran): the run in progress
+    is discarded like an interrupted one, runs already whole stay staged for a resume, nothing is published."""
+
+
 class ResultError(EdlError):
     """A result document cannot be written, read or trusted."""
 

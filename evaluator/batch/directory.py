@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -272,12 +273,13 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _backend(state: _Batch, dataset: Dataset, sink: EventSink) -> tuple[Backend, list[str]]:
+def _backend(state: _Batch, dataset: Dataset, sink: EventSink,
+             stop: threading.Event | None) -> tuple[Backend, list[str]]:
     """The backend the batch asked for, and the GPU kinds of its hosts ([]: none advertised)."""
     if state.batch.backend == "local":
-        return LocalBackend(state.batch.timeout_s, state.limits, sink), []
+        return LocalBackend(state.batch.timeout_s, state.limits, sink, stop), []
     backend = RayBackend(state.batch.ray_address, dataset, state.batch.timeout_s, state.batch.max_memory_gb,
-                         sink)
+                         sink, stop)
     kinds = backend.kinds()
     if state.batch.every_gpu_kind and not kinds:
         backend.close()
@@ -328,16 +330,19 @@ def _prepare(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchC
 
 
 def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig | None = None,
-                    sink: EventSink = silent, secrets: Secrets | None = None) -> BatchSummary:
+                    sink: EventSink = silent, secrets: Secrets | None = None,
+                    stop: threading.Event | None = None) -> BatchSummary:
     """Score every submission in ``directory``; returns the batch summary (also written as batch.json when this
     batch measured something, the previous one archived first).
 
     ``sink`` receives the batch's progress events: ``RunPlaced`` as a run starts on its host, the scoring's own
-    events while it runs (the local backend forwards its child's; a Ray host's stay there), ``SubmissionsDone``."""
+    events while it runs (the local backend forwards its child's; a Ray host's stay there), ``SubmissionsDone``.
+    ``stop``, once set, kills the run in progress and raises ``StoppedError``; the batch is abandoned as on Ctrl-C
+    (whole runs stay staged, nothing half-measured is kept, nothing is published)."""
     batch = batch or BatchConfig()
     started_utc, started = utc_now(), time.monotonic()
     submissions, ignored, dataset, state = _prepare(directory, out_root, config, batch, secrets or Secrets())
-    backend, kinds = _backend(state, dataset, sink)
+    backend, kinds = _backend(state, dataset, sink, stop)
     try:
         state.entries = [state.plan(submission, kind, named)
                          for submission, kind, named in _placements(submissions, kinds, batch.every_gpu_kind)]

@@ -16,12 +16,15 @@ from pathlib import Path
 
 from evaluator.batch.child import JOB_NAME, OUTCOME_NAME, ChildOutcome, Job, read_outcome, write_job
 from evaluator.batch.limits import ChildLimits
+from evaluator.errors import StoppedError
 from evaluator.events import EventSink, RunPlaced, read_json_lines, silent
 from evaluator.fileio import temp_pattern
 from evaluator.report.records import utc_now
 from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
 
 Done = Callable[[Job, ChildOutcome], None]
+STOP_POLL_S = 0.5  # how soon a stop request kills the child
+STOPPED = "the scoring was stopped on request; the run in progress is not recorded"
 
 
 def _failure_reason(returncode: int, stderr: str) -> str:
@@ -77,16 +80,35 @@ def _event_pipe(sink: EventSink) -> Iterator[int]:
         reader.join(timeout=10)
 
 
-def run_child(job: Job, timeout_s: float, limits: ChildLimits, sink: EventSink = silent) -> ChildOutcome:
+def run_child(job: Job, timeout_s: float, limits: ChildLimits, sink: EventSink = silent,
+              stop: threading.Event | None = None) -> ChildOutcome:
     """Run one job in its own process group, killed at ``timeout_s``; the files it leaves are its outcome.
-    The child's progress events arrive in ``sink`` while it runs."""
+    The child's progress events arrive in ``sink`` while it runs. When ``stop`` is set the child is killed at once
+    and ``StoppedError`` raised (the batch then abandons the run, as on Ctrl-C)."""
     started_utc = utc_now()
     with _event_pipe(sink) as events_fd:
-        outcome = _run_child(job, timeout_s, limits, events_fd)
+        outcome = _run_child(job, timeout_s, limits, events_fd, stop)
     return dataclasses.replace(outcome, host=outcome.host or socket.gethostname(), started_utc=started_utc)
 
 
-def _run_child(job: Job, timeout_s: float, limits: ChildLimits, events_fd: int) -> ChildOutcome:
+def _wait(child: subprocess.Popen[str], timeout_s: float, stop: threading.Event | None) -> str:
+    """The child's stderr once it exits; TimeoutExpired at ``timeout_s``; StoppedError within STOP_POLL_S of ``stop``
+    being set (``communicate`` in slices: retrying it after its timeout loses no output)."""
+    if stop is None:
+        return child.communicate(timeout=timeout_s)[1]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if stop.is_set():
+            raise StoppedError(STOPPED)
+        try:
+            return child.communicate(timeout=max(0.0, min(STOP_POLL_S, deadline - time.monotonic())))[1]
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+
+
+def _run_child(job: Job, timeout_s: float, limits: ChildLimits, events_fd: int,
+               stop: threading.Event | None) -> ChildOutcome:
     started = time.monotonic()
     for stale in (job.plan.result_name, OUTCOME_NAME):
         (job.out_dir / stale).unlink(missing_ok=True)  # a stale result must never stand for this run
@@ -95,13 +117,13 @@ def _run_child(job: Job, timeout_s: float, limits: ChildLimits, events_fd: int) 
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
                              env=os.environ | {"PYTHONUNBUFFERED": "1"}, pass_fds=(events_fd,))
     try:
-        _, stderr = child.communicate(timeout=timeout_s)
+        stderr = _wait(child, timeout_s, stop)
     except subprocess.TimeoutExpired:
         _kill(child)
         return ChildOutcome(f"timed out after {timeout_s:g} s (--timeout); the scoring process was killed", True,
                             time.monotonic() - started)
     except BaseException:
-        _kill(child)  # Ctrl-C: its own session never saw it; it must not write on after the batch cleaned up
+        _kill(child)  # Ctrl-C or a stop: its own session never saw it; it must not write on after the batch cleaned up
         raise
     finally:
         job_path.unlink(missing_ok=True)
@@ -118,15 +140,18 @@ def _run_child(job: Job, timeout_s: float, limits: ChildLimits, events_fd: int) 
 class LocalBackend:
     """One child at a time, in the order given: energy windows never overlap on this host."""
 
-    def __init__(self, timeout_s: float, limits: ChildLimits, sink: EventSink = silent) -> None:
-        self.timeout_s, self.limits, self.sink = timeout_s, limits, sink
+    def __init__(self, timeout_s: float, limits: ChildLimits, sink: EventSink = silent,
+                 stop: threading.Event | None = None) -> None:
+        self.timeout_s, self.limits, self.sink, self.stop = timeout_s, limits, sink, stop
         self.lost: list[str] = []  # this host does not die under its own children
 
     def run(self, jobs: Iterable[Job], done: Done) -> None:
         """Each job in turn: a ``RunPlaced``, then the child's own events as it scores, then ``done``."""
         for job in jobs:
+            if self.stop is not None and self.stop.is_set():
+                raise StoppedError(STOPPED)
             self.sink(RunPlaced(job.name, job.plan.first_run, socket.gethostname()))
-            done(job, run_child(job, self.timeout_s, self.limits, self.sink))
+            done(job, run_child(job, self.timeout_s, self.limits, self.sink, self.stop))
 
     def close(self) -> None:
         pass

@@ -18,6 +18,7 @@ import platform
 import queue
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,10 +27,10 @@ from typing import Any
 
 from evaluator.batch.child import ChildOutcome, Job
 from evaluator.batch.limits import child_limits
-from evaluator.batch.local import Done, run_child
+from evaluator.batch.local import STOPPED, Done, run_child
 from evaluator.data.dataset import Dataset
 from evaluator.data.formats import npz_bytes
-from evaluator.errors import EdlError
+from evaluator.errors import EdlError, StoppedError
 from evaluator.events import EventSink, RunPlaced, silent
 from evaluator.fileio import atomic_write_bytes
 from evaluator.report.result import RUN_RESULT_NAME, SAMPLES_NAME, TIMELINE_NAME
@@ -116,7 +117,8 @@ class RayBackend:
     """Jobs on a Ray cluster: as many at once as hosts free, one per host, results written by the driver."""
 
     def __init__(self, address: str | None, dataset: Dataset, timeout_s: float, max_memory_gb: float,
-                 sink: EventSink = silent) -> None:
+                 sink: EventSink = silent, stop: threading.Event | None = None) -> None:
+        self.stop = stop
         self.ray = ray_module()
         self.connected_here = not self.ray.is_initialized()
         if self.connected_here:
@@ -184,6 +186,10 @@ class RayBackend:
                 break
             ready, _ = self.ray.wait(list(flying), num_returns=1, timeout=0.5)
             self._announce_starts(starts)
+            if self.stop is not None and self.stop.is_set():
+                for ref in flying:  # force: the task's process dies, and its scoring child with it (PDEATHSIG)
+                    self.ray.cancel(ref, force=True)
+                raise StoppedError(STOPPED)
             for ref in ready:
                 flight = flying.pop(ref)
                 outcome = self._collect(ref, flight, retry)

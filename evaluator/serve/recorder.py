@@ -11,6 +11,7 @@ collapsed to the latest. Elsewhere counts (``ImagesDone``) and countdowns (``Wai
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +100,7 @@ def _measuring_ends(event: Event) -> bool:
 
 
 def score_folder(folder: Path, out_root: Path, config: ScoreConfig, batch: BatchConfig, secrets: Secrets,
-                 sink: EventSink) -> BatchSummary:
-    """``score_directory`` with its progress on ``sink`` (the one progress stream: the children's phases too)."""
-    return score_directory(folder, out_root, config, batch, sink=sink, secrets=secrets)
+                 sink: EventSink, stop: threading.Event | None = None) -> BatchSummary:
+    """``score_directory`` with its progress on ``sink`` (the one progress stream: the children's phases too);
+    ``stop`` set: the scoring is stopped (StoppedError)."""
+    return score_directory(folder, out_root, config, batch, sink=sink, secrets=secrets, stop=stop)

@@ -165,16 +165,31 @@ class Store(Database):
             return self._submission(db, submission_id)
 
     def cancel(self, submission_id: int, team: Team) -> Submission:
-        """The team (or the organiser) withdraws a submission still waiting: it stops using the quota."""
+        """The team (or the organiser) withdraws a submission still waiting: it stops using the quota. The organiser
+        may also stop one being scored: its worker sees ``cancelled`` within a second (``is_cancelled``), kills the
+        run in progress and records nothing. A team cannot: a scoring it stopped near its end would have used the
+        machine without using the quota."""
         with self._write() as db:
             current = self._submission(db, submission_id)
             if current.team != team.name and not team.organiser:
                 raise StoreError(f"submission {submission_id} is not yours")
+            if current.state == "scoring" and team.organiser:
+                self._enter(db, submission_id, "cancelled", "by the organiser, during its scoring: the run in "
+                            "progress was stopped and nothing of it is recorded")
+                return self._submission(db, submission_id)
+            if current.state == "scoring":
+                raise StoreError(f"submission {submission_id} is being scored: only the organiser can stop a "
+                                 "scoring in progress")
             if current.state not in ("received", "checked", "queued"):
                 raise StoreError(f"submission {submission_id} is {current.state}: only one still waiting can be "
                                  "cancelled")
             self._enter(db, submission_id, "cancelled", f"by {'the organiser' if team.organiser else team.name}")
             return self._submission(db, submission_id)
+
+    def is_cancelled(self, submission_id: int) -> bool:
+        """One read, for the worker scoring it: was it cancelled meanwhile?"""
+        row = self._db().execute("SELECT state FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+        return row is not None and row["state"] == "cancelled"
 
     def requeue(self, submission_id: int, detail: str = "re-run by the organiser") -> Submission:
         """The organiser scores a finished or failed submission again (it keeps its place in the quota)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,6 +31,7 @@ from evaluator.serve.store import Store
 SCORING_CHILD = b"evaluator.batch.child"  # the scoring child's module: it and its sampler are the measurement
 OPENING_PHASES = ("warmup", "pass")  # a run without an idle baseline opens its window at the first of these
 CLOSING_PHASE = "pass"
+CANCEL_CHECK_S = 1.0  # how often the worker reads whether the submission it scores was cancelled
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -127,12 +129,13 @@ class WindowFlag:
 
 class LeaseKeeper:
     """Renews the claim on ``submission_id`` (if any) and the open window ``flag`` (if any) every third of the lease
-    while a scoring runs; closes the flag when the scoring ends, however it ends."""
+    while a scoring runs; closes the flag when the scoring ends, however it ends. With ``stop``: sets it within
+    ``CANCEL_CHECK_S`` of the organiser cancelling the submission (the scoring then stops)."""
 
     def __init__(self, store: Store, worker_id: str, lease_s: float, submission_id: int | None = None,
-                 flag: WindowFlag | None = None) -> None:
+                 flag: WindowFlag | None = None, stop: threading.Event | None = None) -> None:
         self.store, self.submission_id, self.worker_id, self.lease_s = store, submission_id, worker_id, lease_s
-        self.flag = flag
+        self.flag, self.stop = flag, stop
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{submission_id}", daemon=True)
@@ -142,8 +145,17 @@ class LeaseKeeper:
         return self
 
     def _run(self) -> None:
+        renew_s = self.lease_s / 3
+        tick_s = min(renew_s, CANCEL_CHECK_S) if self.stop is not None else renew_s
+        renew_at = time.monotonic() + renew_s
         try:
-            while not self._stop.wait(self.lease_s / 3):
+            while not self._stop.wait(tick_s):
+                if self.stop is not None and self.submission_id is not None and \
+                        self.store.is_cancelled(self.submission_id):
+                    self.stop.set()
+                if time.monotonic() < renew_at:
+                    continue
+                renew_at += renew_s
                 if self.submission_id is not None and not self.store.renew(self.submission_id, self.worker_id,
                                                                            self.lease_s):
                     self.lost = True

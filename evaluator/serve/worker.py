@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from evaluator.batch.outroot import Archive, read_or_none
 from evaluator.config import ScoreConfig, comparable_settings
 from evaluator.data.store import resolve
-from evaluator.errors import EdlError, UsageError
+from evaluator.errors import EdlError, StoppedError, UsageError
 from evaluator.events import (
     EventSink,
     PhaseFinished,
@@ -136,6 +136,10 @@ class Worker:
         log.line(f"claimed by {self.worker_id} (lease {self.settings.lease_s:g} s)")
         try:
             return self._score(submission, log)
+        except StoppedError:
+            log.line("cancelled by the organiser during its scoring: the run in progress was killed; nothing of it "
+                     "is recorded (runs already whole stay staged in the results root)")
+            return self.store.submission(submission.id)
         except KeyboardInterrupt:
             log.line("the worker was stopped: the submission waits again, first in line")
             with contextlib.suppress(StoreError):
@@ -191,11 +195,11 @@ class Worker:
         config = self.settings.score
         recorder = ProgressRecorder(self.store, submission.id, log.line, windows, self.sink)
         recorder(PhaseStarted(PHASE, total_passes=config.repeat * config.passes))
-        started = time.monotonic()
+        started, stop = time.monotonic(), threading.Event()
         try:
-            with LeaseKeeper(self.store, self.worker_id, self.settings.lease_s, submission.id, flag) as keeper:
+            with LeaseKeeper(self.store, self.worker_id, self.settings.lease_s, submission.id, flag, stop) as keeper:
                 summary = score_folder(folder, self.competition.results, config, self.settings.batch,
-                                       self.competition.secrets(), recorder)
+                                       self.competition.secrets(), recorder, stop)
         finally:
             windows.end()
             recorder.flush()

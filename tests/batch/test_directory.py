@@ -21,7 +21,7 @@ from builders import (
 
 from evaluator.batch.directory import score_directory
 from evaluator.config import BatchConfig, RuntimeConfig
-from evaluator.errors import UsageError
+from evaluator.errors import StoppedError, UsageError
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
 
@@ -191,3 +191,40 @@ def test_the_parent_s_sink_sees_each_run_placed_then_its_child_s_phases_then_the
     assert sum(isinstance(e, PhaseFinished) for e in good) == 6
     assert [type(e).__name__ for e in bad[1:]] == ["PhaseStarted", "PhaseFinished"]  # checked, refused: no data
     assert events[counts[1]] == SubmissionsDone("b", 2, 2, 1, events[places[1]].host)
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_a_stop_kills_the_run_in_progress_keeps_the_whole_ones_and_a_rerun_resumes(tmp_path, data, backend,
+                                                                                   monkeypatch):
+    """What the service's cancel of a scoring uses: an endless model's run dies within seconds of the stop (not at
+    its 60 s timeout), the run already whole stays staged, nothing is published; the batch run again keeps it."""
+    if backend == "ray":
+        pytest.importorskip("ray", reason="the [ray] extra is not installed")
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    oracle_model(subs / "a.onnx")
+    endless_loop_model(subs / "z.onnx")
+    config = fast_config(data, passes=2, audit=False, runtime=RuntimeConfig(provider="cpu"))
+    batch, out, stop = BatchConfig(backend=backend, timeout_s=60), tmp_path / "out", threading.Event()
+    stopped_at: list[float] = []
+
+    def stop_during_z() -> None:
+        deadline = time.monotonic() + 120
+        while not (out / "_partial" / "a" / "run-1.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.5)  # z's child is running its endless passes
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    stopper = threading.Thread(target=stop_during_z)
+    stopper.start()
+    with pytest.raises(StoppedError, match="stopped on request"):
+        score_directory(subs, out, config, batch, stop=stop)
+    stopper.join()
+    assert time.monotonic() - stopped_at[0] < 10  # killed, not left to its timeout
+    assert (out / "_partial" / "a" / "run-1.json").exists() and _results(out) == {}
+    (subs / "z.onnx").unlink()
+    resumed = score_directory(subs, out, config, batch)
+    assert [(item.name, item.outcome, item.runs) for item in resumed.submissions] == [("a", "scored", [])]
+    assert [run.index for run in _results(out)["a"].runs] == [1]

@@ -14,7 +14,7 @@ from evaluator.errors import UsageError
 from evaluator.events import ImagesDone, PhaseStarted, RunPlaced, SubmissionsDone
 from evaluator.serve.competition import init_competition, open_store
 from evaluator.serve.settings import SETTINGS_NAME, CompetitionSettings, load_competition, settings_text
-from evaluator.serve.store import Limits, Store, StoreError
+from evaluator.serve.store import Limits, Store, StoreError, Team
 
 LEASE_S = 30.0
 
@@ -187,13 +187,21 @@ def test_the_same_file_returns_the_teams_submission_and_flags_another_teams(stor
     assert created_revived and revived.id == first.id and revived.state == "received"
 
 
-def test_only_the_owner_cancels_and_only_while_waiting(store, team, upload):
+def test_only_the_owner_cancels_while_waiting_and_only_the_organiser_while_scoring(store, team, upload):
     submission = queued(store, upload, team.team, b"m")
     beta = store.team_by_token(store.add_team("beta"))
     with pytest.raises(StoreError, match="not yours"):
         store.cancel(submission.id, beta)
     store.claim("w", LEASE_S)
-    with pytest.raises(StoreError, match="only one still waiting"):
+    with pytest.raises(StoreError, match="being scored: only the organiser can stop a scoring in progress"):
+        store.cancel(submission.id, team.team)
+    assert not store.is_cancelled(submission.id)
+    cancelled = store.cancel(submission.id, Team(0, "organiser", "", organiser=True))
+    assert cancelled.state == "cancelled" and store.is_cancelled(submission.id)
+    assert not store.renew(submission.id, "w", LEASE_S)  # the worker's lease ends with it
+    with pytest.raises(StoreError, match="does not hold"):
+        store.finish(submission.id, "w", "m", cancelled.sha256, "settings")  # nothing of it is recorded
+    with pytest.raises(StoreError, match="cancelled: only one still waiting"):
         store.cancel(submission.id, team.team)
 
 

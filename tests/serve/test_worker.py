@@ -21,6 +21,7 @@ from evaluator.events import ImagesDone, PhaseFinished, PhaseStarted, RunPlaced,
 from evaluator.report.reader import read_result
 from evaluator.report.result import RESULT_NAME
 from evaluator.serve.competition import open_store
+from evaluator.serve.store import StoreError, Team
 from evaluator.serve.window import process_cpu_s
 from evaluator.serve.worker import Worker, fault_of
 
@@ -96,6 +97,79 @@ def test_a_scoring_over_its_timeout_fails_with_its_reason_and_the_next_starts(tm
     assert again.id == endless.id and again.state == "failed" and "timed out after 10 s" in again.reason
     assert "an earlier failure" in again.log_tail and list(competition.results.glob(f"_archive/*/{endless.name}"))
     assert store.quota(team).used_total == 2  # the same submission: counted once
+
+
+def test_the_organiser_cancels_a_scoring_in_progress_and_the_next_starts(tmp_path, make_competition):
+    """A runaway model held the machine until its timeout: the organiser's cancel now kills its run within seconds,
+    records nothing of it, uses no quota; a team cannot stop its own scoring (it would cost the machine, not the
+    quota)."""
+    competition = make_competition(timeout_s=120)
+    store = open_store(competition)
+    team = _team(store)
+    endless = _queue(store, competition, team, endless_loop_model(tmp_path / "endless.onnx"))
+    good = _queue(store, competition, team, oracle_model(tmp_path / "good.onnx"))
+    refused, cancelled_at = [], []
+    assert store.quota(team).used_total == 2  # both queued
+
+    def cancel_when_measuring() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (store.submission(endless.id).state == "scoring"
+                                                   and _scoring_child_alive()):
+            time.sleep(0.05)
+        time.sleep(1.0)  # into the run
+        try:
+            store.cancel(endless.id, team)
+        except StoreError as exc:
+            refused.append(str(exc))
+        store.cancel(endless.id, Team(0, "organiser", "", organiser=True))
+        cancelled_at.append(time.monotonic())
+
+    canceller = threading.Thread(target=cancel_when_measuring)
+    canceller.start()
+    worker = Worker(competition)
+    stopped = worker.run_once()
+    returned_at = time.monotonic()
+    canceller.join()
+    assert refused == [f"submission {endless.id} is being scored: only the organiser can stop a scoring in progress"]
+    assert stopped.id == endless.id and stopped.state == "cancelled"
+    assert returned_at - cancelled_at[0] < 10, returned_at - cancelled_at[0]  # not the 120 s timeout
+    assert not _scoring_child_alive() and not store.window_open()
+    assert "cancelled by the organiser during its scoring" in (competition.logs / f"{endless.id}.log").read_text()
+    assert store.history(endless.id)[-1][2].startswith("by the organiser, during its scoring")
+    assert not (competition.results / endless.name / RESULT_NAME).exists()  # nothing published
+    assert store.quota(team).used_total == 1  # the cancelled one no longer counts: only the good one, queued
+    scored = worker.run_once()
+    assert scored.id == good.id and scored.state == "scored"
+    assert store.quota(team).used_total == 1
+
+
+def _scoring_child_alive() -> bool:
+    """A scoring child of this test process's (any depth) is running."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                command = handle.read()
+            with open(f"/proc/{entry.name}/stat") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"evaluator.batch.child" in command and state != "Z" and _descends_from(int(entry.name), os.getpid()):
+            return True
+    return False
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return False
+    return False
 
 
 def test_a_re_run_of_a_scored_submission_records_its_result_once(tmp_path, make_competition):
