@@ -26,7 +26,7 @@ from typing import Protocol
 from evaluator.batch.child import ChildOutcome, Job
 from evaluator.batch.discover import FoundSubmission, discover
 from evaluator.batch.limits import child_limits
-from evaluator.batch.local import Done, LocalBackend, remove_run_files
+from evaluator.batch.local import STOPPED, Done, LocalBackend, remove_run_files
 from evaluator.batch.outroot import (
     RUN_RESULTS,
     Archive,
@@ -46,7 +46,7 @@ from evaluator.batch.target_temp import batch_target
 from evaluator.config import BatchConfig, ScoreConfig, Secrets, comparable_settings
 from evaluator.data.dataset import Dataset
 from evaluator.data.store import resolve
-from evaluator.errors import EdlError, UsageError
+from evaluator.errors import EdlError, StoppedError, UsageError
 from evaluator.events import EventSink, SubmissionsDone, silent
 from evaluator.fileio import prepare_out_dir, sha256_file
 from evaluator.report.batch_record import (
@@ -357,6 +357,8 @@ def score_directory(directory: Path, out_root: Path, config: ScoreConfig, batch:
             references.target_temp_c = state.thermal.target_c
         try:
             _run(state, backend, references, sink)
+            if stop is not None and stop.is_set():  # stopped as the last run ended: its runs stay staged
+                raise StoppedError(STOPPED)
         except BaseException:
             state.abandon()
             raise

@@ -98,7 +98,7 @@ def _wait(child: subprocess.Popen[str], timeout_s: float, stop: threading.Event 
         return child.communicate(timeout=timeout_s)[1]
     deadline = time.monotonic() + timeout_s
     while True:
-        if stop.is_set():
+        if stop.is_set() and child.poll() is None:  # a child that already exited left a whole run: keep it
             raise StoppedError(STOPPED)
         try:
             return child.communicate(timeout=max(0.0, min(STOP_POLL_S, deadline - time.monotonic())))[1]

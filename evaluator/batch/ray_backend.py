@@ -186,15 +186,15 @@ class RayBackend:
                 break
             ready, _ = self.ray.wait(list(flying), num_returns=1, timeout=0.5)
             self._announce_starts(starts)
-            if self.stop is not None and self.stop.is_set():
-                for ref in flying:  # force: the task's process dies, and its scoring child with it (PDEATHSIG)
-                    self.ray.cancel(ref, force=True)
-                raise StoppedError(STOPPED)
-            for ref in ready:
+            for ref in ready:  # collected before a stop is obeyed: a finished run is whole, and kept
                 flight = flying.pop(ref)
                 outcome = self._collect(ref, flight, retry)
                 if outcome is not None:
                     done(flight.job, outcome)
+            if self.stop is not None and self.stop.is_set():
+                for ref in flying:  # force: the task's process dies, and its scoring child with it (PDEATHSIG)
+                    self.ray.cancel(ref, force=True)
+                raise StoppedError(STOPPED)
         self._announce_starts(starts)
 
     def _announce_starts(self, starts: Any) -> None:

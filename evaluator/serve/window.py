@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -150,8 +151,7 @@ class LeaseKeeper:
         renew_at = time.monotonic() + renew_s
         try:
             while not self._stop.wait(tick_s):
-                if self.stop is not None and self.submission_id is not None and \
-                        self.store.is_cancelled(self.submission_id):
+                if self.stop is not None and self.submission_id is not None and self._cancelled():
                     self.stop.set()
                 if time.monotonic() < renew_at:
                     continue
@@ -163,6 +163,14 @@ class LeaseKeeper:
                     self.flag.renew(self.store)
         finally:
             self.store.close()
+
+    def _cancelled(self) -> bool:
+        """A busy or failing database must not end this thread: the lease and the window would then lapse."""
+        assert self.submission_id is not None
+        try:
+            return self.store.is_cancelled(self.submission_id)
+        except sqlite3.Error:
+            return False
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

@@ -168,6 +168,8 @@ class Worker:
             return self._finish(submission, standing, fingerprint, log)
         self._archive_failure(submission, log)
         item, windows = self._measure(submission, log)
+        if self.store.is_cancelled(submission.id):  # cancelled as its scoring ended, too late to stop it
+            return self._withdraw(submission, item, log)
         hosts = ", ".join(place.host for place in item.places)
         because = f": {item.reason}" if item.reason else ""
         log.line(f"{item.outcome}: runs {item.runs} on {hosts or 'no host'}{because}")
@@ -177,6 +179,17 @@ class Worker:
         record_service_cpu(self.competition.results / submission.name / RESULT_NAME, submission.name, item.runs,
                            windows, self._key())
         return self._finish(submission, submission.name, fingerprint, log)
+
+    def _withdraw(self, submission: Submission, item: BatchItem, log: SubmissionLog) -> Submission:
+        """The result a cancelled scoring published moves to the archive: kept (evidence), never on the board."""
+        folder = self.competition.results / submission.name
+        published = read_or_none(folder / RESULT_NAME)
+        if item.outcome == "scored" and published is not None and published.model.sha256 == submission.sha256:
+            log.line(f"cancelled by the organiser as its scoring ended: its result moved to "
+                     f"{Archive(self.competition.results).move(folder)} (kept, not ranked)")
+        else:
+            log.line("cancelled by the organiser as its scoring ended: nothing of it is recorded")
+        return self.store.submission(submission.id)
 
     def _archive_failure(self, submission: Submission, log: SubmissionLog) -> None:
         """A failed result left by an earlier try moves to the archive: a claimed submission is measured, never

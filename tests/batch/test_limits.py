@@ -99,3 +99,18 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_stop_after_the_child_exited_keeps_its_run():
+    """The child finished (its run is whole) as the stop came: its exit is taken, not turned into a stop."""
+    import threading
+
+    from evaluator.batch.local import _wait
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stderr.write('done')"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    while child.poll() is None:
+        time.sleep(0.01)
+    stop = threading.Event()
+    stop.set()
+    assert _wait(child, 10.0, stop) == "done" and child.returncode == 0

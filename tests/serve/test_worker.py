@@ -143,6 +143,32 @@ def test_the_organiser_cancels_a_scoring_in_progress_and_the_next_starts(tmp_pat
     assert store.quota(team).used_total == 1
 
 
+def test_a_cancel_that_lands_as_the_scoring_ends_keeps_its_result_off_the_board(tmp_path, make_competition,
+                                                                                  monkeypatch):
+    """Too late to stop: the result the scoring published moves to the archive (kept), nothing is recorded."""
+    from evaluator.serve import worker as worker_module
+
+    competition = make_competition()
+    store = open_store(competition)
+    team = _team(store)
+    submission = _queue(store, competition, team, oracle_model(tmp_path / "m.onnx"))
+    real = worker_module.score_folder
+
+    def score_then_cancel(*args, **kwargs):
+        summary = real(*args, **kwargs)
+        store.cancel(submission.id, Team(0, "organiser", "", organiser=True))
+        return summary
+
+    monkeypatch.setattr(worker_module, "score_folder", score_then_cancel)
+    done = Worker(competition).run_once()
+    assert done.state == "cancelled" and done.result_folder is None
+    assert not (competition.results / submission.name / RESULT_NAME).exists()  # not on any board
+    (archived,) = competition.results.glob(f"_archive/*/{submission.name}/{RESULT_NAME}")
+    assert read_result(archived).scored  # the measurement is kept
+    assert "its result moved to" in (competition.logs / f"{submission.id}.log").read_text()
+    assert store.quota(team).used_total == 0 and not store.window_open()
+
+
 def _scoring_child_alive() -> bool:
     """A scoring child of this test process's (any depth) is running."""
     for entry in os.scandir("/proc"):
