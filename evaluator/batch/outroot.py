@@ -148,7 +148,7 @@ def _measurements(out_root: Path) -> Iterator[Result]:
             yield result
 
 
-def _differences(out_root: Path, config: ScoreConfig, fingerprint: str) -> tuple[int, dict[str, set[str]]]:
+def measured_differences(out_root: Path, config: ScoreConfig, fingerprint: str) -> tuple[int, dict[str, set[str]]]:
     """How many earlier measurements there are, and each setting (or the data) on which some differ: their values."""
     now = {**comparable_settings(config), "data": fingerprint}
     count, differ = 0, dict[str, set[str]]()
@@ -163,7 +163,7 @@ def _differences(out_root: Path, config: ScoreConfig, fingerprint: str) -> tuple
 
 def refuse_incomparable(out_root: Path, config: ScoreConfig, fingerprint: str) -> None:
     """A batch under settings not comparable with the measurements already in ``out_root`` does not start."""
-    count, differ = _differences(out_root, config, fingerprint)
+    count, differ = measured_differences(out_root, config, fingerprint)
     if not differ:
         return
     now = {**comparable_settings(config), "data": fingerprint}

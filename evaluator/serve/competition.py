@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from typing import IO
 
-from evaluator.batch.outroot import _differences
+from evaluator.batch.outroot import measured_differences
 from evaluator.config import comparable_settings
 from evaluator.data.store import resolve
 from evaluator.errors import UsageError
@@ -70,10 +70,10 @@ def refuse_incomparable_results(competition: Competition, data_fingerprint: str 
     submission would fail. UsageError naming each differing setting and the fix, in the service's own words."""
     config = competition.settings.score
     if data_fingerprint is None:
-        if _differences(competition.results, config, "")[0] == 0:
+        if measured_differences(competition.results, config, "")[0] == 0:
             return  # nothing measured yet: the test set need not be there (nor read) to start
         data_fingerprint = data_record(resolve(config.data)).fingerprint
-    count, differ = _differences(competition.results, config, data_fingerprint)
+    count, differ = measured_differences(competition.results, config, data_fingerprint)
     if not differ:
         return
     now = {**comparable_settings(config), "data": data_fingerprint}
